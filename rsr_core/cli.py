@@ -1,0 +1,37 @@
+"""`python -m rsr_core COMMAND ...`: batch scoring, reports, selection and the paper reproduction.
+
+Each command lives in `rsr_core/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "score": ("score", "score trajectories under a student and write the trajectory table"),
+    "report": ("report", "print the per-teacher dataset-level table of a trajectory table"),
+    "select": ("select", "keep one trajectory per problem and export it with provenance"),
+    "teachers": ("teachers", "compare teachers: dataset RSR with bootstrap intervals, budgeted selection"),
+    "reproduce-paper": ("reproduce_paper", "recompute the paper's metric/accuracy correlations from its tables"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rsr_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(f"rsr_core.commands.{module}")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`python -m rsr_core select SCORES --by rsr [--max|--min] [--correct-only] --out selected.jsonl`.
+
+Keeps one trajectory per problem of a trajectory table (Parquet, CSV or JSONL), prints the selection summary
+and writes the training records (JSONL in `messages` format, or Parquet) with their provenance. Exits 1 when
+nothing could be selected, 2 when the input or the options are unusable.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rsr_core.pools import POOL_BY, read_table
+from rsr_core.selection import read_overrides, select, selection_summary, write_selection
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl) from `python -m rsr_core score`")
+    parser.add_argument("--by", default="rsr",
+                        help="column to select by (default rsr), or 'random' for a seeded random pick")
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument("--min", dest="mode", action="store_const", const="min",
+                           help="keep the lowest value per problem (default)")
+    direction.add_argument("--max", dest="mode", action="store_const", const="max",
+                           help="keep the highest value per problem")
+    parser.set_defaults(mode="min")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --by random (default 0)")
+    parser.add_argument("--correct-only", action="store_true",
+                        help="keep only trajectories marked correct; pools without one are dropped")
+    parser.add_argument("--keep-pools-without-correct", action="store_true",
+                        help="with --correct-only, keep the best candidate of a pool with no correct one, "
+                             "marked correct_filter_fallback")
+    parser.add_argument("--overrides", help="JSON object {problem_id: trajectory_id} of manual choices")
+    parser.add_argument("--pool-by", choices=POOL_BY, default="auto",
+                        help="group by problem_id, by normalised prompt, or auto (problem_id when every row has one)")
+    parser.add_argument("--student", help="the student whose scores to use, when the table holds several")
+    parser.add_argument("--random-seeds", type=int, default=5,
+                        help="random selections averaged in the summary's baseline (default 5)")
+    parser.add_argument("--out", required=True, help="output file: .jsonl (messages records) or .parquet")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not str(args.out).lower().endswith((".jsonl", ".ndjson", ".parquet")):
+        print(f"error: --out must end in .jsonl or .parquet, not {args.out!r}", file=sys.stderr)
+        return 2
+    try:
+        table = read_table(args.scores)
+        overrides = read_overrides(args.overrides) if args.overrides else None
+        selection = select(table, by=args.by, mode=args.mode, seed=args.seed, correct_only=args.correct_only,
+                           keep_pools_without_correct=args.keep_pools_without_correct, overrides=overrides,
+                           pool_by=args.pool_by, student=args.student)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = selection_summary(table, selection, random_seeds=range(args.random_seeds))
+    print(summary.to_text())
+    if selection.selected.empty:
+        print("error: nothing could be selected; no file written", file=sys.stderr)
+        return 1
+    try:
+        path = write_selection(selection.selected, args.out)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"\nwrote {len(selection.selected)} records (one per problem) to {path}")
+    return 0

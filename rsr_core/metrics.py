@@ -1,0 +1,145 @@
+"""The Rank-Surprisal Ratio and the paper's baseline metrics, as pure functions of per-token arrays.
+
+Conventions (arXiv 2601.14249): surprisal in nats; rank is 1-based (the argmax token has rank 1, ties go in the
+target's favour); clipped rank = min(rank, r_max). Trajectory RSR (Eq. 7) = sum of clipped ranks / sum of
+surprisals. Dataset RSR (Eq. 9) = sum of per-trajectory mean clipped ranks / sum of per-trajectory mean
+surprisals, so every trajectory counts equally whatever its length. Lower is better.
+An RSR whose denominator is zero is undefined and returned as NaN, never 0 and never an exception.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+R_MAX = 100
+FILTER_TOP_FRACTION = 0.3
+
+TRAJECTORY_METRICS = (
+    "n_tokens", "rsr", "avg_surprisal", "avg_rank_clipped", "avg_rank", "avg_entropy",
+    "avg_rsr_token", "filtered_rsr_token", "rank_entropy_ratio",
+)
+
+
+def clipped_rank(rank: np.ndarray, r_max: int = R_MAX) -> np.ndarray:
+    """[T] -> [T] min(rank, r_max) as float64."""
+    if r_max is None or r_max <= 0:
+        return np.asarray(rank, dtype=np.float64)
+    return np.minimum(np.asarray(rank, dtype=np.float64), float(r_max))
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN where the denominator is zero (an undefined RSR)."""
+    return float(numerator) / float(denominator) if denominator > 0 else float("nan")
+
+
+def trajectory_rsr(surprisal: np.ndarray, rank: np.ndarray, r_max: int = R_MAX) -> float:
+    """Eq. 7: sum_k min(r_k, r_max) / sum_k s_k over one trajectory's response tokens. surprisal, rank: [T]."""
+    s = np.asarray(surprisal, dtype=np.float64)
+    return ratio(clipped_rank(rank, r_max).sum(), s.sum()) if s.size else float("nan")
+
+
+def token_rsr(surprisal: np.ndarray, rank: np.ndarray, r_max: int = R_MAX) -> np.ndarray:
+    """[T] per-token ratio min(r_k, r_max) / s_k (Eq. 6); inf where s_k = 0."""
+    s = np.asarray(surprisal, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return clipped_rank(rank, r_max) / s
+
+
+def avg_rsr_token(surprisal: np.ndarray, rank: np.ndarray, r_max: int = R_MAX) -> float:
+    """Plain token average of r_k / s_k, the baseline that explodes as s_k -> 0 (tokens with s_k = 0 skipped)."""
+    r = token_rsr(surprisal, rank, r_max)
+    r = r[np.isfinite(r)]
+    return float(r.mean()) if r.size else float("nan")
+
+
+def filtered_rsr_token(surprisal: np.ndarray, rank: np.ndarray, r_max: int = R_MAX,
+                       top_fraction: float = FILTER_TOP_FRACTION) -> float:
+    """Mean of r_k / s_k over the tokens whose surprisal is in the trajectory's top `top_fraction`."""
+    s = np.asarray(surprisal, dtype=np.float64)
+    if s.size == 0:
+        return float("nan")
+    k = max(1, int(np.ceil(top_fraction * s.size)))
+    keep = np.argsort(-s, kind="stable")[:k]
+    r = token_rsr(s[keep], np.asarray(rank)[keep], r_max)
+    r = r[np.isfinite(r)]
+    return float(r.mean()) if r.size else float("nan")
+
+
+def trajectory_metrics(surprisal: np.ndarray, rank: np.ndarray, entropy: np.ndarray | None = None,
+                       r_max: int = R_MAX) -> dict[str, float]:
+    """Every per-trajectory metric of the paper from [T] surprisal, [T] unclipped rank and [T] entropy."""
+    s = np.asarray(surprisal, dtype=np.float64)
+    r = np.asarray(rank, dtype=np.float64)
+    n = int(s.size)
+    nan = float("nan")
+    rc = clipped_rank(r, r_max)
+    out = {
+        "n_tokens": n,
+        "rsr": trajectory_rsr(s, r, r_max),
+        "avg_surprisal": float(s.mean()) if n else nan,
+        "avg_rank_clipped": float(rc.mean()) if n else nan,
+        "avg_rank": float(r.mean()) if n else nan,
+        "avg_entropy": nan,
+        "avg_rsr_token": avg_rsr_token(s, r, r_max),
+        "filtered_rsr_token": filtered_rsr_token(s, r, r_max),
+        "rank_entropy_ratio": nan,
+    }
+    if entropy is not None and n:
+        e = np.asarray(entropy, dtype=np.float64)
+        out["avg_entropy"] = float(e.mean())
+        out["rank_entropy_ratio"] = ratio(rc.sum(), e.sum())
+    return out
+
+
+def dataset_rsr(mean_rank_clipped: Iterable[float], mean_surprisal: Iterable[float]) -> float:
+    """Eq. 9: sum_j r_j / sum_j s_j over trajectories j (per-trajectory means, each trajectory weighted equally).
+
+    Trajectories with no scored tokens (NaN means) are left out of both sums.
+    """
+    r = np.asarray(list(mean_rank_clipped), dtype=np.float64)
+    s = np.asarray(list(mean_surprisal), dtype=np.float64)
+    ok = np.isfinite(r) & np.isfinite(s)
+    return ratio(r[ok].sum(), s[ok].sum()) if ok.any() else float("nan")
+
+
+def simple_average_rsr(trajectory_rsrs: Sequence[float]) -> float:
+    """The simple dataset-level average: mean of per-trajectory RSR (the paper's weaker variant)."""
+    v = np.asarray(trajectory_rsrs, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def teacher_score(run_dataset_rsrs: Sequence[float]) -> float:
+    """A teacher's score: the mean of its dataset RSR over generation runs."""
+    return simple_average_rsr(run_dataset_rsrs)
+
+
+def dataset_metrics(table) -> dict[str, float]:
+    """Dataset-level metrics of a trajectory table (one row per trajectory; pandas DataFrame).
+
+    Means over trajectories for the baselines; Eq. 9 for `rsr`; the rank/surprisal combinations of the paper.
+    """
+    t = table[table["n_tokens"] > 0] if "n_tokens" in table else table
+    mr, ms = t["avg_rank_clipped"].to_numpy(float), t["avg_surprisal"].to_numpy(float)
+    out = {
+        "n_trajectories": int(len(t)),
+        "rsr": dataset_rsr(mr, ms),
+        "rsr_simple_average": simple_average_rsr(t["rsr"].to_numpy(float)),
+        "avg_surprisal": float(np.nanmean(ms)) if len(t) else float("nan"),
+        "avg_rank_clipped": float(np.nanmean(mr)) if len(t) else float("nan"),
+        "avg_rank": float(np.nanmean(t["avg_rank"].to_numpy(float))) if len(t) else float("nan"),
+        "avg_length": float(t["n_tokens"].mean()) if len(t) else float("nan"),
+    }
+    for col in ("avg_entropy", "avg_rsr_token", "filtered_rsr_token"):
+        if col in t:
+            v = t[col].to_numpy(float)
+            out[col] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+    if "avg_entropy" in t:
+        out["rank_entropy_ratio"] = dataset_rsr(mr, t["avg_entropy"].to_numpy(float))
+    out["rank_minus_surprisal"] = out["avg_rank_clipped"] - out["avg_surprisal"]
+    out["rank_times_surprisal"] = out["avg_rank_clipped"] * out["avg_surprisal"]
+    if "correct" in t:
+        c = t["correct"].dropna()
+        out["correct_rate"] = float(c.astype(float).mean()) if len(c) else float("nan")
+    return out

@@ -1,0 +1,105 @@
+"""Score many trajectories under one student: cache look-up, length-bucketed batches, progress, early stop."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from rsr_core.cache import ScoreCache, entry_key
+from rsr_core.chat_format import MAX_LEN, TemplateError, encode
+from rsr_core.formats import RecordError
+from rsr_core.scoring import TOP_K, plan_batches, score_batch, to_token_scores
+from rsr_core.student import Student, cache_root
+from rsr_core.token_scores import TokenScores
+from rsr_core.trajectory import Trajectory
+
+Progress = Callable[["ScoringProgress"], None]
+
+
+@dataclass
+class ScoringProgress:
+    """Where a scoring run stands: trajectories done (cached ones included) and the forward-pass rate."""
+
+    done: int
+    total: int
+    cached: int
+    tokens: int  # response tokens scored by forward passes so far
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimate from the rate so far; None before the first forward pass."""
+        if self.tokens == 0 or self.done == self.cached:
+            return None
+        per_traj = self.seconds / (self.done - self.cached)
+        return per_traj * (self.total - self.done)
+
+
+@dataclass
+class ScoringResult:
+    scores: dict[str, TokenScores] = field(default_factory=dict)  # trajectory_id -> per-token results
+    errors: list[RecordError] = field(default_factory=list)
+    cached: int = 0
+    stopped: bool = False  # stopped early (should_stop or interrupt); what was scored is kept and cached
+
+
+def default_token_budget(student: Student) -> int:
+    """Padded tokens per forward pass: batches on a GPU; one conversation at a time on a CPU, where padding and
+    the masked attention path cost more than batching gains."""
+    return 32768 if student.device.type == "cuda" else 1
+
+
+def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, cache_dir: str | Path | None = None,
+                       max_len: int = MAX_LEN, token_budget: int | None = None, progress: Progress | None = None,
+                       should_stop: Callable[[], bool] | None = None, use_cache: bool = True) -> ScoringResult:
+    """Per-token results of every trajectory; cached ones cost no forward pass, new ones are cached at once."""
+    trajectories = list(trajectories)
+    cache = ScoreCache(cache_dir or cache_root()) if use_cache else None
+    result = ScoringResult()
+    dtype = str(student.dtype).replace("torch.", "")
+    pending: list[tuple[Trajectory, str, object]] = []
+    for t in trajectories:
+        key = entry_key(student.name, student.fingerprint, student.chat_template, dtype, max_len, TOP_K, t.messages)
+        hit = cache.get(key) if cache else None
+        if hit is not None:
+            result.scores[t.trajectory_id] = hit
+            result.cached += 1
+            continue
+        try:
+            enc = encode(t.messages, student.tokenizer, max_len)
+        except (TemplateError, ValueError, TypeError) as e:
+            result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
+            continue
+        pending.append((t, key, enc))
+    state = ScoringProgress(done=result.cached, total=len(result.scores) + len(pending), cached=result.cached,
+                            tokens=0, seconds=0.0)
+    if progress:
+        progress(state)
+    pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else 0
+    budget = token_budget or default_token_budget(student)
+    start = time.perf_counter()
+    try:
+        for batch in plan_batches([len(e.input_ids) for _, _, e in pending], budget):
+            if should_stop and should_stop():
+                result.stopped = True
+                break
+            items = [pending[i] for i in batch]
+            stats = score_batch(student.model, [e for _, _, e in items], pad_id=pad)
+            for (t, key, enc), st in zip(items, stats):
+                scores = to_token_scores(enc, st, student.tokenizer)
+                result.scores[t.trajectory_id] = scores
+                if cache:
+                    cache.put(key, scores)
+                state.tokens += len(scores)
+            state.done += len(items)
+            state.seconds = time.perf_counter() - start
+            if progress:
+                progress(state)
+    except KeyboardInterrupt:
+        result.stopped = True
+    return result

@@ -1,0 +1,324 @@
+"""Keep one trajectory per problem: selection rules, manual overrides, a summary, and an export to train on.
+
+The paper's "33 to 1" selection keeps, per problem, the candidate with the lowest RSR among every teacher and
+run (Sec. 5). Here the rule is any of:
+- `min` / `max` of a numeric column of the trajectory table (`rsr` by default, lowest first);
+- `random` with a seed (the paper's random-selection baseline).
+NaN values never win a min/max rule: a pool whose candidates are all undefined still keeps one (the first by
+trajectory id) so the output has one record per problem, and the summary counts it. Ties go to the smallest
+trajectory id, so a selection does not depend on the row order of the input.
+
+Correct-only: applied first, keeping candidates whose `correct` is True. A pool with no verified-correct
+candidate is **dropped** by default: someone who asks for correct-only wants a training file without a single
+known-wrong (or unverified) answer, and silently filling the gap with a wrong one would defeat that. With
+`keep_pools_without_correct=True` the pool instead keeps its best candidate over all, marked
+`correct_filter_fallback=True`, for those who want one record per problem and will filter later. A table with no
+correctness information at all is an error under correct-only (there is nothing to filter by).
+
+Manual overrides map a problem id (or pool id) to the trajectory id to keep; they win over the rule and the
+correct filter, and are marked `manual=True`.
+
+Export records are flat: `messages` (the conversation as scored: system, user and assistant turns) plus the
+provenance fields at top level (see `EXPORT_FIELDS`), which TRL's SFTTrainer and LLaMA-Factory's `messages`
+format leave alone and which read back as columns in Parquet.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rsr_core.metrics import dataset_metrics
+from rsr_core.pools import assign_pools, for_student, pool_summary
+
+MODES = ("min", "max", "random")
+DEFAULT_RANDOM_SEEDS = (0, 1, 2, 3, 4)
+EXPORT_FIELDS = (
+    "id", "problem_id", "pool_id", "teacher", "run", "student", "r_max", "rsr", "rule", "manual",
+    "correct_filter_fallback", "correct", "n_tokens", "avg_surprisal", "avg_rank_clipped", "truncated",
+    "source", "record",
+)
+_HELPER_COLUMNS = ["_order", "_value", "_nan"]
+
+
+@dataclass
+class Selection:
+    """The outcome of `select`: one row per kept pool, and the pools left out with the reason."""
+
+    selected: pd.DataFrame  # trajectory-table rows + pool_id, pool_size, n_eligible, rule, manual, fallback
+    dropped: pd.DataFrame  # pool_id, n_candidates, reason
+    rule: str
+    by: str
+    mode: str
+    seed: int | None
+    correct_only: bool
+    keep_pools_without_correct: bool
+    pool_by: str
+    n_pools: int
+    student: str | None = None
+    inconsistent_pools: int = 0  # pools whose candidates carry different prompts (see pools.pool_summary)
+
+
+@dataclass
+class SelectionSummary:
+    """Picks per teacher (the paper's Table 17) and the selected set against random and single teachers."""
+
+    rule: str
+    picks: pd.DataFrame  # teacher, picks, share
+    comparison: pd.DataFrame  # set, n_trajectories, rsr, avg_length, correct_rate
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_text(self) -> str:
+        """A plain-text report for the terminal."""
+        c = self.counts
+        lines = [f"rule: {self.rule}",
+                 f"pools: {c['pools']}  selected: {c['selected']}  dropped: {c['dropped']}  "
+                 f"manual: {c['manual']}  correct-filter fallbacks: {c['fallback']}  "
+                 f"undefined metric: {c['undefined_metric']}"]
+        if c.get("inconsistent_pools"):
+            lines.append(f"warning: {c['inconsistent_pools']} pools mix different prompts under one problem id; "
+                         "consider pooling by prompt")
+        lines += ["", "picks per teacher:", self.picks.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                  "", "selected set against random selection and single teachers:",
+                  self.comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+        return "\n".join(lines)
+
+
+def rule_label(by: str = "rsr", mode: str = "min", seed: int | None = None, correct_only: bool = False) -> str:
+    """The rule as stored in every exported record, e.g. 'min rsr', 'random seed=3, correct only'."""
+    label = f"random seed={seed}" if mode == "random" else f"{mode} {by}"
+    return label + (", correct only" if correct_only else "")
+
+
+def _metric_values(pooled: pd.DataFrame, by: str, mode: str) -> np.ndarray:
+    """[n] values to sort ascending: the metric, negated for max."""
+    if by not in pooled:
+        raise ValueError(f"no column {by!r} in the table to select by")
+    numeric = pd.to_numeric(pooled[by], errors="coerce").astype("Float64")
+    if pooled[by].notna().any() and not numeric.notna().any():
+        raise ValueError(f"column {by!r} is not numeric; it cannot be selected by")
+    values = numeric.to_numpy(dtype=float, na_value=np.nan)
+    return -values if mode == "max" else values
+
+
+def _random_values(pooled: pd.DataFrame, seed: int | None) -> np.ndarray:
+    """[n] uniform draws assigned in (pool_id, trajectory_id) order, so the pick ignores the input row order."""
+    order = np.lexsort((pooled["trajectory_id"].to_numpy(str), pooled["pool_id"].to_numpy(str)))
+    values = np.empty(len(pooled))
+    values[order] = np.random.default_rng(seed).random(len(pooled))
+    return values
+
+
+def _best_per_pool(frame: pd.DataFrame) -> pd.DataFrame:
+    """The first row of each pool after sorting by (defined first, value, trajectory id)."""
+    ordered = frame.sort_values(["pool_id", "_nan", "_value", "trajectory_id"], kind="stable")
+    return ordered.drop_duplicates("pool_id", keep="first")
+
+
+def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapping[str, str]) -> pd.DataFrame:
+    """Replace each overridden pool's pick by the named trajectory, marked manual."""
+    by_id = pooled.set_index("trajectory_id", drop=False)
+    seen: dict[str, str] = {}
+    rows = []
+    for key, tid in overrides.items():
+        key, tid = str(key), str(tid)
+        if tid not in by_id.index:
+            raise ValueError(f"override {key!r}: no trajectory with id {tid!r}")
+        row = by_id.loc[[tid]]
+        if len(row) > 1:
+            raise ValueError(f"override {key!r}: trajectory id {tid!r} is not unique in the table")
+        pool, problem = row["pool_id"].iloc[0], row["problem_id"].iloc[0]
+        if key not in (pool, problem):
+            raise ValueError(f"override {key!r}: trajectory {tid!r} belongs to problem {problem!r}")
+        if pool in seen:
+            raise ValueError(f"two overrides for problem {pool!r}: {seen[pool]!r} and {tid!r}")
+        seen[pool] = tid
+        rows.append(row.assign(manual=True, correct_filter_fallback=False))
+    if not rows:
+        return chosen
+    kept = chosen[~chosen["pool_id"].isin(seen)]
+    return pd.concat([kept, *rows], ignore_index=True)
+
+
+def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
+           correct_only: bool = False, keep_pools_without_correct: bool = False,
+           overrides: Mapping[str, str] | None = None, pool_by: str = "auto",
+           student: str | None = None) -> Selection:
+    """Pick one trajectory per candidate pool of a trajectory table by `mode` ('min', 'max', 'random') of `by`.
+
+    `by='random'` is the same as `mode='random'`. See the module docstring for NaN, ties, the correct filter
+    and overrides. Pools of one keep their only candidate (unless the correct filter drops it). A table scored
+    under several students needs `student` (scores of different students are not comparable).
+    """
+    if by == "random":
+        mode = "random"
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    pooled = assign_pools(for_student(table, student), pool_by)
+    pool_by = pooled.attrs["pool_by"]
+    pooled["_order"] = np.arange(len(pooled))
+    if mode == "random":
+        pooled["_value"], pooled["_nan"] = _random_values(pooled, seed), False
+    else:
+        values = _metric_values(pooled, by, mode)
+        pooled["_value"], pooled["_nan"] = values, ~np.isfinite(values)
+    if correct_only and len(pooled) and pooled["correct"].notna().sum() == 0:
+        raise ValueError("correct-only selection, but the table has no correctness information")
+    eligible = pooled["correct"].fillna(False).astype(bool).to_numpy() if correct_only \
+        else np.ones(len(pooled), dtype=bool)
+
+    summary = pool_summary(pooled).set_index("pool_id")
+    chosen = _best_per_pool(pooled[eligible]).assign(correct_filter_fallback=False)
+    missing = summary.index.difference(pd.Index(chosen["pool_id"]))
+    if keep_pools_without_correct and len(missing):
+        fallback = _best_per_pool(pooled[pooled["pool_id"].isin(missing)]).assign(correct_filter_fallback=True)
+        chosen = pd.concat([chosen, fallback], ignore_index=True)
+    chosen = chosen.assign(manual=False)
+    chosen = _apply_overrides(pooled, chosen, overrides or {})
+
+    first_seen = pooled.groupby("pool_id")["_order"].min()
+    n_eligible = pd.Series(eligible, index=pooled.index).groupby(pooled["pool_id"]).sum()
+    label = rule_label(by, mode, seed, correct_only)
+    chosen = chosen.assign(
+        pool_size=chosen["pool_id"].map(summary["n_candidates"]).astype(int),
+        n_eligible=chosen["pool_id"].map(n_eligible).astype(int),
+        metric_defined=~chosen["_nan"].astype(bool),
+        rule=label,
+        _first=chosen["pool_id"].map(first_seen),
+    ).sort_values("_first", kind="stable").drop(columns=[*_HELPER_COLUMNS, "_first"]).reset_index(drop=True)
+
+    left_out = summary.loc[summary.index.difference(pd.Index(chosen["pool_id"]))]
+    dropped = pd.DataFrame({
+        "pool_id": left_out.index.astype(str),
+        "n_candidates": left_out["n_candidates"].to_numpy(int),
+        "reason": np.where(left_out["n_known_correct"].to_numpy() > 0, "no correct candidate",
+                           "correctness unknown"),
+    })
+    return Selection(selected=chosen, dropped=dropped, rule=label, by=by, mode=mode, seed=seed,
+                     correct_only=correct_only, keep_pools_without_correct=keep_pools_without_correct,
+                     pool_by=pool_by, n_pools=int(len(summary)), student=student,
+                     inconsistent_pools=int((summary["n_prompts"] > 1).sum()))
+
+
+def set_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """n_trajectories, dataset RSR (Eq. 9), mean length and correct rate of a set of trajectories."""
+    m = dataset_metrics(frame) if len(frame) else {}
+    nan = float("nan")
+    return {"n_trajectories": int(len(frame)), "rsr": m.get("rsr", nan), "avg_length": m.get("avg_length", nan),
+            "correct_rate": m.get("correct_rate", nan)}
+
+
+def picks_per_teacher(selected: pd.DataFrame) -> pd.DataFrame:
+    """teacher, picks, share: where the selected trajectories come from (the paper's Table 17)."""
+    counts = selected["teacher"].value_counts()
+    total = max(int(counts.sum()), 1)
+    return pd.DataFrame({"teacher": counts.index.astype(str), "picks": counts.to_numpy(int),
+                         "share": counts.to_numpy(float) / total}).reset_index(drop=True)
+
+
+def selection_summary(table: pd.DataFrame, selection: Selection, *,
+                      random_seeds: Iterable[int] = DEFAULT_RANDOM_SEEDS) -> SelectionSummary:
+    """Compare the selected set with random selection (mean over `random_seeds`) and each teacher's full set.
+
+    Random selection uses the same pools and the same correct filter as the selection itself.
+    """
+    table = for_student(table, selection.student)
+    rows = [{"set": f"selected ({selection.rule})", **set_metrics(selection.selected)}]
+    seeds = list(random_seeds)
+    if seeds:
+        runs = [set_metrics(select(table, by="random", seed=s, correct_only=selection.correct_only,
+                                   keep_pools_without_correct=selection.keep_pools_without_correct,
+                                   pool_by=selection.pool_by).selected) for s in seeds]
+        rows.append({"set": f"random (mean of {len(seeds)} seeds)",
+                     **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)
+                        else float("nan") for k in runs[0]}})
+    full = assign_pools(table, selection.pool_by)
+    for teacher, frame in full.groupby("teacher", sort=True):
+        rows.append({"set": f"teacher {teacher} (all)", **set_metrics(frame)})
+    comparison = pd.DataFrame(rows)
+    comparison["n_trajectories"] = comparison["n_trajectories"].round().astype(int)
+    sel = selection.selected
+    counts = {"pools": selection.n_pools, "selected": int(len(sel)), "dropped": int(len(selection.dropped)),
+              "manual": int(sel["manual"].sum()), "fallback": int(sel["correct_filter_fallback"].sum()),
+              "undefined_metric": int((~sel["metric_defined"]).sum()),
+              "inconsistent_pools": selection.inconsistent_pools}
+    return SelectionSummary(rule=selection.rule, picks=picks_per_teacher(sel), comparison=comparison,
+                            counts=counts)
+
+
+def _plain(value: object) -> object:
+    """A JSON-safe Python value: None for NaN/NA, int/float/bool for numpy scalars."""
+    if isinstance(value, (list, dict, str)):
+        return value
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def _messages(value: object, trajectory_id: str) -> list[dict[str, str]]:
+    """The conversation list from the table's `messages` cell (a JSON string, or a list read from Parquet)."""
+    if isinstance(value, str) and value.strip():
+        value = json.loads(value)
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"trajectory {trajectory_id!r} has no messages to export")
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+
+
+def selection_records(selected: pd.DataFrame) -> list[dict[str, object]]:
+    """One training record per selected row: `messages` plus the flat provenance fields of `EXPORT_FIELDS`."""
+    if "messages" not in selected:
+        raise ValueError("the table has no 'messages' column; it cannot be exported for training")
+    records = []
+    for row in selected.to_dict(orient="records"):
+        tid = str(row["trajectory_id"])
+        record: dict[str, object] = {"messages": _messages(row["messages"], tid), "id": tid}
+        for name in EXPORT_FIELDS[1:]:
+            record[name] = _plain(row.get(name))
+        if not record["problem_id"]:
+            record["problem_id"] = record["pool_id"]
+        records.append(record)
+    return records
+
+
+def write_selection(selected: pd.DataFrame, path: str | Path) -> Path:
+    """Write the selected rows as JSONL (`.jsonl`) or Parquet (`.parquet`) training records; returns the path."""
+    path = Path(path)
+    records = selection_records(selected)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".jsonl", ".ndjson"):
+        with path.open("w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    elif suffix == ".parquet":
+        pd.DataFrame(records, columns=["messages", *EXPORT_FIELDS]).to_parquet(path, index=False)
+    else:
+        raise ValueError(f"{path}: export as .jsonl or .parquet")
+    return path
+
+
+def read_overrides(path: str | Path) -> dict[str, str]:
+    """Manual overrides from a JSON object {problem_id: trajectory_id} (or a list of such pairs)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, list):
+        data = {str(item["problem_id"]): str(item["trajectory_id"]) for item in data}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: overrides must be a JSON object mapping problem ids to trajectory ids")
+    return {str(k): str(v) for k, v in data.items()}

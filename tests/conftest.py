@@ -1,0 +1,37 @@
+"""Shared fixtures: the real embedded student (loaded once) and the shared real data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def student():
+    from rsr_core.student import load_student
+
+    return load_student(dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (real teacher trajectories)")
+    return SHARED_DATA
+
+
+def eit_messages(shared: Path, n: int, file: str = "math_gemini_level6_ranked.json", field: str = "gemini_output"):
+    """The first n real trajectories of one EIT teacher file as messages records."""
+    rows = json.loads((shared / "eit_math" / file).read_text())[:n]
+    return [{"id": f"{Path(file).stem}-{i}", "teacher": field.split("_")[0],
+             "messages": [{"role": "user", "content": r["problem"]}, {"role": "assistant", "content": r[field]}]}
+            for i, r in enumerate(rows)]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

@@ -1,0 +1,82 @@
+"""`python -m rsr_core score` and `report` end to end on the real student, with a bad record in the input."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from rsr_core.tables import read_table
+from tests.conftest import ROOT, write_jsonl
+
+REQUIRED = {"trajectory_id", "problem_id", "teacher", "student", "n_tokens", "rsr", "avg_surprisal",
+            "avg_rank_clipped", "avg_rank", "avg_entropy", "truncated"}
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "rsr_core", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    recs = [json.loads(line) for line in (ROOT / "data" / "demo" / "candidates.jsonl").read_text().splitlines()[:4]]
+    path = write_jsonl(d / "pool.jsonl", recs)
+    with open(path, "a") as f:
+        f.write('{"id": "bad", "messages": 3}\n')
+    proc = cli("score", path, "--out", d / "traj.parquet", "--tokens-out", d / "tokens.parquet",
+               "--cache-dir", d / "cache", "--dtype", "float32")
+    return d, proc, recs
+
+
+def test_score_writes_the_trajectory_table_and_names_the_bad_record(scored):
+    d, proc, recs = scored
+    assert proc.returncode == 0, proc.stderr
+    assert f"{d / 'pool.jsonl'}, line 5: `messages` is not a non-empty list" in proc.stderr
+    table = read_table(d / "traj.parquet")
+    assert REQUIRED <= set(table.columns)
+    assert table["trajectory_id"].tolist() == [r["id"] for r in recs]
+    assert (table["student"] == "smollm2-135m-instruct").all() and not table["truncated"].any()
+    assert (table["rsr"] > 0).all() and (table["avg_rank"] >= table["avg_rank_clipped"]).all()
+    tokens = pd.read_parquet(d / "tokens.parquet")
+    assert tokens.groupby("trajectory_id").size().to_dict() == table.set_index("trajectory_id")["n_tokens"].to_dict()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_other_output_formats_come_from_the_cache(scored, suffix):
+    d, _, _ = scored
+    out = d / f"again{suffix}"
+    proc = cli("score", d / "pool.jsonl", "--out", out, "--cache-dir", d / "cache", "--dtype", "float32",
+               "--r-max", 10)
+    assert proc.returncode == 0 and "4 from cache" in proc.stderr
+    again = read_table(out)
+    assert REQUIRED <= set(again.columns) and (again["r_max"] == 10).all()
+    first = read_table(d / "traj.parquet")
+    assert (again["avg_rank_clipped"].to_numpy() <= first["avg_rank_clipped"].to_numpy() + 1e-12).all()
+    assert again["avg_surprisal"].tolist() == pytest.approx(first["avg_surprisal"].tolist(), rel=1e-9)
+
+
+def test_report_prints_teachers_sorted_by_rsr(scored):
+    d, _, _ = scored
+    proc = cli("report", d / "traj.parquet")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    table = read_table(d / "traj.parquet")
+    expected = table.sort_values("rsr")["teacher"].tolist()  # one trajectory per teacher here
+    assert [line[1] for line in lines] == expected
+
+
+def test_nothing_scorable_exits_non_zero(tmp_path):
+    f = tmp_path / "junk.jsonl"
+    f.write_text("not json\n")
+    proc = cli("score", f, "--out", tmp_path / "o.csv", "--cache-dir", tmp_path / "c")
+    assert proc.returncode != 0 and f"{f}, line 1: invalid JSON" in proc.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_an_unknown_student_is_a_clear_message(tmp_path):
+    f = write_jsonl(tmp_path / "a.jsonl", [{"messages": [{"role": "user", "content": "hi"},
+                                                         {"role": "assistant", "content": "hello"}]}])
+    proc = cli("score", f, "--out", tmp_path / "o.csv", "--student", str(tmp_path / "missing.gguf"))
+    assert proc.returncode == 2 and "no GGUF file at" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,89 @@
+"""The engine's per-token numbers against a brute-force full-logits computation on the real embedded student.
+
+The reference here shares no code with the engine: it renders with the chat template, finds the response tokens
+by the ChatML markers, runs the whole model to get full [N, V] logits and applies the definitions directly.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rsr_core.chat_format import encode
+from rsr_core.pipeline import score_trajectories
+from rsr_core.scoring import score_batch
+from rsr_core.trajectory import Trajectory
+from tests.conftest import ROOT, eit_messages
+
+
+def brute_force(student, messages):
+    """(surprisal [T], rank [T], entropy [T]) from full logits, response tokens found by ChatML markers."""
+    tok, model = student.tokenizer, student.model
+    ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    pos, i = [], 0
+    while i <= len(ids) - len(header):
+        if ids[i:i + len(header)] == header:
+            j = i + len(header)
+            while j < len(ids) and ids[j] != end:
+                pos.append(j)
+                j += 1
+            i = j
+        i += 1
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()  # [N, V], the naive way
+    logp = torch.log_softmax(logits, dim=-1)
+    rows = logp[[p - 1 for p in pos]]
+    target = torch.tensor([ids[p] for p in pos])
+    tl = rows.gather(1, target[:, None])
+    rank = 1 + (rows > tl).sum(-1)
+    entropy = -(rows.exp() * rows).sum(-1)
+    return (-tl[:, 0]).numpy(), rank.numpy(), entropy.numpy()
+
+
+def demo_records(n):
+    path = ROOT / "data" / "demo" / "candidates.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()[:n]]
+
+
+@pytest.fixture(scope="module")
+def records(request):
+    recs = demo_records(3)
+    shared = ROOT.parent / "shared" / "data"
+    if shared.is_dir():
+        recs += eit_messages(shared, 3) + eit_messages(shared, 2, "math_llama_level1_ranked.json", "llama_output")
+    recs.append({"id": "multi", "messages": [
+        {"role": "user", "content": "What is 7 * 6?"}, {"role": "assistant", "content": "7 * 6 = 42."},
+        {"role": "user", "content": "And 42 / 7?"}, {"role": "assistant", "content": "42 / 7 = 6, back to the start."}]})
+    return recs
+
+
+def test_per_token_numbers_equal_full_logits(student, records):
+    trajs = [Trajectory(r["id"], "p", "t", r["messages"]) for r in records]
+    result = score_trajectories(trajs, student, use_cache=False)
+    assert len(result.scores) == len(records)
+    for r in records:
+        got = result.scores[r["id"]]
+        s, rank, ent = brute_force(student, r["messages"])
+        assert len(got) == len(s) > 0
+        np.testing.assert_allclose(got.surprisal, s, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(got.rank, rank)
+        np.testing.assert_allclose(got.entropy, ent, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(-np.log(got.top_probs[:, 0]), np.where(got.rank == 1, got.surprisal, -np.log(got.top_probs[:, 0])), atol=1e-4)
+        assert (got.top_probs[:, :-1] >= got.top_probs[:, 1:]).all()
+
+
+def test_results_do_not_depend_on_batch_composition_or_chunk_size(student, records):
+    encoded = sorted((encode(r["messages"], student.tokenizer) for r in records), key=lambda e: len(e.input_ids))[:4]
+    pad = student.tokenizer.pad_token_id
+    alone = [score_batch(student.model, [e], pad_id=pad)[0] for e in encoded]
+    together = score_batch(student.model, encoded, pad_id=pad, chunk_rows=37)
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a["rank"], b["rank"])
+        np.testing.assert_allclose(a["surprisal"], b["surprisal"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a["top_probs"], b["top_probs"], rtol=1e-4, atol=1e-5)
+    tiny_chunks = score_batch(student.model, encoded[:1], pad_id=pad, chunk_rows=1)[0]
+    np.testing.assert_array_equal(tiny_chunks["rank"], alone[0]["rank"])
+    np.testing.assert_allclose(tiny_chunks["surprisal"], alone[0]["surprisal"], rtol=1e-5, atol=1e-5)
