@@ -25,10 +25,9 @@ from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 SHARED = ROOT.parent / "shared" / "data" / "eit_math" / "math_gemini_level6_ranked.json"
 
-from naive import naive_score  # noqa: E402
+from bench.naive import naive_score  # noqa: E402
 
 from rsr_core.metrics import trajectory_metrics  # noqa: E402
 from rsr_core.pipeline import score_trajectories  # noqa: E402
@@ -79,7 +78,9 @@ def main() -> int:
     bf16 = load_student(dtype="bfloat16")
     engine(fp32, convs[:2])  # warm-up
     ours, t_ours = engine(fp32, convs)
-    naive, t_naive = (lambda t0: (naive_score(fp32, convs), time.perf_counter() - t0))(time.perf_counter())
+    t0 = time.perf_counter()
+    naive = naive_score(fp32, convs)
+    t_naive = time.perf_counter() - t0
     ours_bf16, t_bf16 = engine(bf16, convs)
     n_tok = sum(m["n_tokens"] for m in ours)
     rsr32 = np.array([m["rsr"] for m in ours])
@@ -103,7 +104,7 @@ def main() -> int:
             result["engine_long_peak_gb"] = peak_rss_gb([sys.executable, "-m", "rsr_core", "score", str(path),
                                                          "--out", f"{tmp}/o.csv", "--no-cache", "--dtype", "float32"])
             result["naive_long_peak_gb"] = peak_rss_gb([sys.executable, "-c", (
-                "import sys, json; sys.path[:0] = ['.', 'bench']; from naive import naive_score; "
+                "import sys, json; sys.path[:0] = ['.']; from bench.naive import naive_score; "
                 "from rsr_core.student import load_student; "
                 f"naive_score(load_student(dtype='float32'), [json.loads(open({str(path)!r}).read())['messages']])")])
     out = ROOT / "bench" / "results" / "cpu.json"

@@ -10,6 +10,7 @@ from rsr_core.metrics import trajectory_metrics
 
 
 def response_positions(ids: list[int], header: list[int], end: int) -> list[int]:
+    """Indices of the tokens between each assistant header and the next end-of-turn token (ChatML markers)."""
     pos, i = [], 0
     while i <= len(ids) - len(header):
         if ids[i:i + len(header)] == header:

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.metrics import trajectory_metrics
+from rsr_core.ui.navigation import ensure_app_runs
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
 from rsr_core.ui.zone_figures import (PlanePoint, illustrative_next_token_figure, rank_surprisal_plane,
                                       simulation_points, simulation_table, student_distribution_figure, zone_label)
@@ -16,11 +17,14 @@ from rsr_core.zones import ZoneThresholds, zone_summary, ZONE_LABELS
 from rsr_core.zpd_simulation import (SimulationConfig, place_token, rsr_contribution, sample_trajectory, simulate,
                                      student_distribution)
 
+ensure_app_runs()
+
 CARTOON = {  # demo trajectory id -> (solution, the cartoon's reading)
     "p01-table-of-values": ("table of values", "too familiar"),
     "p01-complete-the-square": ("completing the square", "just right"),
     "p01-calculus": ("calculus", "too informative"),
 }
+
 TOKEN_PROBABILITIES = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05,
                        0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 

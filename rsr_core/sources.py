@@ -116,3 +116,22 @@ def download_hub_dataset(repo_id: str, pattern: str | None = None, folder: str |
         raise RuntimeError(f"the dataset {repo_id!r} has no .jsonl/.json/.parquet/.csv files"
                            + (f" matching {pattern!r}" if pattern else ""))
     return Path(local)
+
+
+def is_hub_id(spec: str) -> bool:
+    """Whether a student spec names a Hugging Face model (not an embedded name, a path or a .gguf file)."""
+    from rsr_core.student import EMBEDDED_STUDENTS
+
+    if spec in EMBEDDED_STUDENTS or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
+        return False
+    return not Path(spec).expanduser().exists() and spec.count("/") <= 1
+
+
+def hub_model_cached(repo_id: str) -> bool:
+    """Whether a hub model's config is in the local Hugging Face cache (so it can load without the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid id is simply not cached
+        return False

@@ -35,3 +35,22 @@ def eit_messages(shared: Path, n: int, file: str = "math_gemini_level6_ranked.js
 def write_jsonl(path: Path, records) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def keep_app_navigation(monkeypatch) -> None:
+    """Run app.py on every AppTest run, as the server does.
+
+    The server runs a script beside a `pages/` folder in the legacy multipage mode only until `st.navigation` is
+    called, which turns that mode off for the process. AppTest resets the flag before each run, so from the second
+    run on it would execute the page file alone, without app.py and its sidebar. Keep the flag off, as after the
+    server's first run.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

@@ -1,7 +1,8 @@
 """The engine's per-token numbers against a brute-force full-logits computation on the real embedded student.
 
 The reference here shares no code with the engine: it renders with the chat template, finds the response tokens
-by the ChatML markers, runs the whole model to get full [N, V] logits and applies the definitions directly.
+by the ChatML markers (as the paper's reference code does, `bench/naive.py`), runs the whole model to get full
+[N, V] logits and applies the definitions directly.
 """
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.naive import response_positions
 from rsr_core.chat_format import encode
 from rsr_core.pipeline import score_trajectories
 from rsr_core.scoring import score_batch
@@ -22,16 +24,7 @@ def brute_force(student, messages):
     tok, model = student.tokenizer, student.model
     ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    pos, i = [], 0
-    while i <= len(ids) - len(header):
-        if ids[i:i + len(header)] == header:
-            j = i + len(header)
-            while j < len(ids) and ids[j] != end:
-                pos.append(j)
-                j += 1
-            i = j
-        i += 1
+    pos = response_positions(ids, header, tok.convert_tokens_to_ids("<|im_end|>"))
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].float()  # [N, V], the naive way
     logp = torch.log_softmax(logits, dim=-1)

@@ -73,6 +73,8 @@ def format_seconds(seconds: float) -> str:
 class ScoringJob:
     """Score `trajectories` under `student` in a thread. Read `progress`, `scores`, `errors`, `revision` at any time.
 
+    With `cache_only`, only the results already in the cache are collected (no forward pass, no lock held long).
+
     `revision` grows each time new scores land, so a reader can tell whether anything changed since it last looked.
     """
 
@@ -86,6 +88,7 @@ class ScoringJob:
     scores: dict[str, TokenScores] = field(default_factory=dict)
     errors: list[RecordError] = field(default_factory=list)
     revision: int = 0
+    cache_only: bool = False  # only collect what the cache holds (no forward pass)
     failure: str | None = None  # an unexpected error that ended the run
     stopped: bool = False
     finished: bool = False
@@ -136,6 +139,8 @@ class ScoringJob:
                                            max_len=self.max_len, should_stop=lambda: True)
             self.progress.cached = self.progress.done = len(first.scores)
             self._add(first.scores, first.errors)
+            if self.cache_only:
+                return
             failed = {(e.source, e.record) for e in first.errors}
             todo = [t for t in self.trajectories
                     if t.trajectory_id not in first.scores and (t.source, t.record) not in failed]

@@ -14,6 +14,8 @@ Keys in `st.session_state` (pages should use the functions below, not the keys):
 | `selected_tokens` | dict[str, list[int]] | per trajectory id, the token positions to outline (scatter, span) |
 | `token_window_start` | dict[str, int] | per trajectory id, the first token of the inspector's text window |
 | `scoring_job` | ScoringJob | the running or last scoring run of this session |
+| `zone_surprisal_threshold` | float | zone threshold s0 in nats (the sidebar's; the teaching page reads it too) |
+| `zone_rank_threshold` | int | zone rank threshold k (likewise) |
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from rsr_core.metrics import R_MAX
 from rsr_core.tables import rescore_table
 from rsr_core.token_scores import TokenScores
 from rsr_core.trajectory import Trajectory
+from rsr_core.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD, ZoneThresholds
 
 TABLE = "table"
 SCORES = "scores"
@@ -38,6 +41,8 @@ SELECTED = "selected_trajectory"
 SELECTED_TOKENS = "selected_tokens"
 WINDOW_START = "token_window_start"
 JOB = "scoring_job"
+ZONE_S0 = "zone_surprisal_threshold"
+ZONE_K = "zone_rank_threshold"
 
 INSPECTOR_PAGE = "pages/inspector.py"
 
@@ -78,6 +83,11 @@ def current_scores() -> dict[str, TokenScores]:
 
 def current_r_max() -> int:
     return int(_ss().get(RMAX, R_MAX))
+
+
+def current_thresholds() -> ZoneThresholds:
+    """The zone thresholds set in the sidebar (the defaults before it has run)."""
+    return ZoneThresholds(float(_ss().get(ZONE_S0, SURPRISAL_THRESHOLD)), int(_ss().get(ZONE_K, RANK_THRESHOLD)))
 
 
 def current_student() -> str | None:

@@ -1,0 +1,37 @@
+"""Inspector: one trajectory token by token, why its RSR is what it is, and side-by-side comparisons."""
+import streamlit as st
+
+from rsr_core import explain
+from rsr_core.ui import inspector as ui
+from rsr_core.ui import state
+from rsr_core.ui.navigation import ensure_app_runs
+
+ensure_app_runs()
+
+st.title("Inspector")
+table = state.current_table()
+if table.empty:
+    st.info("No scores to inspect yet. Pick a dataset and a student in the sidebar and press **Score**, "
+            "or open the bundled demo.")
+    st.stop()
+
+tid = ui.pick_trajectory(table)
+if tid is None:
+    st.stop()
+ts = state.trajectory_scores(tid)
+row = state.trajectory_row(tid)
+r_max, thresholds = state.current_r_max(), state.current_thresholds()
+ui.metrics_row(row, r_max)
+
+window = min(int(st.session_state.get(ui.window_key(tid)) or ui.default_window(len(ts))), max(2, len(ts)))
+st.session_state[ui.window_key(tid)] = window
+spans = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=1)
+
+left, right = st.columns([3, 2])
+with left:
+    page = ui.text_view(tid, ts, r_max, thresholds, spans[0] if spans else None)
+with right:
+    ui.token_charts(tid, ts, r_max, thresholds, float(row["rsr"]), page)
+ui.why_this_score(tid, ts, r_max, page, window)
+st.divider()
+ui.side_by_side(tid, ts, table, r_max, thresholds, page)

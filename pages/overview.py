@@ -1,0 +1,59 @@
+"""Home: what RSR is, the current dataset's per-teacher report, and where to go next."""
+import pandas as pd
+import streamlit as st
+
+from rsr_core.report import teacher_report
+from rsr_core.ui import state
+from rsr_core.ui.navigation import available_pages, ensure_app_runs
+
+ensure_app_runs()
+
+st.title("RSR Explorer")
+st.markdown(
+    "The **Rank-Surprisal Ratio** (Yang et al., arXiv 2601.14249) scores how well a teacher's reasoning trajectory "
+    "suits a student model, before any training.\n"
+    "For every response token the student gives a **rank** (1 = its own top choice: *relative familiarity*) "
+    "and a **surprisal** −ln p in nats (*absolute unfamiliarity*: what there is to learn).\n"
+    "RSR = Σ min(rank, r_max) / Σ surprisal over the trajectory; **lower is better**.\n"
+    "A low RSR means improbable tokens that the student still ranks near the top: a stretch, but a reachable one.\n"
+    "A dataset's RSR is the ratio of the per-trajectory means (each trajectory counts equally): it picks teachers "
+    "and trajectories that train the student best.")
+
+dataset = state.current_dataset()
+table = state.current_table()
+student = state.current_student()
+st.caption(f"Dataset: **{dataset.label if dataset else 'none'}** · student: **{student or 'none'}** · "
+           f"r_max = {state.current_r_max()}")
+
+st.subheader("Teachers on this dataset")
+tables = [table] + [o.table for o in state.other_students().values() if not o.table.empty]
+tables = [t for t in tables if not t.empty]
+if not tables:
+    st.info("No scores yet. Pick a dataset and a student in the sidebar and press **Score**, or open the "
+            "bundled demo.")
+else:
+    report = teacher_report(pd.concat(tables, ignore_index=True))
+    shown = [c for c in ("student", "teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average",
+                         "avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "n_runs")
+             if c in report]
+    st.dataframe(report[shown], hide_index=True, width="stretch", key="overview_report",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                ("rsr", "teacher_score", "rsr_simple_average", "avg_surprisal",
+                                 "avg_rank_clipped", "correct_rate")})
+    st.caption("rsr: dataset RSR (Eq. 9: Σ of per-trajectory mean clipped ranks / Σ of mean surprisals); "
+               "teacher_score: its mean over runs; rsr_simple_average: the plain mean of trajectory RSRs.")
+    if not table.empty and table["rsr"].notna().any():
+        best = table.loc[table["rsr"].idxmin()]
+        worst = table.loc[table["rsr"].idxmax()]
+        left, right = st.columns(2)
+        if left.button(f"Inspect the lowest-RSR trajectory ({best['teacher']}, {best['rsr']:.2f})",
+                       key="overview_open_best"):
+            state.select_trajectory(best["trajectory_id"], open_inspector=True)
+        if right.button(f"Inspect the highest-RSR trajectory ({worst['teacher']}, {worst['rsr']:.2f})",
+                        key="overview_open_worst"):
+            state.select_trajectory(worst["trajectory_id"], open_inspector=True)
+
+st.subheader("Pages")
+for spec in available_pages():
+    if not spec.default:
+        st.page_link(spec.path, label=f"{spec.title}: {spec.summary}", icon=spec.icon)

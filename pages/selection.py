@@ -1,0 +1,225 @@
+"""Selection page: keep one trajectory per problem by a rule, override any choice by hand, and export.
+
+The rule (lowest RSR by default, min or max of any metric, or random with a seed) and the correct-only filter go
+to `rsr_core.selection.select`; manual choices are kept in `st.session_state["selection_overrides"]`
+({problem or pool id: trajectory id}) and win over the rule. The summary compares the selected set with random
+selection and each single teacher; the export is the training file `python -m rsr_core select` writes.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from rsr_core.pools import POOL_BY, assign_pools, for_student, students_of
+from rsr_core.selection import select
+from rsr_core.ui import state
+from rsr_core.ui.analysis_cache import cached_selection_summary
+from rsr_core.ui.metric_labels import metric_label
+from rsr_core.ui.selection_widgets import (EXPORT_FORMATS, RULE_MODES, candidate_rows, comparison_display,
+                                           export_bytes, filter_problems, picks_figure, problem_rows,
+                                           rule_description, selectable_metrics, valid_overrides)
+from rsr_core.ui.navigation import ensure_app_runs
+
+ensure_app_runs()
+
+OVERRIDES = "selection_overrides"  # {problem or pool id: trajectory id}, chosen by hand
+RESULT = "selection_result"  # the current Selection (rsr_core.selection.Selection), for other pages and export
+PROBLEM = "selection_problem"  # the problem whose candidates are shown (selectbox; a table click sets it)
+CANDIDATE = "selection_candidate"  # the candidate the buttons act on (selectbox; a table click sets it)
+NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f")
+       for c in ("avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "rsr vs selected")}
+RSR_TRAJECTORY = {"rsr": st.column_config.NumberColumn("RSR", format="%.3f",
+                                                      help="RSR of the trajectory (Eq. 7)")}
+RSR_DATASET = {"rsr": st.column_config.NumberColumn("RSR (Eq. 9)", format="%.3f",
+                                                   help="Dataset RSR of the set: ratio of the per-trajectory means")}
+
+
+def overrides() -> dict[str, str]:
+    return dict(st.session_state.get(OVERRIDES, {}))
+
+
+# --- callbacks (run before the page, so the selection below already reflects them) ---------------------------------
+
+def _set_override(pool: str, tid: str) -> None:
+    st.session_state[OVERRIDES] = {**{k: v for k, v in overrides().items() if k != pool}, pool: tid}
+
+
+def _drop_override(pool: str, problem: str) -> None:
+    st.session_state[OVERRIDES] = {k: v for k, v in overrides().items() if k not in (pool, problem)}
+
+
+def _clear_overrides(keys: list[str] | None = None) -> None:
+    st.session_state[OVERRIDES] = {k: v for k, v in overrides().items() if keys is not None and k not in keys}
+
+
+def _row_to_state(table_key: str, target: str, ids: list[str]) -> None:
+    rows = (st.session_state.get(table_key) or {}).get("selection", {}).get("rows", [])
+    if rows:
+        st.session_state[target] = ids[rows[0]]
+
+
+# --- sections ------------------------------------------------------------------------------------------------------
+
+def rule_controls(table) -> dict:
+    st.subheader("Rule")
+    c = st.columns([2, 2, 1, 2])
+    mode = c[0].selectbox("keep per problem the", list(RULE_MODES), format_func=RULE_MODES.get,
+                          key="selection_mode")
+    metrics = selectable_metrics(table)
+    by = "random"
+    if mode != "random":
+        by = c[1].selectbox("metric", metrics, format_func=metric_label, key="selection_metric",
+                            help="Lowest RSR is the paper's selection (one of 33 candidates per problem).")
+    seed = int(c[2].number_input("seed", 0, 2**31 - 1, 0, 1, key="selection_seed", disabled=mode != "random"))
+    pool_by = c[3].selectbox("pool candidates by", POOL_BY, key="selection_pool_by",
+                             help="auto: the problem id when every row has one, else the normalised prompt text.")
+    has_correct = "correct" in table and table["correct"].notna().any()
+    c = st.columns(2)
+    correct_only = c[0].checkbox("correct only", key="selection_correct_only", disabled=not has_correct,
+                                 help="Keep only trajectories marked correct; a problem without one is dropped."
+                                 if has_correct else "The data has no correctness information.")
+    keep = c[1].checkbox("keep problems without a correct candidate (marked fallback)",
+                         key="selection_keep_without_correct", disabled=not correct_only)
+    return {"by": by, "mode": mode, "seed": seed if mode == "random" else None,
+            "correct_only": bool(correct_only and has_correct), "keep_pools_without_correct": bool(keep),
+            "pool_by": pool_by}
+
+
+def counts_line(sel, summary) -> None:
+    c = summary.counts
+    cols = st.columns(5)
+    cols[0].metric("problems", c["pools"])
+    cols[1].metric("selected", c["selected"])
+    cols[2].metric("dropped", c["dropped"], help="Pools left out by the correct filter (see the table).")
+    cols[3].metric("manual", c["manual"], help="Choices made by hand; they win over the rule.")
+    cols[4].metric("undefined metric", c["undefined_metric"],
+                   help="Pools whose candidates all have an undefined value (e.g. zero surprisal).")
+    if c.get("inconsistent_pools"):
+        st.warning(f"{c['inconsistent_pools']} problem ids cover different prompts: the ids may be record numbers. "
+                   "Pool by prompt instead.")
+
+
+def problems_section(rows) -> list[str]:
+    st.subheader("One row per problem")
+    c = st.columns([2, 2, 2])
+    text = c[0].text_input("filter", key="selection_filter_text", placeholder="problem id, prompt or trajectory id")
+    teachers = c[1].multiselect("chosen teacher", sorted(t for t in rows["teacher"].unique() if t),
+                                key="selection_filter_teachers")
+    kinds = c[2].multiselect("how chosen", ["rule", "manual", "fallback", "dropped"], key="selection_filter_choice")
+    shown = filter_problems(rows, text, teachers, kinds)
+    ids = shown["pool_id"].tolist()
+    key = "selection_problems_table"
+    st.dataframe(shown.drop(columns=["pool_id"]), key=key, hide_index=True, width="stretch",
+                 selection_mode="single-row", on_select=lambda: _row_to_state(key, PROBLEM, ids),
+                 column_config={"value": st.column_config.NumberColumn("rule's value", format="%.3f"),
+                                "rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
+                                "choice": st.column_config.TextColumn("chosen by"),
+                                "candidates": st.column_config.TextColumn("candidates (RSR)", width="large")})
+    st.caption(f"{len(shown)} of {len(rows)} problems. Click a column header to sort; click a row to see its "
+               "candidates below.")
+    return ids
+
+
+def problem_detail(rows, pooled, by: str) -> None:
+    st.subheader("Candidates of a problem")
+    pools = rows["pool_id"].tolist()
+    labels = dict(zip(rows["pool_id"], rows["problem_id"]))
+    if st.session_state.get(PROBLEM) not in pools:
+        st.session_state[PROBLEM] = pools[0]
+    pool = st.selectbox("problem", pools, key=PROBLEM, format_func=lambda p: labels.get(p, p))
+    row = rows[rows["pool_id"] == pool].iloc[0]
+    st.markdown(f"> {row['prompt']}")
+    cands = candidate_rows(pooled, pool, row["chosen"] or None, by)
+    ids = cands["trajectory_id"].astype(str).tolist()
+    key = "selection_candidates_table"
+    st.dataframe(cands, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                 on_select=lambda: _row_to_state(key, CANDIDATE, ids), column_config={**NUM, **RSR_TRAJECTORY})
+    if st.session_state.get(CANDIDATE) not in ids:
+        st.session_state[CANDIDATE] = row["chosen"] or ids[0]
+    c = st.columns([3, 2, 2, 2])
+    tid = c[0].selectbox("candidate", ids, key=CANDIDATE,
+                         format_func=lambda t: f"{t} (chosen)" if t == row["chosen"] else t)
+    if c[1].button("Open in the inspector", key="selection_open"):
+        state.select_trajectory(tid, open_inspector=True)
+    c[2].button("Choose it by hand", key="selection_choose", disabled=tid == row["chosen"] and
+                row["choice"] == "manual", on_click=_set_override, args=(pool, tid),
+                help="Keep this candidate for the problem whatever the rule says (marked manual in the export).")
+    c[3].button("Back to the rule", key="selection_unchoose", disabled=row["choice"] != "manual",
+                on_click=_drop_override, args=(pool, row["problem_id"]))
+    st.caption(f"Chosen: **{row['chosen'] or 'none'}** ({row['choice']}).")
+
+
+def summary_section(summary) -> None:
+    st.subheader("The selected set")
+    comp = comparison_display(summary)
+    random_rows = comp[comp["set"].str.startswith("random")]
+    c = st.columns(3)
+    sel_rsr = comp["rsr"].iloc[0]
+    c[0].metric("dataset RSR of the selection", f"{sel_rsr:.3f}",
+                delta=f"{sel_rsr - random_rows['rsr'].iloc[0]:+.3f} vs random" if len(random_rows) else None,
+                delta_color="inverse")
+    c[1].metric("mean length (tokens)", f"{comp['avg_length'].iloc[0]:.1f}",
+                delta=f"{comp['avg_length'].iloc[0] - random_rows['avg_length'].iloc[0]:+.1f} vs random"
+                if len(random_rows) else None, delta_color="off")
+    rate = comp["correct_rate"].iloc[0]
+    c[2].metric("correct rate", "-" if rate != rate else f"{rate:.0%}")
+    left, right = st.columns([3, 2])
+    left.dataframe(comp, hide_index=True, width="stretch", column_config={**NUM, **RSR_DATASET},
+                   key="selection_comparison")
+    left.caption("Random selection uses the same problems and the same filter (mean of 5 seeds); each teacher row "
+                 "is all of that teacher's trajectories. RSR is the dataset RSR (Eq. 9).")
+    right.plotly_chart(picks_figure(summary.picks), width="stretch", key="selection_chart_picks")
+
+
+def export_section(sel) -> None:
+    st.subheader("Export")
+    if sel.selected.empty:
+        st.info("Nothing is selected: nothing to export.")
+        return
+    st.caption(f"{len(sel.selected)} records, one per problem: `messages` (ready for TRL's SFTTrainer and "
+               "LLaMA-Factory) plus where each came from and how it was chosen (`rule`, `manual`).")
+    c = st.columns(2)
+    for col, fmt in zip(c, EXPORT_FORMATS):
+        name, mime = EXPORT_FORMATS[fmt]
+        col.download_button(f"Download {name}", data=lambda f=fmt: export_bytes(sel.selected, f), file_name=name,
+                            mime=mime, key=f"selection_download_{fmt}", on_click="ignore")
+
+
+# --- page ----------------------------------------------------------------------------------------------------------
+
+st.title("Selection: one trajectory per problem")
+table = state.current_table()
+student = state.current_student()
+if table.empty:
+    st.info("No scores yet: open the bundled demo pool, or choose a dataset and press **Score** in the sidebar.")
+    st.stop()
+st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}. Candidates of every teacher and run are "
+            "pooled per problem, and the rule keeps one of each pool.")
+one_student = student if len(students_of(table)) > 1 else None
+settings = rule_controls(table)
+try:
+    pooled = assign_pools(for_student(table, one_student), settings["pool_by"])
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+valid, stale = valid_overrides(pooled, overrides())
+if stale:
+    st.warning(f"{len(stale)} manual choice(s) name trajectories that are not candidates of that problem here "
+               f"(another dataset or pooling): {', '.join(stale[:10])}. They are not applied.")
+    st.button("Forget them", key="selection_forget_stale", on_click=_clear_overrides, args=(stale,))
+try:
+    sel = select(table, **settings, overrides=valid, student=one_student)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+st.session_state[RESULT] = sel
+summary = cached_selection_summary(table, settings, valid, one_student)
+st.caption(f"Rule: **{rule_description(settings['mode'], settings['by'], settings['seed'])}**"
+           + (", correct only" if settings["correct_only"] else "") + f" · pooled by {sel.pool_by}")
+counts_line(sel, summary)
+if valid:
+    st.button(f"Forget all {len(valid)} manual choices", key="selection_clear_manual", on_click=_clear_overrides)
+rows = problem_rows(pooled, sel, settings["by"])
+problems_section(rows)
+problem_detail(rows, pooled, settings["by"])
+summary_section(summary)
+export_section(sel)

@@ -1,0 +1,204 @@
+"""Teachers page: compare the teachers of the current dataset for the current student.
+
+The per-teacher table (dataset RSR with its bootstrap interval, teacher score, the baseline metrics), scatterplots
+with one clickable point per teacher, each teacher's trajectories (click one to open it in the inspector), the
+correlation of every metric with post-training accuracies the user gives, the same teachers under other students,
+and teacher selection on a budget. Computation: `rsr_core.teachers`; figures: `rsr_core.ui.teacher_figures`.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from rsr_core.pools import students_of
+from rsr_core.teachers import ranking_agreement, run_table
+from rsr_core.ui import state
+from rsr_core.ui.accuracy_input import CORRELATION_COLUMNS, accuracy_input, correlate, correlation_display
+from rsr_core.ui.metric_labels import metric_label
+from rsr_core.ui.analysis_cache import cached_budget_selection, cached_student_rankings, cached_teacher_table
+from rsr_core.ui.teacher_figures import (budget_figure, combined_tables, correlation_figure, rank_surprisal_figure,
+                                         rsr_distribution_figure, teacher_display_table, teacher_from_selection,
+                                         teacher_scatter, teacher_trajectories, with_accuracy)
+from rsr_core.ui.navigation import ensure_app_runs
+
+ensure_app_runs()
+
+FOCUS = "teachers_focus"  # the teacher whose trajectories are listed (selectbox; chart and table clicks set it)
+OPEN = "teachers_open_trajectory"  # a trajectory clicked in the list, opened in the inspector on the next run
+CHARTS = ("teachers_chart_plane", "teachers_chart_length", "teachers_chart_accuracy")
+NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f") for c in (
+    "teacher_score", "rsr", "rsr_low", "rsr_high", "avg_surprisal", "avg_rank_clipped", "avg_rank", "avg_length",
+    "correct_rate", "top_k_rate", "rsr_budget", "rsr_budget_low", "rsr_budget_high", "rsr_full")}
+NUM.update({"rsr_low": st.column_config.NumberColumn("RSR 95% low", format="%.3f",
+                                                      help="Percentile bootstrap over trajectories"),
+            "rsr_high": st.column_config.NumberColumn("RSR 95% high", format="%.3f")})
+
+
+# --- callbacks: a click sets the focus teacher or the trajectory to open -------------------------------------------
+
+def _focus_from_chart(key: str) -> None:
+    teacher = teacher_from_selection((st.session_state.get(key) or {}).get("selection"))
+    if teacher:
+        st.session_state[FOCUS] = teacher
+
+
+def _focus_from_table(key: str, teachers: list[str]) -> None:
+    rows = (st.session_state.get(key) or {}).get("selection", {}).get("rows", [])
+    if rows:
+        st.session_state[FOCUS] = teachers[rows[0]]
+
+
+def _open_from_list(key: str, ids: list[str]) -> None:
+    rows = (st.session_state.get(key) or {}).get("selection", {}).get("rows", [])
+    if rows:
+        st.session_state[OPEN] = ids[rows[0]]
+
+
+def _clickable_chart(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, on_select=lambda: _focus_from_chart(key), selection_mode=("points",),
+                    width="stretch")
+
+
+# --- sections ------------------------------------------------------------------------------------------------------
+
+def teacher_table_section(teachers, table) -> None:
+    st.subheader("Teachers")
+    st.caption(
+        "**RSR** is the dataset RSR of all the teacher's trajectories (Eq. 9: sum of the trajectories' mean clipped "
+        "ranks over the sum of their mean surprisals, every trajectory counted equally), with a 95 % bootstrap "
+        "interval over trajectories. **Teacher score** is the mean of the dataset RSR over the teacher's runs "
+        "(the paper's score; equal to RSR with one run); `rank` sorts by it, 1 = lowest = best. Avg-Rank is "
+        "unclipped. Click a row to list its trajectories.")
+    shown = teacher_display_table(teachers)
+    key = "teachers_table"
+    names = shown["teacher"].astype(str).tolist()
+    st.dataframe(shown, key=key, hide_index=True, width="stretch", column_config=NUM, selection_mode="single-row",
+                 on_select=lambda: _focus_from_table(key, names))
+    runs = run_table(table)
+    if runs["run"].notna().any():
+        with st.expander("Per run"):
+            cols = [c for c in ("teacher", "run", "n_trajectories", "rsr", "avg_surprisal", "avg_rank_clipped",
+                                "avg_length", "correct_rate") if c in runs and runs[c].notna().any()]
+            st.dataframe(runs[cols], hide_index=True, width="stretch", column_config=NUM)
+
+
+def scatter_section(teachers, table) -> None:
+    st.subheader("Teachers at a glance")
+    left, right = st.columns(2)
+    with left:
+        y = st.radio("vertical axis", ["avg_rank_clipped", "rsr"], horizontal=True, key="teachers_plane_y",
+                     format_func=lambda c: "mean clipped rank (iso-lines: constant RSR)" if c == "avg_rank_clipped"
+                     else "RSR (iso-lines: constant clipped rank)")
+        _clickable_chart(rank_surprisal_figure(teachers, y=y), CHARTS[0])
+    with right:
+        _clickable_chart(teacher_scatter(teachers, "avg_length", "rsr", "RSR against length"), CHARTS[1])
+        st.caption("Vertical bars: 95 % bootstrap interval of RSR. Click a point to list the teacher's "
+                   "trajectories below.")
+    kind = st.radio("distribution", ["box", "violin"], horizontal=True, key="teachers_distribution_kind")
+    st.plotly_chart(rsr_distribution_figure(table, teachers["teacher"].astype(str).tolist(), kind),
+                    width="stretch", key="teachers_chart_distribution")
+
+
+def trajectories_section(teachers, table) -> None:
+    names = teachers["teacher"].astype(str).tolist()
+    if st.session_state.get(FOCUS) not in names:
+        st.session_state.pop(FOCUS, None)
+    teacher = st.selectbox("Trajectories of", names, index=None, key=FOCUS,
+                           placeholder="click a teacher in a chart or the table, or choose one")
+    if teacher is None:
+        return
+    rows = teacher_trajectories(table, teacher)
+    key = "teachers_trajectories"
+    st.caption(f"{len(rows)} {'trajectory' if len(rows) == 1 else 'trajectories'} of **{teacher}**, best RSR "
+               "first. Click one to open it in the inspector.")
+    st.dataframe(rows, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                 column_config={**NUM, "rsr": st.column_config.NumberColumn("RSR", format="%.3f",
+                                                                          help="RSR of the trajectory (Eq. 7)")},
+                 on_select=lambda: _open_from_list(key, rows["trajectory_id"].astype(str).tolist()))
+
+
+def accuracy_section(teachers, student) -> None:
+    st.subheader("Against post-training accuracy")
+    st.caption("Type the student's accuracy after training on each teacher's trajectories (or upload them) to see "
+               "which metric predicts it. The paper finds RSR correlates negatively: lower RSR, better student.")
+    left, right = st.columns([1, 2])
+    with left:
+        acc = accuracy_input(teachers["teacher"].astype(str).tolist(), student, key="teachers_acc")
+    with right:
+        if len(acc) >= 2:
+            _clickable_chart(teacher_scatter(with_accuracy(teachers, acc), "accuracy", "rsr",
+                                             "RSR against post-training accuracy"), CHARTS[2])
+    corr, best, message = correlate(teachers, acc)
+    if corr is None:
+        st.info(message)
+        return
+    st.markdown(f"**Best predictor** {message}: **{metric_label(best)}** "
+                f"(Spearman {corr.set_index('metric').loc[best, 'spearman']:+.3f}).")
+    st.dataframe(correlation_display(corr), hide_index=True, width="stretch", key="teachers_correlations",
+                 column_config=CORRELATION_COLUMNS)
+    st.caption("Intervals: 95 % percentile bootstrap over teachers. With a dozen teachers they are wide; read them "
+               "before trusting a ranking of metrics.")
+    st.plotly_chart(correlation_figure(corr), width="stretch", key="teachers_chart_correlations")
+
+
+def students_section(table) -> None:
+    tables = {state.current_student() or "": table}
+    tables.update({name: res.table for name, res in state.other_students().items()})
+    combined = combined_tables(tables)
+    if combined.empty or len(students_of(combined)) < 2:
+        return
+    st.subheader("The same teachers under each student")
+    st.caption("Teacher score and rank under each student, sorted by the mean rank. A teacher that suits one "
+               "student may not suit another: RSR depends on the student.")
+    st.dataframe(cached_student_rankings(combined), hide_index=True, width="stretch", key="teachers_students",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in combined.columns if c.endswith(" score")})
+    agreement = ranking_agreement(cached_teacher_table(combined))
+    with st.expander("Agreement of the rankings (Spearman between students)"):
+        st.dataframe(agreement, width="stretch")
+
+
+def budget_section(table, n_teachers: int) -> None:
+    st.subheader("Teacher selection on a budget")
+    st.caption("Rank the teachers by the dataset RSR of N sampled trajectories each (the paper uses 200) and keep "
+               "the top k. Resampling says how stable that choice is: if the top k changes from sample to sample, "
+               "N is too small.")
+    c = st.columns(4)
+    n = c[0].number_input("N per teacher", 1, 100_000, 200, 10, key="teachers_budget_n")
+    k = c[1].number_input("top k", 1, max(1, n_teachers), min(3, max(1, n_teachers - 1)), 1,
+                          key="teachers_budget_k")
+    resamples = c[2].number_input("resamples", 1, 2000, 200, 50, key="teachers_budget_resamples")
+    seed = c[3].number_input("seed", 0, 2**31 - 1, 0, 1, key="teachers_budget_seed")
+    budget = cached_budget_selection(table, int(n), int(k), int(resamples), int(seed))
+    for student, rate in budget.same_set_rate.items():
+        st.metric(f"resamples whose top {int(k)} equals the full-data top {int(k)}", f"{rate:.0%}",
+                  help=f"{budget.n_resamples} resamples of {int(n)} trajectories per teacher ({student})")
+    frame = budget.table.drop(columns=["student"])
+    if (frame["n_sampled"] >= frame["n_available"]).all():
+        st.info(f"Every teacher has at most {int(n)} trajectories: the sample is all the data.")
+    left, right = st.columns([3, 2])
+    left.dataframe(frame, hide_index=True, width="stretch", column_config=NUM, key="teachers_budget_table")
+    right.plotly_chart(budget_figure(budget.table, int(k)), width="stretch", key="teachers_chart_budget")
+
+
+# --- page ----------------------------------------------------------------------------------------------------------
+
+if OPEN in st.session_state:
+    state.select_trajectory(st.session_state.pop(OPEN), open_inspector=True)
+
+st.title("Teachers")
+table = state.current_table()
+student = state.current_student()
+if table.empty:
+    st.info("No scores yet: open the bundled demo pool, or choose a dataset and press **Score** in the sidebar.")
+    st.stop()
+if "student" in table and len(students_of(table)) > 1 and student in students_of(table):
+    table = table[table["student"].astype(str) == student]
+st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}: {len(table)} trajectories from "
+            f"{table['teacher'].nunique()} teachers. Lower RSR is better.")
+teachers = cached_teacher_table(table)
+teacher_table_section(teachers, table)
+scatter_section(teachers, table)
+trajectories_section(teachers, table)
+accuracy_section(teachers, student)
+students_section(table)
+budget_section(table, len(teachers))

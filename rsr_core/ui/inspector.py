@@ -1,0 +1,323 @@
+"""The inspector's widgets: pick a trajectory, read it token by token, see why its RSR is what it is, compare.
+
+Each function draws one section from the session state (`rsr_core.ui.state`); computation is in `rsr_core.explain`
+and the figure builders in `rsr_core.ui.inspector_figures`. Chart and table selections go to the state through
+callbacks, so every view shares one selection: the highlighted tokens and the text window of each trajectory.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from rsr_core import explain
+from rsr_core.token_scores import TokenScores
+from rsr_core.ui import state
+from rsr_core.ui.inspector_figures import (rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
+                                           surprisal_histogram, token_positions, zone_share_table)
+from rsr_core.ui.token_strip import VIEWS, render_token_strip
+from rsr_core.zones import ZoneThresholds
+
+PAGE_SIZES = (500, 1000, 1500, 3000)
+DEFAULT_PAGE = 1500
+ALL = "(all)"
+SORTABLE = {"rsr": "RSR", "n_tokens": "tokens", "avg_rank_clipped": "mean clipped rank",
+            "avg_surprisal": "mean surprisal", "avg_rank": "mean rank (unclipped)", "avg_entropy": "mean entropy",
+            "filtered_rsr_token": "filtered token RSR", "teacher": "teacher", "problem_id": "problem"}
+LIST_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "rsr", "n_tokens", "avg_rank_clipped",
+                "avg_surprisal", "correct", "truncated"]
+MARGIN = 20  # tokens shown before a span or token that the view jumps to
+
+K_TEACHER, K_PROBLEM, K_SORT, K_DESC = "inspector_teacher", "inspector_problem", "inspector_sort", "inspector_desc"
+K_PICK, K_LIST = "inspector_pick", "inspector_list"
+K_VIEW, K_PAGE, K_START = "inspector_view", "inspector_page_size", "inspector_start"
+K_COMPARE, K_COMPARE_MODE = "inspector_compare", "inspector_compare_mode"
+K_COMPARE_WITH, K_COMPARE_STUDENT = "inspector_compare_with", "inspector_compare_student"
+
+
+# --- pure helpers ----------------------------------------------------------------------------------------------
+
+def window_for(position: int, margin: int = MARGIN) -> int:
+    """First token of the text window that shows `position` with `margin` tokens of context before it."""
+    return int(max(0, position - margin))
+
+
+def window_key(tid: str) -> str:
+    """Widget key of the span/curve window of one trajectory (each trajectory keeps its own)."""
+    return f"inspector_why_window_{tid}"
+
+
+def default_window(n_tokens: int) -> int:
+    """Span/curve window: 64 tokens, smaller for short trajectories (about an eighth of the text, at least 4)."""
+    return int(max(4, min(64, n_tokens // 8)))
+
+
+def trajectory_list(table: pd.DataFrame, teacher: str = ALL, problem: str = ALL, sort: str = "rsr",
+                    descending: bool = False) -> pd.DataFrame:
+    """The trajectory list as shown: filtered by teacher and problem, sorted (ties: input order), with a stable
+    `trajectory_id` column and a fresh 0..n-1 index (table selections return positions in it)."""
+    view = table
+    if teacher != ALL:
+        view = view[view["teacher"] == teacher]
+    if problem != ALL:
+        view = view[view["problem_id"] == problem]
+    view = view.sort_values(sort, ascending=not descending, kind="stable", na_position="last")
+    return view[[c for c in LIST_COLUMNS if c in view]].reset_index(drop=True)
+
+
+# --- callbacks (run before the script; they only touch the state) ---------------------------------------------
+
+def jump_to(tid: str, start: int, stop: int, n_tokens: int, page: int) -> None:
+    """Outline tokens [start, stop) and move the text window to them."""
+    state.set_selected_tokens(tid, range(start, stop))
+    state.set_window_start(tid, window_for(start))
+
+
+def _on_list_select(ids: list[str]) -> None:
+    rows = st.session_state[K_LIST].selection.rows
+    if rows and rows[0] < len(ids):
+        state.select_trajectory(ids[rows[0]])
+
+
+def _on_pick() -> None:
+    state.select_trajectory(st.session_state[K_PICK])
+
+
+def _on_start(tid: str) -> None:
+    state.set_window_start(tid, st.session_state[K_START])
+
+
+def _on_scatter(key: str, tid: str, n_tokens: int, page: int) -> None:
+    positions = token_positions(st.session_state[key].selection.points)
+    state.set_selected_tokens(tid, positions)
+    start = state.window_start(tid)
+    if positions and not any(start <= p < start + page for p in positions):
+        state.set_window_start(tid, window_for(positions[0]))
+
+
+def _on_curve(key: str, tid: str, n_tokens: int, page: int) -> None:
+    points = st.session_state[key].selection.points
+    if points and points[0].get("customdata"):
+        a, b = (int(v) for v in points[0]["customdata"][:2])
+        jump_to(tid, a, b, n_tokens, page)
+
+
+def _on_row(key: str, frame: pd.DataFrame, tid: str, n_tokens: int, page: int) -> None:
+    rows = st.session_state[key].selection.rows
+    if rows and rows[0] < len(frame):
+        row = frame.iloc[rows[0]]
+        a = int(row["start"] if "start" in row else row["position"])
+        b = int(row["stop"] if "stop" in row else a + 1)
+        jump_to(tid, a, b, n_tokens, page)
+
+
+def _clear_highlight(tid: str) -> None:
+    state.set_selected_tokens(tid, [])
+
+
+# --- sections --------------------------------------------------------------------------------------------------
+
+def pick_trajectory(table: pd.DataFrame) -> str | None:
+    """Filters, a sortable list (click a row) and a selectbox; returns the chosen trajectory id."""
+    ss = st.session_state
+    c = st.columns([2, 2, 2, 1])
+    teacher = c[0].selectbox("Teacher", [ALL] + sorted(table["teacher"].unique()), key=K_TEACHER)
+    problem = c[1].selectbox("Problem", [ALL] + sorted(table["problem_id"].unique()), key=K_PROBLEM)
+    sort = c[2].selectbox("Sort by", list(SORTABLE), format_func=SORTABLE.get, key=K_SORT)
+    descending = c[3].toggle("Descending", key=K_DESC)
+    view = trajectory_list(table, teacher, problem, sort, descending)
+    if view.empty:
+        st.warning("No trajectory matches these filters.")
+        return None
+    ids = view["trajectory_id"].tolist()
+    tid = state.selected_trajectory()
+    if tid not in ids:
+        tid = ids[0]
+    state.select_trajectory(tid)
+    with st.expander(f"Trajectories ({len(ids)}): click a row to open it", expanded=False):
+        st.dataframe(view, key=K_LIST, on_select=lambda: _on_list_select(ids), selection_mode="single-row",
+                     hide_index=True, height=240, width="stretch",
+                     column_config={"rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
+                                    "avg_rank_clipped": st.column_config.NumberColumn(format="%.2f"),
+                                    "avg_surprisal": st.column_config.NumberColumn(format="%.3f")})
+    rows = view.set_index("trajectory_id")
+    ss[K_PICK] = tid
+    st.selectbox("Trajectory", ids, key=K_PICK, on_change=_on_pick,
+                 format_func=lambda t: f"{t} · {rows.at[t, 'teacher']} · problem {rows.at[t, 'problem_id']} · "
+                                       f"RSR {rows.at[t, 'rsr']:.3f} · {rows.at[t, 'n_tokens']} tokens")
+    return tid
+
+
+def metrics_row(row: pd.Series, r_max: int) -> None:
+    c = st.columns(6)
+    c[0].metric("RSR", f"{row['rsr']:.3f}", help=f"Σ min(rank, {r_max}) / Σ surprisal; lower is better")
+    c[1].metric("tokens", f"{int(row['n_tokens']):,}")
+    c[2].metric("mean clipped rank", f"{row['avg_rank_clipped']:.2f}")
+    c[3].metric("mean surprisal", f"{row['avg_surprisal']:.3f}", help="nats")
+    c[4].metric("mean rank (unclipped)", f"{row['avg_rank']:.1f}")
+    correct = row.get("correct")
+    c[5].metric("answer", "unknown" if correct is None or pd.isna(correct) else ("correct" if correct else "wrong"))
+    if bool(row.get("truncated", False)):
+        st.warning(f"This conversation was longer than the maximum length and was truncated: its numbers cover "
+                   f"only the first {int(row.get('n_context', 0)):,} tokens of the rendered conversation.")
+
+
+def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, worst: explain.Span | None) -> int:
+    """The token strip of one window of the text, with the view selector and the pager. Returns the page size."""
+    ss = st.session_state
+    n = len(ts)
+    view = st.radio("Colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=K_VIEW,
+                    help="Zone thresholds and r_max are in the sidebar; hover a token for all its values.")
+    c = st.columns([1, 1, 1])
+    page = int(c[0].selectbox("Tokens per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE), key=K_PAGE))
+    start = min(state.window_start(tid), max(n - 1, 0))
+    if n > page:
+        ss[K_START] = start
+        c[1].number_input("First token", min_value=0, max_value=max(n - 1, 0), step=page, key=K_START,
+                          on_change=_on_start, args=(tid,), help=f"Pages of {page} tokens; 0-based positions.")
+    else:
+        start = 0
+        c[1].caption(f"all {n:,} tokens on one page")
+    c[2].button("Jump to the worst span", key="inspector_jump_worst", disabled=worst is None, width="stretch",
+                on_click=(lambda: jump_to(tid, worst.start, worst.stop, n, page)) if worst else None,
+                help="Outline the window of tokens that pushes RSR up most and show it.")
+    highlight = state.selected_tokens(tid)
+    if highlight:
+        h = st.columns([5, 1])
+        shown = sum(start <= p < start + page for p in highlight)
+        h[0].caption(f"{len(highlight)} token(s) outlined, {shown} on this page.")
+        h[1].button("Clear", key="inspector_clear", on_click=_clear_highlight, args=(tid,))
+    with st.container(key="inspector_text"):  # no fixed height: a scroll box would clip the hover cards
+        render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, highlight=highlight,
+                           start=start, stop=start + page)
+    return page
+
+
+def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, rsr: float, page: int) -> None:
+    """The rank × surprisal scatter (selectable) and the histograms."""
+    n = len(ts)
+    tabs = st.tabs(["Rank × surprisal", "Rank bins", "Surprisal", "Zones"])
+    with tabs[0]:
+        key = f"inspector_scatter_{tid}"
+        st.plotly_chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr), key=key, width="stretch",
+                        on_select=lambda: _on_scatter(key, tid, n, page), selection_mode=("points", "box", "lasso"))
+        st.caption("Each dot is a token. Dotted lines: rank = c · surprisal (tokens on them have r/s = c); solid: "
+                   "this trajectory's RSR. Dots above it push RSR up. Select dots (click, box or lasso) to outline "
+                   "the tokens in the text.")
+    with tabs[1]:
+        st.plotly_chart(rank_bin_histogram(ts), width="stretch", key=f"inspector_bins_{tid}")
+        st.caption("GLTR's fingerprint with 1-based ranks: GLTR's top bin '< 10' (0-based) is our 1-10.")
+    with tabs[2]:
+        st.plotly_chart(surprisal_histogram(ts, thresholds), width="stretch", key=f"inspector_surprisal_{tid}")
+    with tabs[3]:
+        st.dataframe(zone_share_table(ts, r_max, thresholds), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
+                                    ("% tokens", "% of Σ clipped rank", "% of Σ surprisal")})
+        st.caption("A zone whose share of Σ clipped rank exceeds its share of Σ surprisal pushes RSR up.")
+
+
+def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int) -> None:
+    """The decomposition with the actual numbers, the curve along the text, the spans and tokens that push RSR up."""
+    n = len(ts)
+    d = explain.decompose(ts.surprisal, ts.rank, r_max)
+    st.markdown(f"#### Why this score\n**{d.formula()}** over {d.n_tokens:,} tokens "
+                f"(mean clipped rank {d.mean_rank_clipped:.2f} / mean surprisal {d.mean_surprisal:.3f} nats)"
+                + (f"; {d.n_clipped:,} tokens ranked beyond r_max count as {r_max}." if d.n_clipped else "."))
+    st.caption("A token's excess = clipped rank − RSR × surprisal (the excesses sum to 0). Positive excess pushes "
+               "RSR up: the token is ranked further down than its surprisal warrants. Leaving a token or span out "
+               "changes RSR by −excess / (Σ surprisal of the rest).")
+    c = st.columns([3, 2])
+    with c[0]:
+        curve = explain.sliding_rsr(ts.surprisal, ts.rank, r_max, window)
+        marked = state.selected_tokens(tid)
+        span = (marked[0], marked[-1] + 1) if marked else None
+        key = f"inspector_curve_{tid}_{window}"
+        st.plotly_chart(sliding_rsr_figure(curve, d.rsr, window, span), key=key, width="stretch",
+                        on_select=lambda: _on_curve(key, tid, n, page), selection_mode=("points", "box"))
+        st.caption("Each point is the RSR of one window of the text; click a point to outline that window and "
+                   "show it in the text above.")
+    with c[1]:
+        st.number_input("Window (tokens)", min_value=2, max_value=max(2, n), step=8, key=window_key(tid),
+                        help="Width of the spans and of the curve's windows.")
+        spans = explain.span_table(explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=5), ts.tokens)
+        st.markdown("**Spans that push RSR up most** (click a row to read it)")
+        if spans.empty:
+            st.caption("No window pushes RSR up (the text is shorter than the window, or uniform).")
+        else:
+            key = f"inspector_spans_{tid}_{window}"
+            st.dataframe(spans, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                         on_select=lambda: _on_row(key, spans, tid, n, page),
+                         column_config={"rsr": st.column_config.NumberColumn("span RSR", format="%.2f"),
+                                        "excess": st.column_config.NumberColumn(format="%.1f"),
+                                        "rsr_without": st.column_config.NumberColumn("RSR without it",
+                                                                                     format="%.3f")})
+    tokens = explain.token_contributions(ts.surprisal, ts.rank, ts.tokens, r_max, k=10)
+    st.markdown("**Tokens that push RSR up most** (click a row to read it)")
+    key = f"inspector_tokens_{tid}"
+    st.dataframe(tokens, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                 on_select=lambda: _on_row(key, tokens, tid, n, page),
+                 column_config={"surprisal": st.column_config.NumberColumn(format="%.3f"),
+                                "excess": st.column_config.NumberColumn(format="%.1f"),
+                                "rsr_without": st.column_config.NumberColumn("RSR without it", format="%.4f")})
+
+
+def _side(label: str, row: pd.Series | None, ts: TokenScores, view: str, r_max: int, thresholds: ZoneThresholds,
+          start: int, page: int, reference: float | None = None) -> None:
+    st.markdown(label)
+    if row is not None:
+        c = st.columns(3)
+        delta = None if reference is None or not np.isfinite(reference) else f"{row['rsr'] - reference:+.3f}"
+        c[0].metric("RSR", f"{row['rsr']:.3f}", delta=delta, delta_color="inverse")
+        c[1].metric("tokens", f"{int(row['n_tokens']):,}")
+        c[2].metric("mean surprisal", f"{row['avg_surprisal']:.3f}")
+    with st.container():  # no fixed height: a scroll box would clip the hover cards
+        render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, start=start, stop=start + page,
+                           legend=False)
+
+
+def side_by_side(tid: str, ts: TokenScores, table: pd.DataFrame, r_max: int, thresholds: ZoneThresholds,
+                 page: int) -> None:
+    """Two trajectories of the same problem, or this trajectory under two students, in aligned columns."""
+    if not st.toggle("Side by side", key=K_COMPARE,
+                     help="Another trajectory of the same problem, or this one under another student."):
+        return
+    ss = st.session_state
+    view = ss.get(K_VIEW, "rank")
+    mode = st.radio("Compare with", ["trajectory", "student"], horizontal=True, key=K_COMPARE_MODE,
+                    format_func={"trajectory": "another trajectory of this problem",
+                                 "student": "this trajectory under another student"}.get)
+    row = state.trajectory_row(tid)
+    if mode == "trajectory":
+        pid = row["problem_id"]
+        same = table[(table["problem_id"] == pid) & (table["trajectory_id"] != tid)]
+        if same.empty:
+            st.info(f"No other scored trajectory of problem {pid}.")
+            return
+        labels = same.set_index("trajectory_id")
+        other = st.selectbox("Second trajectory", same["trajectory_id"].tolist(), key=K_COMPARE_WITH,
+                             format_func=lambda t: f"{t} · {labels.at[t, 'teacher']} · RSR {labels.at[t, 'rsr']:.3f}")
+        right_label = f"**{other}** · {labels.at[other, 'teacher']}"
+        right_row, right_ts = state.trajectory_row(other), state.trajectory_scores(other)
+        left_label = f"**{tid}** · {row['teacher']}"
+    else:
+        students = [s for s, res in state.other_students().items() if tid in res.scores]
+        if not students:
+            st.info("No other student has scores for this trajectory yet. Pick another student in the sidebar and "
+                    "press Score (the results of each student stay available), or add precomputed demo scores under "
+                    "data/demo/scores/<student>/.")
+            return
+        other = st.selectbox("Second student", students, key=K_COMPARE_STUDENT)
+        left_label = f"**{state.current_student()}**"
+        right_label = f"**{other}**"
+        right_row, right_ts = state.trajectory_row(tid, other), state.trajectory_scores(tid, other)
+    longest = max(len(ts), len(right_ts))
+    start = 0
+    if longest > page:
+        start = int(st.number_input("First token (both sides)", min_value=0, max_value=longest - 1, step=page,
+                                    value=0, key="inspector_compare_start"))
+    left, right = st.columns(2)
+    with left:
+        _side(left_label, row, ts, view, r_max, thresholds, start, page)
+    with right:
+        _side(right_label, right_row, right_ts, view, r_max, thresholds, start, page,
+              reference=float(row["rsr"]) if row is not None else None)

@@ -1,0 +1,169 @@
+"""Tables, figures and export bytes of the Selection page: pure functions of the pooled table and a selection.
+
+`pooled` is `rsr_core.pools.assign_pools(table)` (the trajectory table with `pool_id`); a selection is
+`rsr_core.selection.select(...)`. Nothing here reads session state.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from rsr_core.selection import Selection, SelectionSummary, write_selection
+from rsr_core.ui.metric_labels import metric_label
+
+RULE_MODES = {"min": "lowest value of a metric", "max": "highest value of a metric", "random": "random (seeded)"}
+PREFERRED_METRICS = ("rsr", "avg_surprisal", "avg_rank_clipped", "avg_rank", "n_tokens", "avg_entropy",
+                     "avg_rsr_token", "filtered_rsr_token", "rank_entropy_ratio")
+NOT_METRICS = {"r_max", "record", "n_context", "truncated", "correct", "pool_size", "n_eligible"}
+EXPORT_FORMATS = {"jsonl": ("selected.jsonl", "application/jsonl"),
+                  "parquet": ("selected.parquet", "application/vnd.apache.parquet")}
+CHOICE_RULE, CHOICE_MANUAL, CHOICE_FALLBACK = "rule", "manual", "fallback (no correct candidate)"
+
+
+def selectable_metrics(table: pd.DataFrame) -> list[str]:
+    """Numeric per-trajectory columns a rule can minimise or maximise, the paper's metrics first."""
+    numeric = [c for c in table.columns if c not in NOT_METRICS and pd.api.types.is_numeric_dtype(table[c])
+               and not pd.api.types.is_bool_dtype(table[c])]
+    return [c for c in PREFERRED_METRICS if c in numeric] + [c for c in numeric if c not in PREFERRED_METRICS]
+
+
+def valid_overrides(pooled: pd.DataFrame, overrides: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the overrides that name a trajectory of the table in that problem's pool, the keys left out).
+
+    Overrides made on another dataset or under another pooling no longer apply; they are reported, not an error.
+    """
+    by_id = pooled.drop_duplicates("trajectory_id").set_index("trajectory_id")
+    valid, stale, pools = {}, [], set()
+    for key, tid in overrides.items():
+        key, tid = str(key), str(tid)
+        ok = tid in by_id.index and key in (by_id.at[tid, "pool_id"], by_id.at[tid, "problem_id"])
+        pool = by_id.at[tid, "pool_id"] if ok else None
+        if ok and pool not in pools:
+            valid[key] = tid
+            pools.add(pool)
+        else:
+            stale.append(key)
+    return valid, stale
+
+
+def _fmt(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr") -> pd.DataFrame:
+    """One row per problem (pool), in the selection's order: its candidates, and the chosen one with how it was
+    chosen.
+
+    Columns: problem_id, pool_id, chosen (trajectory id, '' when the pool was dropped), teacher, run, `value` (the
+    rule's metric of the chosen one; NaN for random), rsr, n_tokens, correct, choice ('rule', 'manual',
+    'fallback ...' or 'dropped: <reason>'), n_candidates, n_eligible, candidates ('teacher run: rsr' for each,
+    best RSR first), prompt (its first 120 characters).
+    """
+    ordered = pooled.sort_values(["pool_id", "rsr", "trajectory_id"], na_position="last", kind="stable")
+    runs = ordered["run"].map(lambda r: f" {r}" if r else "")
+    rsr = ordered["rsr"].map(lambda v: _fmt(float(v)))
+    labels = ordered["teacher"].astype(str) + runs + ": " + rsr
+    grouped = ordered.assign(_label=labels).groupby("pool_id", sort=False)
+    pools = pd.DataFrame({
+        "problem_id": grouped["problem_id"].first(),
+        "prompt": grouped["prompt"].first().astype(str).str.slice(0, 120) if "prompt" in ordered else "",
+        "n_candidates": grouped.size(),
+        "candidates": grouped["_label"].agg(" · ".join),
+    })
+    pools.index.name = "pool_id"
+    pools["problem_id"] = pools["problem_id"].where(pools["problem_id"] != "", pools.index.to_series())
+
+    sel = selection.selected
+    metric = by if by in sel and by != "random" else None
+    chosen = pd.DataFrame({
+        "pool_id": sel["pool_id"].astype(str), "n_eligible": sel["n_eligible"].astype(int),
+        "chosen": sel["trajectory_id"].astype(str), "teacher": sel["teacher"].astype(str),
+        "run": sel["run"].map(lambda r: r or ""),
+        "value": pd.to_numeric(sel[metric], errors="coerce") if metric else np.nan,
+        "rsr": sel["rsr"].astype(float), "n_tokens": sel["n_tokens"].astype(int),
+        "correct": sel["correct"].astype("boolean"),
+        "choice": np.where(sel["manual"].astype(bool), CHOICE_MANUAL,
+                           np.where(sel["correct_filter_fallback"].astype(bool), CHOICE_FALLBACK, CHOICE_RULE)),
+    })
+    order = list(chosen["pool_id"]) + [p for p in pools.index if p not in set(chosen["pool_id"])]
+    out = pools.reindex(order).reset_index().merge(chosen, on="pool_id", how="left")
+    reasons = dict(zip(selection.dropped["pool_id"], selection.dropped["reason"])) if len(selection.dropped) else {}
+    missing = out["chosen"].isna()
+    out.loc[missing, "choice"] = [f"dropped: {reasons.get(p, 'no candidate')}" for p in out.loc[missing, "pool_id"]]
+    out["n_eligible"] = out["n_eligible"].fillna(0).astype(int)
+    out["n_tokens"] = out["n_tokens"].fillna(0).astype(int)
+    for col in ("chosen", "teacher", "run"):
+        out[col] = out[col].fillna("").astype(str)
+    cols = ["problem_id", "pool_id", "chosen", "teacher", "run", "value", "rsr", "n_tokens", "correct", "choice",
+            "n_candidates", "n_eligible", "candidates", "prompt"]
+    return out[cols]
+
+
+def filter_problems(rows: pd.DataFrame, text: str = "", teachers: Sequence[str] = (),
+                    choices: Sequence[str] = ()) -> pd.DataFrame:
+    """The problem rows matching a text (problem id, prompt or chosen id, case-insensitive), the chosen teachers
+    and the kinds of choice ('rule', 'manual', 'fallback', 'dropped'); empty filters keep everything."""
+    keep = np.ones(len(rows), dtype=bool)
+    text = text.strip().lower()
+    if text:
+        hay = (rows["problem_id"] + " " + rows["prompt"] + " " + rows["chosen"]).str.lower()
+        keep &= hay.str.contains(text, regex=False).to_numpy()
+    if teachers:
+        keep &= rows["teacher"].isin(list(teachers)).to_numpy()
+    if choices:
+        kinds = rows["choice"].str.split(r"[ :]", n=1, regex=True).str[0]
+        keep &= kinds.isin(list(choices)).to_numpy()
+    return rows[keep].reset_index(drop=True)
+
+
+def candidate_rows(pooled: pd.DataFrame, pool_id: str, chosen: str | None, by: str = "rsr") -> pd.DataFrame:
+    """The candidates of one pool, best RSR first: trajectory_id, teacher, run, the rule's metric, rsr, length,
+    correct, and `chosen` (True for the selected one)."""
+    group = pooled[pooled["pool_id"] == pool_id]
+    cols = ["trajectory_id", "teacher", "run"] + ([by] if by in group and by not in ("rsr", "n_tokens") else []) + \
+        [c for c in ("rsr", "avg_surprisal", "avg_rank_clipped", "n_tokens", "correct", "truncated") if c in group]
+    out = group[cols].sort_values(["rsr", "trajectory_id"], na_position="last", kind="stable")
+    out.insert(0, "chosen", out["trajectory_id"] == (chosen or ""))
+    return out.reset_index(drop=True)
+
+
+def comparison_display(summary: SelectionSummary) -> pd.DataFrame:
+    """The summary's comparison (selected set, random selection, each teacher) with the RSR difference to the
+    selected set (negative: the selected set is better)."""
+    out = summary.comparison.copy()
+    out["rsr vs selected"] = out["rsr"] - out["rsr"].iloc[0]
+    return out
+
+
+def picks_figure(picks: pd.DataFrame) -> go.Figure:
+    """Where the selected trajectories come from: picks per teacher (the paper's Table 17)."""
+    frame = picks.sort_values("picks", ascending=True, kind="stable")
+    fig = go.Figure(go.Bar(x=frame["picks"], y=frame["teacher"].astype(str), orientation="h",
+                           text=[f"{s:.0%}" for s in frame["share"]], textposition="auto",
+                           customdata=frame["teacher"].astype(str),
+                           hovertemplate="%{y}: %{x} picks (%{text})<extra></extra>"))
+    fig.update_layout(title="Picks per teacher", xaxis_title="selected trajectories",
+                      height=max(220, 60 + 30 * len(frame)), margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def export_bytes(selected: pd.DataFrame, fmt: str) -> bytes:
+    """The selected rows as a training file: JSONL `messages` records or Parquet, exactly as
+    `rsr_core.selection.write_selection` writes them (one record per problem, with provenance)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {tuple(EXPORT_FORMATS)}, not {fmt!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_selection(selected, Path(tmp) / EXPORT_FORMATS[fmt][0])
+        return path.read_bytes()
+
+
+def rule_description(mode: str, by: str, seed: int | None) -> str:
+    """The rule in words, e.g. 'lowest RSR (Eq. 9)' or 'random, seed 3'."""
+    if mode == "random":
+        return f"random, seed {seed}"
+    return f"{'lowest' if mode == 'min' else 'highest'} {metric_label(by)}"

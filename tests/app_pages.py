@@ -1,0 +1,61 @@
+"""Open one page of the app in AppTest on the bundled demo data, with the shared sidebar state."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import keep_app_navigation
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 180
+
+
+def open_page(page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
+    """The app (app.py: navigation and the sidebar, which loads the demo's precomputed scores) showing `page`."""
+    from rsr_core.demo import available_demo_students
+
+    if not available_demo_students():
+        pytest.skip("the demo pool's precomputed scores are missing (make demo-scores)")
+    monkeypatch.setenv("RSR_CACHE_DIR", str(tmp_path / "cache"))
+    keep_app_navigation(monkeypatch)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def frame_by_key(at: AppTest, key: str):
+    """The DataFrame shown by the st.dataframe / st.data_editor with this key."""
+    for df in at.dataframe:
+        if df.key == key:
+            return df.value
+    raise KeyError(f"no dataframe with key {key!r} on the page")
+
+
+def frame_with_column(at: AppTest, column: str):
+    """The first DataFrame on the page that has this column (st.dataframe without selection has no key)."""
+    for df in at.dataframe:
+        value = df.value
+        if column in value.columns:
+            return value
+    raise KeyError(f"no dataframe with a column {column!r} on the page")
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    """The titles of the plotly charts on the page."""
+    import json
+
+    titles = []
+    for chart in at.get("plotly_chart"):
+        title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
+        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
+    return titles
+
+
+def editor_state(values: dict[int, float]) -> dict:
+    """The edit state of a keyed st.data_editor that sets `accuracy` in these rows."""
+    return {"edited_rows": {i: {"accuracy": float(v)} for i, v in values.items()}, "added_rows": [],
+            "deleted_rows": []}

@@ -1,0 +1,163 @@
+"""End to end in a real browser: `streamlit run app.py` on a free port from an empty cache, every page opened in
+headless Chromium (Selenium), a token hovered for its tooltip, the worst span jumped to, screenshots saved in
+tests/artifacts/ (inspector.png, 1400x1000 with a hover card, is the README's screenshot).
+Skips without chromium and chromedriver."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1400,1000")
+WAIT = 90  # seconds; the machine may be busy
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from rsr_core.demo import available_demo_students  # noqa: E402
+from rsr_core.ui.navigation import available_pages  # noqa: E402
+
+
+def browser_binaries() -> tuple[str, str] | None:
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    return (chrome, driver) if chrome and driver else None
+
+
+pytestmark = [
+    pytest.mark.skipif(browser_binaries() is None, reason="no chromium and chromedriver on this machine"),
+    pytest.mark.skipif(not available_demo_students(), reason="no precomputed demo scores"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not become healthy in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app served by `streamlit run` from an empty score cache."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = {**os.environ, "RSR_CACHE_DIR": str(tmp / "cache")}
+    log = open(tmp / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chrome, driver_path = browser_binaries()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
+    driver.set_window_size(1400, 1000)
+    yield driver
+    driver.quit()
+
+
+def page_url(base: str, path: str) -> str:
+    """The URL `st.navigation` gives a page: the default page at /, the others at /<file stem>."""
+    spec = next(p for p in available_pages() if p.path == path)
+    return base + "/" if spec.default else f"{base}/{Path(path).stem}"
+
+
+def open_page(driver, url: str) -> None:
+    driver.get(url)
+    wait = WebDriverWait(driver, WAIT)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "h1")))
+    # the run is over when Streamlit's "running" status widget is gone
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'))
+    time.sleep(1.0)
+
+
+def test_inspector_tooltip_and_jump(server, browser):
+    """Runs first: /inspector is the first URL this server process sees (app.py must still run around it)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    open_page(browser, page_url(server, "pages/inspector.py"))
+    wait = WebDriverWait(browser, WAIT)
+    tokens = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, ".rsr-tok")))
+    assert len(tokens) > 20
+    assert browser.find_elements(By.XPATH, "//*[contains(text(), 'r_max (rank clipping)')]")  # the sidebar
+    browser.save_screenshot(str(ARTIFACTS / "inspector-top.png"))
+
+    token = next(t for t in tokens[10:] if t.text.strip())
+    tip = token.find_element(By.CSS_SELECTOR, ".rsr-tip")
+    assert not tip.is_displayed()  # CSS-only card: hidden until hovered
+    metric = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMetric"]')
+    browser.execute_script(  # the metrics row just below the header, the text and the scatter beneath
+        "const main = document.querySelector('[data-testid=\"stMain\"]');"
+        "main.scrollTop += arguments[0].getBoundingClientRect().top - 70;", metric)
+    ActionChains(browser).move_to_element(token).perform()
+    wait.until(lambda d: tip.is_displayed())
+    text = tip.text
+    assert "surprisal" in text and "rank" in text and "nats" in text, text
+    assert f"#{token.get_attribute('data-t')}" in text
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "inspector.png"))  # metrics, text with a hover card, scatter
+
+    button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button")
+                  if "worst span" in b.text)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)  # not under the header
+    button.click()
+    marked = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, ".rsr-tok.rsr-hl")))
+    assert len(marked) >= 2
+    positions = sorted(int(m.get_attribute("data-t")) for m in marked)
+    assert positions == list(range(positions[0], positions[-1] + 1))  # one contiguous span
+
+
+def test_every_page_in_a_browser(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    for spec in available_pages():
+        open_page(browser, page_url(server, spec.path))
+        errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+        assert not errors, f"{spec.path}: {errors[0].text[:300]}"
+        browser.save_screenshot(str(ARTIFACTS / f"{Path(spec.path).stem}.png"))
