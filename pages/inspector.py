@@ -9,11 +9,7 @@ from rsr_core.ui.navigation import ensure_app_runs
 ensure_app_runs()
 
 st.title("Inspector")
-table = state.current_table()
-if table.empty:
-    st.info("No scores to inspect yet. Pick a dataset and a student in the sidebar and press **Score**, "
-            "or open the bundled demo.")
-    st.stop()
+table = state.scored_table_or_stop()
 
 tid = ui.pick_trajectory(table)
 if tid is None:

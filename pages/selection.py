@@ -187,11 +187,8 @@ def export_section(sel) -> None:
 # --- page ----------------------------------------------------------------------------------------------------------
 
 st.title("Selection: one trajectory per problem")
-table = state.current_table()
+table = state.scored_table_or_stop()
 student = state.current_student()
-if table.empty:
-    st.info("No scores yet: open the bundled demo pool, or choose a dataset and press **Score** in the sidebar.")
-    st.stop()
 st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}. Candidates of every teacher and run are "
             "pooled per problem, and the rule keeps one of each pool.")
 one_student = student if len(students_of(table)) > 1 else None

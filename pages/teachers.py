@@ -186,11 +186,8 @@ if OPEN in st.session_state:
     state.select_trajectory(st.session_state.pop(OPEN), open_inspector=True)
 
 st.title("Teachers")
-table = state.current_table()
+table = state.scored_table_or_stop()
 student = state.current_student()
-if table.empty:
-    st.info("No scores yet: open the bundled demo pool, or choose a dataset and press **Score** in the sidebar.")
-    st.stop()
 if "student" in table and len(students_of(table)) > 1 and student in students_of(table):
     table = table[table["student"].astype(str) == student]
 st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}: {len(table)} trajectories from "

@@ -77,6 +77,19 @@ def current_table() -> pd.DataFrame:
     return _ss().get(TABLE, pd.DataFrame())
 
 
+NO_SCORES = ("No scores yet: open the bundled demo pool, or choose a dataset and a student in the sidebar and "
+             "press **Score**.")
+
+
+def scored_table_or_stop() -> pd.DataFrame:
+    """The current trajectory table; when there is none yet, say how to get one and end the page's run."""
+    table = current_table()
+    if table.empty:
+        st.info(NO_SCORES)
+        st.stop()
+    return table
+
+
 def current_scores() -> dict[str, TokenScores]:
     return _ss().get(SCORES, {})
 
