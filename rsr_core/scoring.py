@@ -17,22 +17,28 @@ from rsr_core.token_scores import TokenScores
 
 TOP_K = 5
 LOGITS_CHUNK_BYTES = 256 << 20  # fp32 logits held at once per chunk
+CPU_STATS_ROWS = 16  # on a CPU, rows reduced together: a few MB of logits that stay in cache across the passes
 
 
 def token_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tensor]:
     """Per-row statistics of fp32 logits [C, V] for targets [C].
 
     surprisal [C] = logsumexp - logit[target] (nats); rank [C] = 1 + #{v: logit[v] > logit[target]} (strict, so
-    ties favour the target); entropy [C] in nats; top_ids [C, k] and top_probs [C, k].
+    ties favour the target); entropy [C] in nats; top_ids [C, k] and top_probs [C, k]. Works in place on one
+    shifted copy of the logits, since these passes over [C, V] are the cost of the output layer after the matmul.
     """
     logits = logits.float()
-    lse = torch.logsumexp(logits, dim=-1)
-    target_logit = logits.gather(1, targets[:, None])[:, 0]
-    rank = 1 + (logits > target_logit[:, None]).sum(dim=-1)
-    probs = torch.exp(logits - lse[:, None])
-    entropy = lse - (probs * torch.where(probs > 0, logits, 0.0)).sum(dim=-1)
     top_logits, top_ids = logits.topk(k, dim=-1)
-    return {"surprisal": lse - target_logit, "rank": rank, "entropy": entropy,
+    target_logit = logits.gather(1, targets[:, None])
+    rank = 1 + (logits > target_logit).sum(dim=-1)
+    shifted = logits - top_logits[:, :1]  # <= 0, max 0
+    shifted.clamp_(min=torch.finfo(torch.float32).min)  # -inf logits (masked entries) stay finite: 0 * x = 0
+    weights = torch.exp(shifted)
+    z = weights.sum(dim=-1)
+    log_z = torch.log(z)
+    entropy = log_z - torch.linalg.vecdot(weights, shifted) / z
+    lse = top_logits[:, 0] + log_z
+    return {"surprisal": lse - target_logit[:, 0], "rank": rank, "entropy": entropy,
             "top_ids": top_ids, "top_probs": torch.exp(top_logits - lse[:, None])}
 
 
@@ -87,39 +93,52 @@ def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
     """Per-token arrays for a batch of encoded conversations: one body pass, chunked output layer.
 
     Right-padded input_ids [B, L]; an attention mask only when lengths differ (so a single conversation runs the
-    causal fast path). Returns, per item, surprisal/rank/entropy [T] and top_ids/top_probs [T, k].
+    causal fast path). Each conversation runs only up to its last response token's context: what follows (that
+    token, the end-of-turn marker) predicts nothing that is scored. Returns, per item, surprisal/rank/entropy [T]
+    and top_ids/top_probs [T, k].
     """
+    empty = {"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
+               "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
+               "top_probs": np.zeros((0, k), np.float32)}
+    live = [i for i, x in enumerate(items) if len(x.positions)]
+    if len(live) < len(items):
+        stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k) if live else []
+        out = [dict(empty) for _ in items]
+        for i, st in zip(live, stats):
+            out[i] = st
+        return out
     device = next(model.parameters()).device
-    lengths = [len(x.input_ids) for x in items]
+    lengths = [int(x.positions.max()) for x in items]
     longest = max(lengths)
     ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
     for b, x in enumerate(items):
-        ids[b, : lengths[b]] = torch.tensor(x.input_ids, dtype=torch.long)
+        ids[b, : lengths[b]] = torch.tensor(x.input_ids[: lengths[b]], dtype=torch.long)
     mask = None
     if len(set(lengths)) > 1:
         mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long().to(device)
     hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask, use_cache=False).last_hidden_state
     rows_b = torch.cat([torch.full((len(x.positions),), b, dtype=torch.long) for b, x in enumerate(items)])
     rows_t = torch.cat([torch.as_tensor(x.positions, dtype=torch.long) for x in items])
-    targets = ids[rows_b, rows_t].to(device)
+    targets = torch.tensor([x.input_ids[p] for x in items for p in x.positions.tolist()], dtype=torch.long,
+                           device=device)
     head = output_head(model)
     chunk_rows = chunk_rows or chunk_rows_for(model.get_output_embeddings().weight.shape[0])
+    stats_rows = CPU_STATS_ROWS if device.type == "cpu" else chunk_rows
     parts: dict[str, list[torch.Tensor]] = {}
     for a in range(0, rows_b.numel(), chunk_rows):
         h = hidden[rows_b[a:a + chunk_rows].to(device), (rows_t[a:a + chunk_rows] - 1).to(device)]  # [C, H]
-        for name, v in token_statistics(head(h), targets[a:a + chunk_rows], k).items():
-            parts.setdefault(name, []).append(v.cpu())
+        logits = head(h)  # [C, V] fp32, one large matmul
+        chunk_targets = targets[a:a + logits.shape[0]]
+        for r in range(0, logits.shape[0], stats_rows):
+            for name, v in token_statistics(logits[r:r + stats_rows], chunk_targets[r:r + stats_rows], k).items():
+                parts.setdefault(name, []).append(v.cpu())
+        del logits
     del hidden
-    stats = {name: torch.cat(v).numpy() for name, v in parts.items()} if parts else {}
+    stats = {name: torch.cat(v).numpy() for name, v in parts.items()}
     out, a = [], 0
     for x in items:
         n = len(x.positions)
-        if n == 0:
-            out.append({"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
-                        "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
-                        "top_probs": np.zeros((0, k), np.float32)})
-        else:
-            out.append({name: v[a:a + n] for name, v in stats.items()})
+        out.append({name: v[a:a + n] for name, v in stats.items()})
         a += n
     return out
 

@@ -37,7 +37,8 @@ def test_a_second_run_is_served_from_the_cache(student, tmp_path, forward_calls)
 def test_changed_settings_or_text_never_reuse_stale_results(student, tmp_path, forward_calls):
     t = traj(1)
     score_trajectories([t], student, cache_dir=tmp_path)
-    assert score_trajectories([t], student, cache_dir=tmp_path, max_len=20).cached == 0
+    cut = score_trajectories([t], student, cache_dir=tmp_path, max_len=50)
+    assert cut.cached == 0 and cut.scores["t1"].truncated
     edited = traj(1, text="1 + 1 = 2.")
     assert score_trajectories([edited], student, cache_dir=tmp_path).cached == 0
     renamed = Trajectory("other-id", "p", "other teacher", t.messages)  # same text: same numbers
@@ -72,3 +73,14 @@ def test_a_corrupt_entry_is_detected_and_recomputed(student, tmp_path):
     assert again.cached == 0
     np.testing.assert_array_equal(again.scores["t2"].rank, first.scores["t2"].rank)
     assert score_trajectories([t], student, cache_dir=tmp_path).cached == 1
+
+
+def test_a_response_cut_away_entirely_costs_no_forward_pass(student, forward_calls):
+    from rsr_core.tables import trajectory_table
+
+    t = traj(3)
+    result = score_trajectories([t], student, max_len=20, use_cache=False)
+    s = result.scores["t3"]
+    assert len(s) == 0 and s.truncated and forward_calls == []
+    row = trajectory_table([t], result.scores, "s").iloc[0]
+    assert row["n_tokens"] == 0 and row["truncated"] and np.isnan(row["rsr"])
