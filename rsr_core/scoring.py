@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from rsr_core.chat_format import Encoded
+from rsr_core.memory import returned_promptly
 from rsr_core.token_scores import TokenScores
 
 TOP_K = 5
 LOGITS_CHUNK_BYTES = 256 << 20  # fp32 logits held at once per chunk
+LONG_PASS_TOKENS = 4096  # a CPU pass over more padded tokens returns its memory promptly (rsr_core.memory)
 CPU_STATS_ROWS = 16  # on a CPU, rows reduced together: a few MB of logits that stay in cache across the passes
 
 
@@ -116,6 +118,12 @@ def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
     mask = None
     if len(set(lengths)) > 1:
         mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long().to(device)
+    with returned_promptly(device.type == "cpu" and ids.numel() > LONG_PASS_TOKENS):
+        return _forward_and_reduce(model, items, ids, mask, device, chunk_rows, k)
+
+
+def _forward_and_reduce(model, items, ids, mask, device, chunk_rows, k) -> list[dict[str, np.ndarray]]:
+    """The body once over ids [B, L], then the output layer and the reductions on the response rows."""
     hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask, use_cache=False).last_hidden_state
     rows_b = torch.cat([torch.full((len(x.positions),), b, dtype=torch.long) for b, x in enumerate(items)])
     rows_t = torch.cat([torch.as_tensor(x.positions, dtype=torch.long) for x in items])

@@ -86,7 +86,7 @@ def test_every_page_renders(demo):
 
 
 def test_pages_run_inside_app_when_served_alone(monkeypatch, cache_dir):
-    """Without the harness fix above (as the acceptance check runs AppTest), a page file run alone still gets
+    """Without `keep_app_navigation` (a plain AppTest run), a page file run alone still gets
     app.py around it: the sidebar is there on the inspector and the overview."""
     monkeypatch.undo()
     monkeypatch.setenv("RSR_CACHE_DIR", str(cache_dir))
