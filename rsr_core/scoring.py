@@ -6,7 +6,6 @@ chunk's fp32 logits [C, V] reduced at once to surprisal, rank, entropy and the t
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -165,8 +164,3 @@ def to_token_scores(item: Encoded, stats: dict[str, np.ndarray], tokenizer) -> T
         entropy=stats["entropy"].astype(np.float32), top_ids=top_ids, top_tokens=top_tokens,
         top_probs=stats["top_probs"].astype(np.float32), truncated=item.truncated, n_context=len(item.input_ids),
     )
-
-
-def estimated_seconds(n_tokens: int, tokens_per_s: float) -> float:
-    """Time left at the current rate (inf before the first batch)."""
-    return n_tokens / tokens_per_s if tokens_per_s > 0 else math.inf
