@@ -98,13 +98,12 @@ def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
     token, the end-of-turn marker) predicts nothing that is scored. Returns, per item, surprisal/rank/entropy [T]
     and top_ids/top_probs [T, k].
     """
-    empty = {"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
-               "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
-               "top_probs": np.zeros((0, k), np.float32)}
     live = [i for i, x in enumerate(items) if len(x.positions)]
-    if len(live) < len(items):
+    if len(live) < len(items):  # conversations with nothing to score need no forward pass
         stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k) if live else []
-        out = [dict(empty) for _ in items]
+        out = [{"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
+                "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
+                "top_probs": np.zeros((0, k), np.float32)} for _ in items]
         for i, st in zip(live, stats):
             out[i] = st
         return out
