@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rsr_core.chat_format import Encoded  # noqa: E402
-from rsr_core.scoring import score_batch, token_statistics  # noqa: E402
+from rsr_core.engine.chat_format import Encoded  # noqa: E402
+from rsr_core.engine.scoring import score_batch, token_statistics  # noqa: E402
 
 QWEN25_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                  num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768, rope_theta=1e6,

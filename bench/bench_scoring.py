@@ -29,10 +29,10 @@ SHARED = ROOT.parent / "shared" / "data" / "eit_math" / "math_gemini_level6_rank
 
 from bench.naive import naive_score  # noqa: E402
 
-from rsr_core.metrics import trajectory_metrics  # noqa: E402
-from rsr_core.pipeline import score_trajectories  # noqa: E402
-from rsr_core.student import load_student  # noqa: E402
-from rsr_core.trajectory import Trajectory  # noqa: E402
+from rsr_core.analysis.metrics import trajectory_metrics  # noqa: E402
+from rsr_core.engine.pipeline import score_trajectories  # noqa: E402
+from rsr_core.engine.student import load_student  # noqa: E402
+from rsr_core.data.trajectory import Trajectory  # noqa: E402
 
 
 def conversations(n: int) -> tuple[list[list[dict]], list[dict]]:
@@ -105,7 +105,7 @@ def main() -> int:
                                                          "--out", f"{tmp}/o.csv", "--no-cache", "--dtype", "float32"])
             result["naive_long_peak_gb"] = peak_rss_gb([sys.executable, "-c", (
                 "import sys, json; sys.path[:0] = ['.']; from bench.naive import naive_score; "
-                "from rsr_core.student import load_student; "
+                "from rsr_core.engine.student import load_student; "
                 f"naive_score(load_student(dtype='float32'), [json.loads(open({str(path)!r}).read())['messages']])")])
     out = ROOT / "bench" / "results" / "cpu.json"
     out.parent.mkdir(exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from rsr_core.metrics import trajectory_metrics
+from rsr_core.analysis.metrics import trajectory_metrics
 
 
 def response_positions(ids: list[int], header: list[int], end: int) -> list[int]:

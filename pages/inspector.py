@@ -1,7 +1,7 @@
 """Inspector: one trajectory token by token, why its RSR is what it is, and side-by-side comparisons."""
 import streamlit as st
 
-from rsr_core import explain
+from rsr_core.analysis import explain
 from rsr_core.ui import inspector as ui
 from rsr_core.ui import state
 from rsr_core.ui.navigation import ensure_app_runs

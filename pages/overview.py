@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from rsr_core.report import teacher_report
+from rsr_core.analysis.report import teacher_report
 from rsr_core.ui import state
 from rsr_core.ui.navigation import available_pages, ensure_app_runs
 

@@ -1,7 +1,7 @@
 """Selection page: keep one trajectory per problem by a rule, override any choice by hand, and export.
 
 The rule (lowest RSR by default, min or max of any metric, or random with a seed) and the correct-only filter go
-to `rsr_core.selection.select`; manual choices are kept in `st.session_state["selection_overrides"]`
+to `rsr_core.analysis.selection.select`; manual choices are kept in `st.session_state["selection_overrides"]`
 ({problem or pool id: trajectory id}) and win over the rule. The summary compares the selected set with random
 selection and each single teacher; the export is the training file `python -m rsr_core select` writes.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rsr_core.pools import POOL_BY, assign_pools, for_student, students_of
-from rsr_core.selection import select
+from rsr_core.analysis.pools import POOL_BY, assign_pools, for_student, students_of
+from rsr_core.analysis.selection import select
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_selection_summary
 from rsr_core.ui.metric_labels import metric_label
@@ -22,7 +22,7 @@ from rsr_core.ui.navigation import ensure_app_runs
 ensure_app_runs()
 
 OVERRIDES = "selection_overrides"  # {problem or pool id: trajectory id}, chosen by hand
-RESULT = "selection_result"  # the current Selection (rsr_core.selection.Selection), for other pages and export
+RESULT = "selection_result"  # the current Selection (rsr_core.analysis.selection.Selection), for other pages and export
 PROBLEM = "selection_problem"  # the problem whose candidates are shown (selectbox; a table click sets it)
 CANDIDATE = "selection_candidate"  # the candidate the buttons act on (selectbox; a table click sets it)
 NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f")

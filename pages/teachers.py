@@ -3,14 +3,14 @@
 The per-teacher table (dataset RSR with its bootstrap interval, teacher score, the baseline metrics), scatterplots
 with one clickable point per teacher, each teacher's trajectories (click one to open it in the inspector), the
 correlation of every metric with post-training accuracies the user gives, the same teachers under other students,
-and teacher selection on a budget. Computation: `rsr_core.teachers`; figures: `rsr_core.ui.teacher_figures`.
+and teacher selection on a budget. Computation: `rsr_core.analysis.teachers`; figures: `rsr_core.ui.teacher_figures`.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from rsr_core.pools import students_of
-from rsr_core.teachers import ranking_agreement, run_table
+from rsr_core.analysis.pools import students_of
+from rsr_core.analysis.teachers import ranking_agreement, run_table
 from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import CORRELATION_COLUMNS, accuracy_input, correlate, correlation_display
 from rsr_core.ui.metric_labels import metric_label

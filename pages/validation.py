@@ -1,14 +1,14 @@
 """Validation page: the paper's correlations recomputed from its own per-teacher tables, and the same question
 asked of the user's data (which metric predicts the accuracies of the user's teachers best).
 
-Computation: `rsr_core.paper` and `rsr_core.teachers`; tables and figures: `rsr_core.ui.validation_figures`.
+Computation: `rsr_core.analysis.paper` and `rsr_core.analysis.teachers`; tables and figures: `rsr_core.ui.validation_figures`.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from rsr_core.paper import reproduction_table
-from rsr_core.pools import students_of
+from rsr_core.analysis.paper import reproduction_table
+from rsr_core.analysis.pools import students_of
 from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import CORRELATION_COLUMNS, accuracy_input, correlate, correlation_display
 from rsr_core.ui.metric_labels import metric_label

@@ -1,20 +1,20 @@
 """Teaching page: the zone of proximal development, the idea behind the Rank-Surprisal Ratio.
 
 Runs standalone (`streamlit run pages/zone.py`) or inside the app's `st.navigation`. Reads shared settings from
-`st.session_state` with defaults; computation lives in `rsr_core.zpd_simulation` and `rsr_core.zones`.
+`st.session_state` with defaults; computation lives in `rsr_core.analysis.simulation` and `rsr_core.analysis.zones`.
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from rsr_core.metrics import trajectory_metrics
+from rsr_core.analysis.metrics import trajectory_metrics
 from rsr_core.ui.navigation import ensure_app_runs
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
 from rsr_core.ui.zone_figures import (PlanePoint, illustrative_next_token_figure, rank_surprisal_plane,
                                       simulation_points, simulation_table, student_distribution_figure, zone_label)
-from rsr_core.zones import ZoneThresholds, zone_summary, ZONE_LABELS
-from rsr_core.zpd_simulation import (SimulationConfig, place_token, rsr_contribution, sample_trajectory, simulate,
+from rsr_core.analysis.zones import ZoneThresholds, zone_summary, ZONE_LABELS
+from rsr_core.analysis.simulation import (SimulationConfig, place_token, rsr_contribution, sample_trajectory, simulate,
                                      student_distribution)
 
 ensure_app_runs()

@@ -14,7 +14,7 @@ TIMEOUT = 180
 
 def open_page(page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
     """The app (app.py: navigation and the sidebar, which loads the demo's precomputed scores) showing `page`."""
-    from rsr_core.demo import available_demo_students
+    from rsr_core.data.demo import available_demo_students
 
     if not available_demo_students():
         pytest.skip("the demo pool's precomputed scores are missing (make demo-scores)")

@@ -12,7 +12,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def student():
-    from rsr_core.student import load_student
+    from rsr_core.engine.student import load_student
 
     return load_student(dtype="float32")
 

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rsr_core import explain
-from rsr_core.demo import CANDIDATES, available_demo_students, load_demo
-from rsr_core.formats import read_trajectories
-from rsr_core.metrics import trajectory_rsr
-from rsr_core.tables import rescore_table, trajectory_table
-from rsr_core.token_scores import TokenScores
-from rsr_core.trajectory import Trajectory
+from rsr_core.analysis import explain
+from rsr_core.data.demo import CANDIDATES, available_demo_students, load_demo
+from rsr_core.data.formats import read_trajectories
+from rsr_core.analysis.metrics import trajectory_rsr
+from rsr_core.data.tables import rescore_table, trajectory_table
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import Trajectory
 from rsr_core.ui import inspector as ui
 from rsr_core.ui.inspector_figures import token_positions
 from rsr_core.ui.navigation import available_pages

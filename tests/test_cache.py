@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from rsr_core.cache import ScoreCache
-from rsr_core.pipeline import score_trajectories
-from rsr_core.trajectory import Trajectory
+from rsr_core.engine.cache import ScoreCache
+from rsr_core.engine.pipeline import score_trajectories
+from rsr_core.data.trajectory import Trajectory
 
 
 def traj(i, text=None):
@@ -76,7 +76,7 @@ def test_a_corrupt_entry_is_detected_and_recomputed(student, tmp_path):
 
 
 def test_a_response_cut_away_entirely_costs_no_forward_pass(student, forward_calls):
-    from rsr_core.tables import trajectory_table
+    from rsr_core.data.tables import trajectory_table
 
     t = traj(3)
     result = score_trajectories([t], student, max_len=20, use_cache=False)

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from rsr_core.chat_format import TemplateError, encode, render_plain
+from rsr_core.engine.chat_format import TemplateError, encode, render_plain
 
 CONV = [{"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is 2 + 3?"},

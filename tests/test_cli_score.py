@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from rsr_core.tables import read_table
+from rsr_core.data.tables import read_table
 from tests.conftest import ROOT, write_jsonl
 
 REQUIRED = {"trajectory_id", "problem_id", "teacher", "student", "n_tokens", "rsr", "avg_surprisal",

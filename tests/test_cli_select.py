@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsr_core.metrics import trajectory_metrics
+from rsr_core.analysis.metrics import trajectory_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHERS = ("QwQ-32B", "DeepSeek-R1", "Phi-4")

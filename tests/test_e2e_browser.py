@@ -28,7 +28,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from rsr_core.demo import available_demo_students  # noqa: E402
+from rsr_core.data.demo import available_demo_students  # noqa: E402
 from rsr_core.ui.navigation import available_pages  # noqa: E402
 
 

@@ -1,5 +1,5 @@
-"""`rsr_core.explain`: the decomposition of RSR, token excess, top spans and the sliding-window curve, checked
-against values computed by hand and against direct recomputation with `rsr_core.metrics`."""
+"""`rsr_core.analysis.explain`: the decomposition of RSR, token excess, top spans and the sliding-window curve, checked
+against values computed by hand and against direct recomputation with `rsr_core.analysis.metrics`."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rsr_core import explain
-from rsr_core.metrics import trajectory_rsr
+from rsr_core.analysis import explain
+from rsr_core.analysis.metrics import trajectory_rsr
 
 # clipped ranks [1, 3, 4, 100] (200 clipped at 100): R = 108, S = 8, RSR = 13.5
 S = np.array([1.0, 1.0, 2.0, 4.0], dtype=np.float32)
@@ -106,7 +106,7 @@ def test_tables():
 
 def test_identities_on_demo_scores():
     """On real per-token scores: excess sums to 0 and every span's rsr_without equals direct recomputation."""
-    from rsr_core.demo import available_demo_students, load_demo
+    from rsr_core.data.demo import available_demo_students, load_demo
 
     if not available_demo_students():
         pytest.skip("no precomputed demo scores")

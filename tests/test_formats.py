@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from rsr_core.formats import read_trajectories
+from rsr_core.data.formats import read_trajectories
 from tests.conftest import write_jsonl
 
 MSG = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "2 + 2 = 4."}]

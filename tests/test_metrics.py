@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rsr_core import metrics
-from rsr_core.scoring import token_statistics
+from rsr_core.analysis import metrics
+from rsr_core.engine.scoring import token_statistics
 
 
 def test_sanity_example_of_the_reference():

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from app_pages import chart_titles, editor_state, frame_by_key, frame_with_column, open_page
-from rsr_core import demo
-from rsr_core.tables import rescore_table
-from rsr_core.teachers import teacher_table
+from rsr_core.data import demo
+from rsr_core.data.tables import rescore_table
+from rsr_core.analysis.teachers import teacher_table
 from rsr_core.ui.accuracy_input import (accuracies_from_frame, correlate, correlation_display, editor_frame,
                                         read_accuracy_upload)
 from rsr_core.ui.teacher_figures import (budget_figure, combined_tables, correlation_figure, iso_levels,
@@ -194,7 +194,7 @@ def test_with_accuracy_and_budget_and_correlation_figures(teachers, demo_data):
     fig = correlation_figure(corr)
     assert len(fig.data[0].x) == len(corr)
     assert fig.data[0].y[-1] == correlation_display(corr)["metric"].iloc[0]  # strongest on top
-    from rsr_core.teachers import budget_selection
+    from rsr_core.analysis.teachers import budget_selection
 
     budget = budget_selection(demo_data[0], n_per_teacher=5, top_k=2, n_resamples=20)
     bars = budget_figure(budget.table, 2).data[0]

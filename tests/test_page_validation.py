@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from app_pages import chart_titles, editor_state, frame_with_column, open_page
-from rsr_core.paper import CORRECTIONS, PRINTED_AVERAGE, reproduction_table
+from rsr_core.analysis.paper import CORRECTIONS, PRINTED_AVERAGE, reproduction_table
 from rsr_core.ui.validation_figures import abs_rho_figure, corrections_table, rsr_student_table
 
 PAGE = "pages/validation.py"

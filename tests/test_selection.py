@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsr_core.metrics import dataset_rsr, trajectory_metrics
-from rsr_core.selection import (
+from rsr_core.analysis.metrics import dataset_rsr, trajectory_metrics
+from rsr_core.analysis.selection import (
     EXPORT_FIELDS,
     read_overrides,
     rule_label,
@@ -275,7 +275,7 @@ def test_jsonl_and_parquet_exports_hold_the_same_records(tmp_path):
 
 def test_exported_jsonl_reads_back_as_trajectories_one_per_problem(tmp_path):
     """Round trip through the project's reader: one conversation per problem, each the argmin of its pool."""
-    formats = pytest.importorskip("rsr_core.formats")
+    formats = pytest.importorskip("rsr_core.data.formats")
     table = random_table(n_problems=8, seed=11)
     path = write_selection(select(table).selected, tmp_path / "selected.jsonl")
     trajectories, errors = formats.read_trajectories(path)

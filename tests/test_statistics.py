@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rsr_core.metrics import dataset_rsr
-from rsr_core.statistics import bootstrap_correlation, bootstrap_dataset_rsr, correlation, percentile_interval
+from rsr_core.analysis.metrics import dataset_rsr
+from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr, correlation, percentile_interval
 
 
 def sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

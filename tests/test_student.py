@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from rsr_core.pipeline import score_trajectories
-from rsr_core.student import (EMBEDDED, StudentError, embedded_gguf, load_student, locate, resolve_device,
+from rsr_core.engine.pipeline import score_trajectories
+from rsr_core.engine.student import (EMBEDDED, StudentError, embedded_gguf, load_student, locate, resolve_device,
                               resolve_dtype)
-from rsr_core.trajectory import Trajectory
+from rsr_core.data.trajectory import Trajectory
 
 CONV = [{"role": "user", "content": "Find the minimum of f(x) = x^2 - 4x + 3."},
         {"role": "assistant", "content": "Complete the square: f(x) = (x - 2)^2 - 1, so the minimum is -1."}]

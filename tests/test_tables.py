@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from rsr_core.metrics import trajectory_rsr
-from rsr_core.pipeline import score_trajectories
-from rsr_core.tables import read_table, rescore_table, scores_from_token_table, token_table, trajectory_table, write_table
-from rsr_core.trajectory import Trajectory
+from rsr_core.analysis.metrics import trajectory_rsr
+from rsr_core.engine.pipeline import score_trajectories
+from rsr_core.data.tables import read_table, rescore_table, scores_from_token_table, token_table, trajectory_table, write_table
+from rsr_core.data.trajectory import Trajectory
 
 
 @pytest.fixture(scope="module")

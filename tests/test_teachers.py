@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from rsr_core.commands import teachers as teachers_command
-from rsr_core.metrics import dataset_rsr, trajectory_metrics
-from rsr_core.teachers import (
+from rsr_core.analysis.metrics import dataset_rsr, trajectory_metrics
+from rsr_core.analysis.teachers import (
     accuracy_correlations,
     best_predictor,
     budget_selection,

@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from rsr_core.token_scores import TokenScores
+from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui.token_strip import token_colours, token_strip_html, visible
-from rsr_core.zones import ZONE_COLOURS, ZoneThresholds, rank_colour, surprisal_colour
+from rsr_core.analysis.zones import ZONE_COLOURS, ZoneThresholds, rank_colour, surprisal_colour
 
 VOCAB = ["<a>", " b&c", "\n", " x", "y", " Wait", " So", "2"]
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rsr_core.zones import (RANK_BIN_COLOURS, ZONE_COLOURS, ZONES, ZoneThresholds, classify_zones, interpolate,
+from rsr_core.analysis.zones import (RANK_BIN_COLOURS, ZONE_COLOURS, ZONES, ZoneThresholds, classify_zones, interpolate,
                             rank_bin, rank_bins, rank_colour, surprisal_colour, text_colour, zone_colour, zone_of,
                             zone_summary)
 

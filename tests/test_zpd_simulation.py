@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rsr_core.zpd_simulation import (PAPER_TABLE, SOURCES, STAT_NAMES, SimulationConfig, expected_stats,
+from rsr_core.analysis.simulation import (PAPER_TABLE, SOURCES, STAT_NAMES, SimulationConfig, expected_stats,
                                      place_token, ranks, rsr_contribution, sample_trajectory, simulate,
                                      source_distributions, standard_errors, student_distribution, with_params, zipf)
 

@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from rsr_core.report import teacher_report
-    from rsr_core.tables import read_table, write_table
+    from rsr_core.analysis.report import teacher_report
+    from rsr_core.data.tables import read_table, write_table
 
     try:
         table = read_table(args.table)

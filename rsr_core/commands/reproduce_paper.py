@@ -11,7 +11,7 @@ import json
 
 import pandas as pd
 
-from rsr_core.paper import explanation, paper_correlations, reproduction_table, rsr_comparison
+from rsr_core.analysis.paper import explanation, paper_correlations, reproduction_table, rsr_comparison
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,8 +5,8 @@ import argparse
 import math
 import sys
 
-from rsr_core.metrics import R_MAX
-from rsr_core.chat_format import MAX_LEN
+from rsr_core.analysis.metrics import R_MAX
+from rsr_core.engine.chat_format import MAX_LEN
 
 MAX_ERRORS_SHOWN = 20
 
@@ -41,10 +41,10 @@ def report_errors(errors, stream=sys.stderr) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rsr_core.formats import read_trajectories
-    from rsr_core.pipeline import score_trajectories
-    from rsr_core.student import StudentError, load_student
-    from rsr_core.tables import token_table, trajectory_table, write_table
+    from rsr_core.data.formats import read_trajectories
+    from rsr_core.engine.pipeline import score_trajectories
+    from rsr_core.engine.student import StudentError, load_student
+    from rsr_core.data.tables import token_table, trajectory_table, write_table
 
     trajectories, errors = [], []
     for path in args.inputs:

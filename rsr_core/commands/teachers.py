@@ -11,8 +11,8 @@ import sys
 
 import pandas as pd
 
-from rsr_core.pools import read_table
-from rsr_core.teachers import (
+from rsr_core.analysis.pools import read_table
+from rsr_core.analysis.teachers import (
     accuracy_correlations,
     best_predictor,
     budget_selection,

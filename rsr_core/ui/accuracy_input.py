@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from rsr_core.teachers import accuracy_correlations, best_predictor, read_accuracies
+from rsr_core.analysis.teachers import accuracy_correlations, best_predictor, read_accuracies
 from rsr_core.ui.metric_labels import metric_label
 
 ACCURACIES_KEY = "teacher_accuracies"
@@ -44,7 +44,7 @@ def accuracies_from_frame(frame: pd.DataFrame) -> dict[str, float]:
 def read_accuracy_upload(name: str, data: bytes, student: str | None = None) -> dict[str, float]:
     """{teacher: accuracy} from an uploaded CSV (`teacher,accuracy[,student]`) or JSON ({teacher: accuracy}).
 
-    Read with `rsr_core.teachers.read_accuracies`; with a `student` column, only that student's rows are kept
+    Read with `rsr_core.analysis.teachers.read_accuracies`; with a `student` column, only that student's rows are kept
     (every row when `student` is None or matches none of them).
     """
     suffix = ".json" if name.lower().endswith(".json") else ".csv"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rsr_core.selection import SelectionSummary, select, selection_summary
-from rsr_core.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
+from rsr_core.analysis.selection import SelectionSummary, select, selection_summary
+from rsr_core.analysis.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
 
 HEAVY_COLUMNS = ("messages", "prompt", "source")
 

@@ -1,13 +1,13 @@
-"""The bundled demo pool for the app, cached per process (see `rsr_core.demo`)."""
+"""The bundled demo pool for the app, cached per process (see `rsr_core.data.demo`)."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from rsr_core import demo
-from rsr_core.formats import RecordError, read_trajectories
-from rsr_core.token_scores import TokenScores
-from rsr_core.trajectory import Trajectory
+from rsr_core.data import demo
+from rsr_core.data.formats import RecordError, read_trajectories
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import Trajectory
 
 
 @st.cache_data(show_spinner=False)

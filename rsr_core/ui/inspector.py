@@ -1,6 +1,6 @@
 """The inspector's widgets: pick a trajectory, read it token by token, see why its RSR is what it is, compare.
 
-Each function draws one section from the session state (`rsr_core.ui.state`); computation is in `rsr_core.explain`
+Each function draws one section from the session state (`rsr_core.ui.state`); computation is in `rsr_core.analysis.explain`
 and the figure builders in `rsr_core.ui.inspector_figures`. Chart and table selections go to the state through
 callbacks, so every view shares one selection: the highlighted tokens and the text window of each trajectory.
 """
@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from rsr_core import explain
-from rsr_core.token_scores import TokenScores
+from rsr_core.analysis import explain
+from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui import state
 from rsr_core.ui.inspector_figures import (rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
                                            surprisal_histogram, token_positions, zone_share_table)
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
-from rsr_core.zones import ZoneThresholds
+from rsr_core.analysis.zones import ZoneThresholds
 
 PAGE_SIZES = (500, 1000, 1500, 3000)
 DEFAULT_PAGE = 1500

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from rsr_core.metrics import clipped_rank
-from rsr_core.token_scores import TokenScores
+from rsr_core.analysis.metrics import clipped_rank
+from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui.token_strip import visible
-from rsr_core.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, ZONE_COLOURS, ZONE_LABELS, ZONES, ZoneThresholds,
+from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, ZONE_COLOURS, ZONE_LABELS, ZONES, ZoneThresholds,
                             classify_zones, rank_bins, zone_summary)
 
 ISO_RSR = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -38,7 +38,7 @@ def rank_surprisal_scatter(scores: TokenScores, r_max: int = 100, thresholds: Zo
     """Every token at (surprisal, clipped rank), log rank axis, one trace per zone, with iso-RSR lines
     rank = c * surprisal (a token on the line of c has r/s = c) including the trajectory's own RSR.
 
-    customdata per point: [position, token text, unclipped rank]. Zones follow `rsr_core.zones`.
+    customdata per point: [position, token text, unclipped rank]. Zones follow `rsr_core.analysis.zones`.
     """
     s = scores.surprisal.astype(np.float64)
     rc = clipped_rank(scores.rank, r_max)

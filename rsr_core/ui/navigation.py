@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from rsr_core.data.paths import PROJECT_ROOT
 
 
 @dataclass(frozen=True)

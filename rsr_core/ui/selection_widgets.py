@@ -1,7 +1,7 @@
 """Tables, figures and export bytes of the Selection page: pure functions of the pooled table and a selection.
 
-`pooled` is `rsr_core.pools.assign_pools(table)` (the trajectory table with `pool_id`); a selection is
-`rsr_core.selection.select(...)`. Nothing here reads session state.
+`pooled` is `rsr_core.analysis.pools.assign_pools(table)` (the trajectory table with `pool_id`); a selection is
+`rsr_core.analysis.selection.select(...)`. Nothing here reads session state.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from rsr_core.selection import Selection, SelectionSummary, write_selection
+from rsr_core.analysis.selection import Selection, SelectionSummary, write_selection
 from rsr_core.ui.metric_labels import metric_label
 
 RULE_MODES = {"min": "lowest value of a metric", "max": "highest value of a metric", "random": "random (seeded)"}
@@ -154,7 +154,7 @@ def picks_figure(picks: pd.DataFrame) -> go.Figure:
 
 def export_bytes(selected: pd.DataFrame, fmt: str) -> bytes:
     """The selected rows as a training file: JSONL `messages` records or Parquet, exactly as
-    `rsr_core.selection.write_selection` writes them (one record per problem, with provenance)."""
+    `rsr_core.analysis.selection.write_selection` writes them (one record per problem, with provenance)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {tuple(EXPORT_FORMATS)}, not {fmt!r}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,17 +15,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from rsr_core import demo
-from rsr_core.formats import read_trajectories
-from rsr_core.metrics import R_MAX
-from rsr_core.sources import (download_hub_dataset, hub_model_cached, hub_reachable, is_hub_id, record_fields,
-                              save_upload)
-from rsr_core.student import EMBEDDED, EMBEDDED_STUDENTS, Student, StudentError, load_student
-from rsr_core.tables import trajectory_table
+from rsr_core.data import demo
+from rsr_core.data.formats import read_trajectories
+from rsr_core.analysis.metrics import R_MAX
+from rsr_core.data.sources import download_hub_dataset, hub_model_cached, hub_reachable, record_fields, save_upload
+from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, is_hub_id, student_name
+from rsr_core.engine.student import Student, StudentError, load_student
+from rsr_core.data.tables import trajectory_table
 from rsr_core.ui import state
 from rsr_core.ui.demo import demo_trajectories, load_demo_scores
-from rsr_core.ui.scoring_job import ScoringJob
-from rsr_core.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
+from rsr_core.engine.job import ScoringJob
+from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
 
 OTHER_STUDENT = "other"
 DATASET_KINDS = {"demo": "bundled demo", "upload": "upload a file", "path": "file or folder on the server",
@@ -74,18 +74,6 @@ def installed_embedded_students() -> list[str]:
             if n == EMBEDDED or importlib.util.find_spec(pkg) is not None]
 
 
-def student_display_name(spec: str) -> str:
-    """The name a student's results are filed under (as `rsr_core.student.locate` names it), without loading it."""
-    if spec in EMBEDDED_STUDENTS:
-        return spec
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        return path.stem
-    if path.is_dir():
-        return path.resolve().name
-    return spec
-
-
 def _keep(key: str) -> str:
     """Restore a text input's value that Streamlit dropped while the input was hidden (e.g. another dataset kind
     was picked); returns the key, for `key=_keep(...)`. `_remember` stores the value after drawing."""
@@ -109,7 +97,7 @@ def render_sidebar() -> None:
     with st.sidebar:
         spec = _student_picker()
         dataset = _dataset_picker()
-        name = student_display_name(spec) if spec else None
+        name = student_name(spec) if spec else None
         if _sync_results(dataset, name) and spec in _LOADED_SPECS and dataset and dataset.trajectories:
             _start_job(spec, name, dataset, dataset.trajectories, cache_only=True)
         _settings()

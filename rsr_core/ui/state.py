@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
-from rsr_core.formats import RecordError
-from rsr_core.metrics import R_MAX
-from rsr_core.tables import rescore_table
-from rsr_core.token_scores import TokenScores
-from rsr_core.trajectory import Trajectory
-from rsr_core.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD, ZoneThresholds
+from rsr_core.data.formats import RecordError
+from rsr_core.analysis.metrics import R_MAX
+from rsr_core.data.tables import rescore_table
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import Trajectory
+from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD, ZoneThresholds
 
 TABLE = "table"
 SCORES = "scores"

@@ -1,7 +1,7 @@
 """The token strip: a response as it reads, each token coloured by one per-token view, with a hover card.
 
 `token_strip_html` is pure (testable without Streamlit); `render_token_strip` hands its output to `st.html`.
-Views (`colour_by`): "rank" (clipped rank, log scale), "surprisal" (nats), "zone" (see `rsr_core.zones`) and
+Views (`colour_by`): "rank" (clipped rank, log scale), "surprisal" (nats), "zone" (see `rsr_core.analysis.zones`) and
 "gltr" (GLTR's rank bins). The hover card is CSS only (st.html strips scripts). Every token is a
 `<span class="rsr-tok" data-t="INDEX">` whose card is its child `<span class="rsr-tip">`; INDEX is the token's
 position in the whole trajectory, also when only a window [start, stop) is rendered.
@@ -13,8 +13,8 @@ from typing import Iterable
 
 import numpy as np
 
-from rsr_core.token_scores import TokenScores
-from rsr_core.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, RANK_SCALE, SURPRISAL_MAX, SURPRISAL_SCALE, ZONES,
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, RANK_SCALE, SURPRISAL_MAX, SURPRISAL_SCALE, ZONES,
                             ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, classify_zones, rank_bin_colour, rank_colour,
                             surprisal_colour, text_colour, zone_colour)
 

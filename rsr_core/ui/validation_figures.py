@@ -1,6 +1,6 @@
 """Tables and figures of the Validation page: the paper's correlations recomputed from its own tables.
 
-Pure functions of `rsr_core.paper` (no session state).
+Pure functions of `rsr_core.analysis.paper` (no session state).
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from rsr_core.paper import CORRECTIONS, PRINTED_AVERAGE, PRINTED_RSR, reproduction_table
+from rsr_core.analysis.paper import CORRECTIONS, PRINTED_AVERAGE, PRINTED_RSR, reproduction_table
 
 
 def rsr_student_table(corrected: bool = False) -> pd.DataFrame:

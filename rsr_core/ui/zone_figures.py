@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from rsr_core.zones import ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, zone_of
-from rsr_core.zpd_simulation import (PAPER_TABLE, SOURCE_LABELS, SOURCES, SimulationConfig, SourceStats,
+from rsr_core.analysis.zones import ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, zone_of
+from rsr_core.analysis.simulation import (PAPER_TABLE, SOURCE_LABELS, SOURCES, SimulationConfig, SourceStats,
                                      source_distributions)
 
 # An illustrative next-token distribution after "... the mean is 32." (made-up numbers in the spirit of the

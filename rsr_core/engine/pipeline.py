@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from rsr_core.cache import ScoreCache, entry_key
-from rsr_core.chat_format import MAX_LEN, TemplateError, encode
-from rsr_core.formats import RecordError
-from rsr_core.scoring import TOP_K, plan_batches, score_batch, to_token_scores
-from rsr_core.student import Student, cache_root
-from rsr_core.token_scores import TokenScores
-from rsr_core.trajectory import Trajectory
+from rsr_core.engine.cache import ScoreCache, entry_key
+from rsr_core.engine.chat_format import MAX_LEN, TemplateError, encode
+from rsr_core.data.formats import RecordError
+from rsr_core.engine.scoring import TOP_K, plan_batches, score_batch, to_token_scores
+from rsr_core.data.paths import cache_root
+from rsr_core.engine.student import Student
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import Trajectory
 
 Progress = Callable[["ScoringProgress"], None]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rsr_core.metrics import R_MAX, clipped_rank, ratio
+from rsr_core.analysis.metrics import R_MAX, clipped_rank, ratio
 
 DEFAULT_WINDOW = 64
 

@@ -13,11 +13,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rsr_core.formats import RecordError
-from rsr_core.pipeline import MAX_LEN, ScoringProgress, score_trajectories
-from rsr_core.student import Student
-from rsr_core.token_scores import TokenScores
-from rsr_core.trajectory import Trajectory
+from rsr_core.data.formats import RecordError
+from rsr_core.engine.pipeline import MAX_LEN, ScoringProgress, score_trajectories
+from rsr_core.engine.student import Student
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import Trajectory
 
 CHUNK = 8
 

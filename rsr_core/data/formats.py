@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from rsr_core.trajectory import Trajectory, problem_hash, stable_hash
+from rsr_core.data.trajectory import Trajectory, problem_hash, stable_hash
 
 SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",

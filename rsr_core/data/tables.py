@@ -12,9 +12,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from rsr_core.metrics import R_MAX, trajectory_metrics
-from rsr_core.token_scores import TokenScores
-from rsr_core.trajectory import Trajectory
+from rsr_core.analysis.metrics import R_MAX, trajectory_metrics
+from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import Trajectory
 
 ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
 TAIL_COLUMNS = ["truncated", "n_context", "correct", "r_max", "source", "record", "prompt", "messages"]

@@ -11,13 +11,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rsr_core.chat_format import Encoded
-from rsr_core.memory import returned_promptly
-from rsr_core.token_scores import TokenScores
+from rsr_core.engine.chat_format import Encoded
+from rsr_core.engine.memory import returned_promptly
+from rsr_core.data.token_scores import TokenScores
 
 TOP_K = 5
 LOGITS_CHUNK_BYTES = 256 << 20  # fp32 logits held at once per chunk
-LONG_PASS_TOKENS = 4096  # a CPU pass over more padded tokens returns its memory promptly (rsr_core.memory)
+LONG_PASS_TOKENS = 4096  # a CPU pass over more padded tokens returns its memory promptly (rsr_core.engine.memory)
 CPU_STATS_ROWS = 16  # on a CPU, rows reduced together: a few MB of logits that stay in cache across the passes
 
 

@@ -2,7 +2,7 @@
 
 A pool is keyed by the problem id when every row of the table has one, else by the normalised prompt text
 (lower-case, whitespace collapsed), so the whole table is pooled one consistent way. Pure functions of the
-trajectory table (one row per trajectory; the columns are those `rsr_core.tables.trajectory_table` writes).
+trajectory table (one row per trajectory; the columns are those `rsr_core.data.tables.trajectory_table` writes).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.tables import read_table as _read_any_table
-from rsr_core.trajectory import normalise_prompt as _normalise_text
+from rsr_core.data.tables import read_table as _read_any_table
+from rsr_core.data.trajectory import normalise_prompt as _normalise_text
 
 POOL_BY = ("auto", "problem_id", "prompt")
 _WS = re.compile(r"\s+")
@@ -24,7 +24,7 @@ _TEXT_COLUMNS = ("trajectory_id", "problem_id", "teacher", "student", "source", 
 
 
 def normalise_prompt(text: object) -> str:
-    """`rsr_core.trajectory.normalise_prompt`, with '' for a missing value."""
+    """`rsr_core.data.trajectory.normalise_prompt`, with '' for a missing value."""
     if text is None or (isinstance(text, float) and text != text):
         return ""
     return _normalise_text(str(text))

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from rsr_core.student import EMBEDDED
-from rsr_core.tables import read_table, scores_from_token_table
-from rsr_core.token_scores import TokenScores
+from rsr_core.data.paths import DATA_DIR
+from rsr_core.data.students import EMBEDDED
+from rsr_core.data.tables import read_table, scores_from_token_table
+from rsr_core.data.token_scores import TokenScores
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+DEMO_DIR = DATA_DIR / "demo"
 CANDIDATES = DEMO_DIR / "candidates.jsonl"
 SCORES_DIR = DEMO_DIR / "scores"
 DEFAULT_STUDENT = EMBEDDED

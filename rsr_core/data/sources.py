@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rsr_core.formats import SUFFIXES
-from rsr_core.student import cache_root
+from rsr_core.data.formats import SUFFIXES
+from rsr_core.data.paths import cache_root
 
 HUB_ENDPOINT = "https://huggingface.co"
 DATA_PATTERNS = ["*.jsonl", "*.json", "*.parquet", "*.csv", "**/*.jsonl", "**/*.json", "**/*.parquet", "**/*.csv"]
@@ -116,15 +116,6 @@ def download_hub_dataset(repo_id: str, pattern: str | None = None, folder: str |
         raise RuntimeError(f"the dataset {repo_id!r} has no .jsonl/.json/.parquet/.csv files"
                            + (f" matching {pattern!r}" if pattern else ""))
     return Path(local)
-
-
-def is_hub_id(spec: str) -> bool:
-    """Whether a student spec names a Hugging Face model (not an embedded name, a path or a .gguf file)."""
-    from rsr_core.student import EMBEDDED_STUDENTS
-
-    if spec in EMBEDDED_STUDENTS or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
-        return False
-    return not Path(spec).expanduser().exists() and spec.count("/") <= 1
 
 
 def hub_model_cached(repo_id: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsr_core.token_scores import TokenScores
+from rsr_core.data.token_scores import TokenScores
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.metrics import dataset_metrics
-from rsr_core.pools import assign_pools, for_student, pool_summary
+from rsr_core.analysis.metrics import dataset_metrics
+from rsr_core.analysis.pools import assign_pools, for_student, pool_summary
 
 MODES = ("min", "max", "random")
 DEFAULT_RANDOM_SEEDS = (0, 1, 2, 3, 4)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.metrics import dataset_metrics, dataset_rsr, teacher_score
-from rsr_core.pools import normalise_table
-from rsr_core.statistics import bootstrap_correlation, bootstrap_dataset_rsr
+from rsr_core.analysis.metrics import dataset_metrics, dataset_rsr, teacher_score
+from rsr_core.analysis.pools import normalise_table
+from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr
 
 CORRELATION_METRICS = (
     "rsr", "teacher_score", "rsr_simple_average", "avg_surprisal", "avg_rank_clipped", "avg_rank",

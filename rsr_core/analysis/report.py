@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rsr_core.metrics import dataset_metrics, teacher_score
+from rsr_core.analysis.metrics import dataset_metrics, teacher_score
 
 COLUMNS = ["teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average", "avg_surprisal",
            "avg_rank_clipped", "avg_rank", "avg_length", "avg_entropy", "rank_entropy_ratio", "correct_rate"]
