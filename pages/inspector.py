@@ -18,6 +18,10 @@ ts = state.trajectory_scores(tid)
 row = state.trajectory_row(tid)
 r_max, thresholds = state.current_r_max(), state.current_thresholds()
 ui.metrics_row(row, r_max)
+messages = state.trajectory_messages(tid)
+ui.prompt_view(messages)
+thinking, answers = ui.answer_starts(ts, messages)
+ui.parts_view(ts, thinking, r_max)
 
 window = min(int(st.session_state.get(ui.window_key(tid)) or ui.default_window(len(ts))), max(2, len(ts)))
 st.session_state[ui.window_key(tid)] = window
@@ -25,9 +29,9 @@ spans = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=1)
 
 left, right = st.columns([3, 2])
 with left:
-    page = ui.text_view(tid, ts, r_max, thresholds, spans[0] if spans else None)
+    page = ui.text_view(tid, ts, r_max, thresholds, spans[0] if spans else None, answers)
 with right:
     ui.token_charts(tid, ts, r_max, thresholds, float(row["rsr"]), page)
-ui.why_this_score(tid, ts, r_max, page, window)
+ui.why_this_score(tid, ts, r_max, page, window, answers)
 st.divider()
 ui.side_by_side(tid, ts, table, r_max, thresholds, page)

@@ -118,6 +118,28 @@ def test_pick_view_and_r_max(demo):
     assert (at.session_state["table"]["r_max"] == 10).all()
 
 
+def test_reasoning_trace_shows_prompt_boundary_and_parts(demo):
+    table, scores = demo
+    tid = "p06-r1-style"
+    at = inspector(start_app())
+    at.selectbox(key=ui.K_PICK).set_value(tid).run()
+    assert not at.exception, at.exception[0].message
+    messages = json.loads(table.set_index("trajectory_id").at[tid, "messages"])
+    assert messages[1]["reasoning_content"]
+    prompt = next(e for e in at.expander if e.label == "Prompt")
+    assert any(messages[0]["content"] in tx.value for tx in prompt.text)
+    ts = scores[tid]
+    mask, answers = ui.answer_starts(ts, messages)
+    assert 0 < len(answers) and mask[:answers[0]].all() and not mask[answers[0]:].any()
+    assert "".join(ts.tokens[answers[0]:]).lstrip("\n") == messages[1]["content"].lstrip("\n")
+    parts = next(df.value for df in at.dataframe if list(df.value.get("part", [])) == ["thinking", "answer"])
+    assert parts["tokens"].tolist() == [int(mask.sum()), int((~mask).sum())]
+    thinking_rsr = trajectory_rsr(ts.surprisal[mask], ts.rank[mask], 100)
+    assert parts["rsr"].iloc[0] == pytest.approx(thinking_rsr)
+    assert strips(at)[0].count('class="rsr-part"') == 1
+    assert any("coverage 100.0%" in c.value for c in at.caption)
+
+
 def test_filters_narrow_the_list(demo):
     table, _ = demo
     at = inspector(start_app())
@@ -295,7 +317,7 @@ def test_unreadable_records_are_reported(tmp_path):
 
 def test_upload_with_unrecognised_columns_uses_the_pickers():
     frame = pd.DataFrame({"q": ["What is 2 + 3?", "What is 7 - 4?"], "a": ["2 + 3 = 5.", "7 - 4 = 3."],
-                          "teacher": ["t1", "t2"]})
+                          "cot": ["Add them.", "Subtract."], "teacher": ["t1", "t2"]})
     at = start_app()
     at.sidebar.radio(key="sidebar_dataset_kind").set_value("upload").run()
     at.sidebar.file_uploader(key="sidebar_upload").set_value(("plain.csv", frame.to_csv(index=False).encode(),
@@ -304,13 +326,21 @@ def test_upload_with_unrecognised_columns_uses_the_pickers():
     assert at.session_state["dataset"].trajectories == []
     assert any("2 record(s) could not be read" in w.value for w in at.sidebar.warning)
     assert any("plain" in m.value and "line 2: cannot tell the schema" in m.value for m in at.sidebar.markdown)
-    assert at.sidebar.selectbox(key="sidebar_prompt_field").options == ["(auto-detect)", "q", "a", "teacher"]
+    assert at.sidebar.selectbox(key="sidebar_prompt_field").options == ["(auto-detect)", "q", "a", "cot", "teacher"]
     at.sidebar.selectbox(key="sidebar_prompt_field").set_value("q")
-    at.sidebar.selectbox(key="sidebar_response_field").set_value("a").run()
+    at.sidebar.multiselect(key="sidebar_response_fields").set_value(["a"]).run()
     trajectories = at.session_state["dataset"].trajectories
     assert [t.response for t in trajectories] == ["2 + 3 = 5.", "7 - 4 = 3."]
     assert [t.teacher for t in trajectories] == ["t1", "t2"]
     assert not at.sidebar.warning
+    # the reasoning column is scored as the thinking before the answer
+    at.sidebar.selectbox(key="sidebar_reasoning_field").set_value("cot").run()
+    trajectories = at.session_state["dataset"].trajectories
+    assert trajectories[0].response == "<think>\nAdd them.\n</think>\n\n2 + 3 = 5."
+    # several response columns: one teacher per column
+    at.sidebar.selectbox(key="sidebar_reasoning_field").set_value("(auto-detect)")
+    at.sidebar.multiselect(key="sidebar_response_fields").set_value(["a", "cot"]).run()
+    assert sorted({t.teacher for t in at.session_state["dataset"].trajectories}) == ["a", "cot"]
 
 
 def test_hub_unreachable_is_explained(monkeypatch):

@@ -15,7 +15,7 @@ from bench.naive import response_positions
 from rsr_core.engine.chat_format import encode
 from rsr_core.engine.pipeline import score_trajectories
 from rsr_core.engine.scoring import score_batch
-from rsr_core.data.trajectory import Trajectory
+from rsr_core.data.trajectory import Trajectory, assistant_text, normalise_message
 from tests.conftest import ROOT, eit_messages
 
 
@@ -47,6 +47,10 @@ def records(request):
     shared = ROOT.parent / "shared" / "data"
     if shared.is_dir():
         recs += eit_messages(shared, 3) + eit_messages(shared, 2, "math_llama_level1_ranked.json", "llama_output")
+    recs.append({"id": "think", "messages": [
+        {"role": "user", "content": "How much do 14 pencils cost at 3 for $0.75?"},
+        {"role": "assistant", "content": "<think>\nOne pencil costs 0.75 / 3 = 0.25.\nWait, check: 3 x 0.25 = 0.75. "
+                                         "Yes.\n14 x 0.25 = 3.5.\n\n</think>\n\n14 pencils cost **$3.50**."}]})
     recs.append({"id": "multi", "messages": [
         {"role": "user", "content": "What is 7 * 6?"}, {"role": "assistant", "content": "7 * 6 = 42."},
         {"role": "user", "content": "And 42 / 7?"}, {"role": "assistant", "content": "42 / 7 = 6, back to the start."}]})
@@ -54,12 +58,15 @@ def records(request):
 
 
 def test_per_token_numbers_equal_full_logits(student, records):
-    trajs = [Trajectory(r["id"], "p", "t", r["messages"]) for r in records]
+    """Reasoning traces included: the engine reads `<think>` tags into its canonical form and scores that text."""
+    trajs = [Trajectory(r["id"], "p", "t", [normalise_message(m) for m in r["messages"]]) for r in records]
+    assert trajs[[r["id"] for r in records].index("think")].has_reasoning
     result = score_trajectories(trajs, student, use_cache=False)
     assert len(result.scores) == len(records)
-    for r in records:
+    for r, t in zip(records, trajs):
         got = result.scores[r["id"]]
-        s, rank, ent = brute_force(student, r["messages"])
+        s, rank, ent = brute_force(student, [{"role": m["role"], "content": assistant_text(m)
+                                              if m["role"] == "assistant" else m["content"]} for m in t.messages])
         assert len(got) == len(s) > 0
         np.testing.assert_allclose(got.surprisal, s, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(got.rank, rank)

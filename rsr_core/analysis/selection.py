@@ -271,14 +271,17 @@ def _plain(value: object) -> object:
 
 
 def _messages(value: object, trajectory_id: str) -> list[dict[str, str]]:
-    """The conversation list from the table's `messages` cell (a JSON string, or a list read from Parquet)."""
+    """The conversation list from the table's `messages` cell (a JSON string, or a list read from Parquet), the
+    reasoning of assistant turns kept in `reasoning_content`."""
     if isinstance(value, str) and value.strip():
         value = json.loads(value)
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list) or not value:
         raise ValueError(f"trajectory {trajectory_id!r} has no messages to export")
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+    return [{"role": str(m["role"]), "content": str(m["content"]),
+             **({"reasoning_content": str(m["reasoning_content"])} if m.get("reasoning_content") else {})}
+            for m in value]
 
 
 def selection_records(selected: pd.DataFrame) -> list[dict[str, object]]:

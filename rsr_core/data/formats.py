@@ -2,24 +2,31 @@
 
 Schemas, detected per record: `messages` (OpenAI / Hugging Face chat), ShareGPT (`conversations` with
 `from`/`value`), Alpaca (`instruction`/`input`/`output`) and plain columns (`prompt_field` + `response_field`,
-or an unambiguous pair such as prompt/response, question/answer). A bad record yields a `RecordError` naming the
-file, the record and the problem; every other record is still read.
+or an unambiguous pair such as prompt/response, question/answer). Reasoning is read in every shape it comes in
+(a `reasoning_content` field or one of its aliases, `<think>` tags, a reasoning column beside the answer column)
+and kept in the canonical form of `rsr_core.data.trajectory`. Several response columns make one trajectory per
+column, the column naming the teacher. A bad record yields a `RecordError` naming the file, the record and the
+problem; every other record is still read.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from rsr_core.data.trajectory import Trajectory, problem_hash, stable_hash
+from rsr_core.data.trajectory import Trajectory, normalise_message, problem_hash, stable_hash
 
 SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "model": "assistant", "chatgpt": "assistant", "bing": "assistant"}
 PROMPT_FIELDS = ("prompt", "question", "problem", "query", "instruction")
-RESPONSE_FIELDS = ("response", "completion", "answer", "generation", "output", "solution")
+RESPONSE_FIELDS = ("response", "completion", "answer", "generation", "output", "solution", "message_content",
+                   "final_answer")
+REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking", "message_thinking", "thoughts", "thought",
+                    "chain_of_thought", "think")
 ID_FIELDS = ("id", "trajectory_id", "uid")
 CORRECT_FIELDS = ("correct", "is_correct")
 
@@ -107,10 +114,12 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def _text(value: Any, what: str) -> str:
+def _text(value: Any, what: str, allow_empty: bool = False) -> str:
     if isinstance(value, dict):  # e.g. {"solution": ..., "is_correct": ...}
         value = next((value[k] for k in ("content", "solution", "text", "value") if k in value), None)
-    if not isinstance(value, str) or not value.strip():
+    if allow_empty and value is None:
+        return ""
+    if not isinstance(value, str) or not (value.strip() or allow_empty):
         raise ValueError(f"{what} is empty or not text")
     return value
 
@@ -122,29 +131,104 @@ def _check_messages(messages: Any) -> list[dict]:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise ValueError(f"message {i} lacks `role` or `content`")
-        content = m["content"]
-        if isinstance(content, list):  # OpenAI content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            raise ValueError(f"message {i} content is not text")
-        out.append({"role": str(m["role"]), "content": content})
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
+        try:
+            out.append(normalise_message(m))
+        except ValueError as e:
+            raise ValueError(f"message {i}: {e}") from None
+    if not any(m["role"] == "assistant" and (m["content"].strip() or m.get("reasoning_content")) for m in out):
         raise ValueError("no non-empty assistant message to score")
     return out
 
 
-def to_messages(rec: dict, prompt_field: str | None = None, response_field: str | None = None) -> list[dict]:
-    """The conversation of one record, whatever its schema. Raises ValueError with the reason."""
-    if prompt_field or response_field:
-        if not (prompt_field and response_field):
-            raise ValueError("give both --prompt-field and --response-field")
-        for f in (prompt_field, response_field):
-            if f not in rec:
-                raise ValueError(f"no field {f!r} (fields: {', '.join(sorted(rec))})")
-        return _check_messages([{"role": "user", "content": _text(rec[prompt_field], prompt_field)},
-                                {"role": "assistant", "content": _text(rec[response_field], response_field)}])
+@dataclass(frozen=True)
+class PlainColumns:
+    """Plain-column schema: the prompt column and, per teacher, a response column and an optional reasoning one."""
+
+    prompt: str
+    responses: tuple[str, ...]
+    reasoning: tuple[str | None, ...]
+
+    @property
+    def several(self) -> bool:
+        return len(self.responses) > 1
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [v for v in value if v]
+
+
+def _expand(patterns: list[str], fields: list[str], what: str) -> list[str]:
+    """Field names matching each name or glob pattern, in the order given (a glob's matches sorted)."""
+    out: list[str] = []
+    for p in patterns:
+        if any(c in p for c in "*?["):
+            matched = sorted(f for f in fields if fnmatch.fnmatchcase(f, p))
+        else:
+            matched = [p] if p in fields else []
+        if not matched:
+            raise ValueError(f"no field {p!r} for the {what} (fields: {', '.join(sorted(fields))})")
+        out += [m for m in matched if m not in out]
+    return out
+
+
+def _reasoning_candidates(fields: list[str]) -> list[str]:
+    return [f for f in fields if f in REASONING_FIELDS or f.endswith(("_thinking", "_reasoning"))]
+
+
+def plain_columns(rec: dict, prompt_field: str | None = None, response_field: str | Sequence[str] | None = None,
+                  reasoning_field: str | Sequence[str] | None = None) -> PlainColumns | None:
+    """The plain columns of a record: those given (names or glob patterns), else detected where unambiguous
+    (one prompt, one response and at most one reasoning column). None when the record has a chat schema.
+    Raises ValueError when the columns are missing or cannot be told apart."""
+    fields = list(rec)
+    responses, reasoning = _as_list(response_field), _as_list(reasoning_field)
+    if not (prompt_field or responses or reasoning):
+        if any(k in rec for k in ("messages", "conversations")) or ("instruction" in rec and "output" in rec):
+            return None
+        prompts = [f for f in PROMPT_FIELDS if f in rec]
+        found = [f for f in fields if f in RESPONSE_FIELDS or f.endswith(("_output", "_response", "_solution"))]
+        if len(prompts) == 1 and len(found) == 1:
+            return plain_columns(rec, prompts[0], found)
+        raise ValueError("cannot tell the schema (no `messages`, `conversations`, or instruction/output); "
+                         f"fields are {', '.join(sorted(fields))}: pass --prompt-field and --response-field")
+    if not (prompt_field and responses):
+        raise ValueError("give both --prompt-field and --response-field")
+    if prompt_field not in rec:
+        raise ValueError(f"no field {prompt_field!r} (fields: {', '.join(sorted(fields))})")
+    responses = _expand(responses, fields, "response")
+    if reasoning:
+        reasoning = _expand(reasoning, fields, "reasoning")
+    elif len(responses) == 1:  # a reasoning column beside the answer column, where there is exactly one
+        found = [f for f in _reasoning_candidates(fields) if f not in (prompt_field, *responses)]
+        reasoning = found if len(found) == 1 else []
+    if reasoning and len(reasoning) != len(responses):
+        raise ValueError(f"{len(reasoning)} reasoning column(s) for {len(responses)} response column(s): give one "
+                         "--reasoning-field per --response-field, in the same order")
+    return PlainColumns(prompt_field, tuple(responses), tuple(reasoning) if reasoning else (None,) * len(responses))
+
+
+def plain_messages(rec: dict, columns: PlainColumns, k: int) -> list[dict]:
+    """The conversation of response column k of a plain-column record."""
+    reasoning = columns.reasoning[k]
+    has_reasoning = reasoning is not None and rec.get(reasoning) not in (None, "")
+    assistant = {"role": "assistant",
+                 "content": _text(rec[columns.responses[k]], columns.responses[k], allow_empty=has_reasoning)}
+    if has_reasoning:
+        assistant["reasoning_content"] = _text(rec[reasoning], reasoning)
+    return _check_messages([{"role": "user", "content": _text(rec[columns.prompt], columns.prompt)}, assistant])
+
+
+def to_messages(rec: dict, prompt_field: str | None = None, response_field: str | Sequence[str] | None = None,
+                reasoning_field: str | Sequence[str] | None = None) -> list[list[dict]]:
+    """The conversations of one record, whatever its schema: one, or one per response column. Raises ValueError
+    with the reason."""
+    columns = plain_columns(rec, prompt_field, response_field, reasoning_field)
+    if columns is not None:
+        return [plain_messages(rec, columns, k) for k in range(len(columns.responses))]
     if "messages" in rec:
-        return _check_messages(_maybe_json(rec["messages"]))
+        return [_check_messages(_maybe_json(rec["messages"]))]
     if "conversations" in rec:
         conv = _maybe_json(rec["conversations"])
         if not isinstance(conv, list):
@@ -157,20 +241,13 @@ def to_messages(rec: dict, prompt_field: str | None = None, response_field: str 
             if role is None:
                 raise ValueError(f"conversation turn {i} has unknown speaker {turn['from']!r}")
             msgs.append({"role": role, "content": turn["value"]})
-        return _check_messages(msgs)
-    if "instruction" in rec and "output" in rec:
-        user = _text(rec["instruction"], "instruction")
-        if rec.get("input"):
-            user = f"{user}\n\n{rec['input']}"
-        msgs = [{"role": "system", "content": rec["system"]}] if rec.get("system") else []
-        return _check_messages(msgs + [{"role": "user", "content": user},
-                                       {"role": "assistant", "content": _text(rec["output"], "output")}])
-    prompts = [f for f in PROMPT_FIELDS if f in rec]
-    responses = [f for f in rec if f in RESPONSE_FIELDS or f.endswith(("_output", "_response", "_solution"))]
-    if len(prompts) == 1 and len(responses) == 1:
-        return to_messages(rec, prompts[0], responses[0])
-    raise ValueError("cannot tell the schema (no `messages`, `conversations`, or instruction/output); "
-                     f"fields are {', '.join(sorted(rec))}: pass --prompt-field and --response-field")
+        return [_check_messages(msgs)]
+    user = _text(rec["instruction"], "instruction")
+    if rec.get("input"):
+        user = f"{user}\n\n{rec['input']}"
+    msgs = [{"role": "system", "content": rec["system"]}] if rec.get("system") else []
+    return [_check_messages(msgs + [{"role": "user", "content": user},
+                                    {"role": "assistant", "content": _text(rec["output"], "output")}])]
 
 
 def _correct(rec: dict, response_field: str | None) -> bool | None:
@@ -187,10 +264,16 @@ def _correct(rec: dict, response_field: str | None) -> bool | None:
     return None
 
 
-def read_trajectories(path: str | Path, *, prompt_field: str | None = None, response_field: str | None = None,
-                      teacher: str | None = None, run: str | None = None, teacher_field: str = "teacher",
+def read_trajectories(path: str | Path, *, prompt_field: str | None = None,
+                      response_field: str | Sequence[str] | None = None,
+                      reasoning_field: str | Sequence[str] | None = None, teacher: str | None = None,
+                      run: str | None = None, teacher_field: str = "teacher",
                       problem_field: str = "problem_id") -> tuple[list[Trajectory], list[RecordError]]:
-    """Every readable trajectory of a file or folder, and an error for every record that is not."""
+    """Every readable trajectory of a file or folder, and an error for every record that is not.
+
+    `response_field` and `reasoning_field` take one column or several (names or glob patterns); several response
+    columns give one trajectory per column and record, teacher = the column name, id = `{record id}/{column}`.
+    """
     path = Path(path)
     trajectories: list[Trajectory] = []
     errors: list[RecordError] = []
@@ -207,29 +290,53 @@ def read_trajectories(path: str | Path, *, prompt_field: str | None = None, resp
                     errors.append(RecordError(str(file), n, problem, unit))
                     continue
                 rec = {k: _plain(v) for k, v in raw.items()}
-                try:
-                    messages = to_messages(rec, prompt_field, response_field)
-                except ValueError as e:
-                    errors.append(RecordError(str(file), n, str(e), unit))
-                    continue
-                t_teacher = str(teacher or rec.get(teacher_field) or file_teacher or "unknown")
-                t_run = run or (str(rec["run"]) if rec.get("run") not in (None, "") else file_run)
-                tid = next((str(rec[f]) for f in ID_FIELDS if rec.get(f) not in (None, "")), None)
-                tid = tid or "t-" + stable_hash(t_teacher, t_run, messages)
-                if tid in seen:
-                    errors.append(RecordError(str(file), n, f"duplicate trajectory id {tid!r}; record skipped", unit))
-                    continue
-                seen.add(tid)
-                prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
-                pid = rec.get(problem_field)
-                trajectories.append(Trajectory(
-                    trajectory_id=tid,
-                    problem_id=str(pid) if pid not in (None, "") else problem_hash(prompt),
-                    teacher=t_teacher, run=t_run, messages=messages,
-                    correct=_correct(rec, response_field), source=str(file), record=n,
-                ))
+                for t, problem in _record_trajectories(rec, prompt_field, response_field, reasoning_field,
+                                                       teacher, teacher_field, problem_field):
+                    if t is not None and t.trajectory_id in seen:
+                        problem = f"duplicate trajectory id {t.trajectory_id!r}; record skipped"
+                    if problem is not None:
+                        errors.append(RecordError(str(file), n, problem, unit))
+                        continue
+                    t.teacher = t.teacher or str(file_teacher or "unknown")
+                    t.run = run or t.run or file_run
+                    t.source, t.record = str(file), n
+                    if t.trajectory_id.startswith("t-"):  # derived ids cover where the trajectory comes from
+                        t.trajectory_id = "t-" + stable_hash(t.teacher, t.run, t.messages)
+                    seen.add(t.trajectory_id)
+                    trajectories.append(t)
         except (OSError, ValueError, UnicodeDecodeError) as e:  # unreadable file: report it, go on with the rest
             errors.append(RecordError(str(file), None, f"cannot read file: {e}"))
         except Exception as e:  # noqa: BLE001 - pyarrow/pandas parse errors have many types
             errors.append(RecordError(str(file), None, f"cannot read file: {type(e).__name__}: {e}"))
     return trajectories, errors
+
+
+def _record_trajectories(rec: dict, prompt_field, response_field, reasoning_field, teacher: str | None,
+                         teacher_field: str, problem_field: str):
+    """Yield (trajectory, None) or (None, problem) for each conversation of one record.
+
+    The teacher is the response column's when there are several, else `teacher` or the record's (empty: the
+    caller's file-derived name); a derived id starts with `t-` and is completed by the caller once teacher and
+    run are known."""
+    try:
+        columns = plain_columns(rec, prompt_field, response_field, reasoning_field)
+    except ValueError as e:
+        yield None, str(e)
+        return
+    several = columns is not None and columns.several
+    for k in range(len(columns.responses) if columns else 1):
+        column = columns.responses[k] if columns else None
+        try:
+            messages = plain_messages(rec, columns, k) if columns else to_messages(rec)[0]
+        except ValueError as e:
+            yield None, (f"column {column!r}: " if several else "") + str(e)
+            continue
+        tid = next((str(rec[f]) for f in ID_FIELDS if rec.get(f) not in (None, "")), None)
+        tid = (f"{tid}/{column}" if several else tid) if tid is not None else "t-"
+        prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
+        pid = rec.get(problem_field)
+        name = column if several else (teacher or rec.get(teacher_field))
+        run = str(rec["run"]) if rec.get("run") not in (None, "") else None
+        yield Trajectory(trajectory_id=tid, problem_id=str(pid) if pid not in (None, "") else problem_hash(prompt),
+                         teacher=str(name) if name else "", run=run, messages=messages,
+                         correct=_correct(rec, column)), None

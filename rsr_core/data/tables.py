@@ -14,10 +14,16 @@ import pandas as pd
 
 from rsr_core.analysis.metrics import R_MAX, trajectory_metrics
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.data.trajectory import Trajectory
+from rsr_core.data.trajectory import Trajectory, assistant_texts
 
 ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
-TAIL_COLUMNS = ["truncated", "n_context", "correct", "r_max", "source", "record", "prompt", "messages"]
+TAIL_COLUMNS = ["coverage", "truncated", "n_context", "correct", "r_max", "source", "record", "prompt", "messages"]
+
+
+def coverage(scores: TokenScores, messages: list[dict]) -> float:
+    """Share of the teacher's response characters that were scored: 1.0 unless the conversation was truncated."""
+    total = sum(len(text) for text in assistant_texts(messages))
+    return sum(len(text) for text in scores.tokens) / total if total else float("nan")
 
 
 def trajectory_row(t: Trajectory, scores: TokenScores, student: str, r_max: int = R_MAX) -> dict:
@@ -26,7 +32,7 @@ def trajectory_row(t: Trajectory, scores: TokenScores, student: str, r_max: int 
         "trajectory_id": t.trajectory_id, "problem_id": t.problem_id, "teacher": t.teacher, "run": t.run,
         "student": student,
         **trajectory_metrics(scores.surprisal, scores.rank, scores.entropy, r_max),
-        "truncated": bool(scores.truncated), "n_context": int(scores.n_context),
+        "coverage": coverage(scores, t.messages), "truncated": bool(scores.truncated), "n_context": int(scores.n_context),
         "correct": t.correct, "r_max": int(r_max), "source": t.source, "record": int(t.record),
         "prompt": t.prompt, "messages": json.dumps(t.messages, ensure_ascii=False),
     }

@@ -1,4 +1,15 @@
-"""One teacher trajectory: a conversation plus the metadata that every output carries along."""
+"""One teacher trajectory: a conversation plus the metadata that every output carries along.
+
+Reasoning traces have one canonical form. An assistant message keeps its reasoning apart, in `reasoning_content`
+(the convention of reasoning datasets and of chat templates that support thinking), and its answer in `content`.
+The text that is scored, exported as a single string and shown is always
+
+    <think>\n{reasoning}\n</think>\n\n{answer}
+
+(the form R1-style teachers produce and Qwen3's template renders), or the answer alone when there is no
+reasoning. `split_reasoning` reads the same trace written with `<think>` tags, so a trace given as a field, as tags
+or as two columns becomes the same message, the same tokens and the same numbers.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +39,97 @@ class Trajectory:
 
     @property
     def response(self) -> str:
-        """Text of the last assistant message."""
-        return next((m["content"] for m in reversed(self.messages) if m["role"] == "assistant"), "")
+        """The scored text of the last assistant message (reasoning included, in the canonical form)."""
+        texts = assistant_texts(self.messages)
+        return texts[-1] if texts else ""
+
+    @property
+    def has_reasoning(self) -> bool:
+        return any(m.get(REASONING_KEY) for m in self.messages if m["role"] == "assistant")
+
+
+REASONING_KEY = "reasoning_content"
+REASONING_ALIASES = (REASONING_KEY, "reasoning", "thinking", "reasoning_text", "thoughts")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def render_trace(reasoning: str | None, answer: str) -> str:
+    """The canonical text of a trace: `<think>\n{reasoning}\n</think>\n\n{answer}`, the answer alone without
+    reasoning."""
+    return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{answer}" if reasoning else answer
+
+
+def answer_start(message: dict) -> int:
+    """Character offset of the answer in `assistant_text(message)`: 0 when it has no reasoning."""
+    reasoning = message.get(REASONING_KEY)
+    return len(render_trace(reasoning, "")) if reasoning else 0
+
+
+def assistant_text(message: dict) -> str:
+    """The text scored for one assistant message: its reasoning and answer in the canonical form."""
+    return render_trace(message.get(REASONING_KEY), message["content"])
+
+
+def assistant_texts(messages: list[dict]) -> list[str]:
+    """The scored text of every assistant turn, in order (token offsets index into these)."""
+    return [assistant_text(m) for m in messages if m["role"] == "assistant"]
+
+
+def split_reasoning(content: str) -> tuple[str | None, str]:
+    """(reasoning, answer) of an assistant text that opens with a think block; (None, content) otherwise.
+
+    `<think>R</think>A` (leading whitespace allowed) and `R</think>A` (the opening tag was in the prompt, as R1
+    distills generate) are split; one newline on each side of R and the newlines that start A are the canonical
+    form's own. An unclosed `<think>` (a trace cut off while thinking) is kept as it is, and an empty reasoning is
+    no reasoning.
+    """
+    close = content.find(THINK_CLOSE)
+    if close < 0:
+        return None, content
+    head = content[:close]
+    opened = head.lstrip()
+    if opened.startswith(THINK_OPEN):
+        inner = opened[len(THINK_OPEN):]
+    elif THINK_OPEN in head:
+        return None, content
+    else:
+        inner = head
+    inner = inner.removeprefix("\n").removesuffix("\n")
+    answer = content[close + len(THINK_CLOSE):]
+    answer = answer[2:] if answer.startswith("\n\n") else answer.lstrip("\n")
+    return (inner if inner.strip() else None), answer
+
+
+def normalise_message(message: dict) -> dict:
+    """One message in the canonical form: lower-case role, text content, reasoning in `reasoning_content`.
+
+    Reasoning comes from the first non-empty alias field (`reasoning_content`, `reasoning`, `thinking`, ...) or
+    else from think tags in the content. Raises ValueError when the content is not text.
+    """
+    role = str(message["role"]).strip().lower()
+    content = _content_text(message["content"])
+    if role != "assistant":
+        return {"role": role, "content": content}
+    reasoning = next((_content_text(message[k]) for k in REASONING_ALIASES
+                      if message.get(k) not in (None, "") and not (isinstance(message[k], float))), None)
+    if reasoning is None or not reasoning.strip():
+        reasoning, content = split_reasoning(content)
+    out = {"role": role, "content": content}
+    if reasoning:
+        out[REASONING_KEY] = reasoning
+    return out
+
+
+def _content_text(content) -> str:
+    """Text of a message content: a string, or OpenAI-style parts `[{"type": "text", "text": ...}]` joined."""
+    if isinstance(content, list):
+        parts = [p.get("text", "") if isinstance(p, dict) else p for p in content]
+        if not all(isinstance(p, str) for p in parts):
+            raise ValueError("content parts are not text")
+        return "".join(parts)
+    if not isinstance(content, str):
+        raise ValueError("content is not text")
+    return content
 
 
 def normalise_prompt(text: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from rsr_core.data.token_scores import TokenScores
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: verbatim traces spliced into the template, boundary tokens scored
 ARRAYS = ("token_ids", "offsets", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs")
 
 

@@ -47,6 +47,15 @@ class ScoringResult:
     errors: list[RecordError] = field(default_factory=list)
     cached: int = 0
     stopped: bool = False  # stopped early (should_stop or interrupt); what was scored is kept and cached
+    rewritten: int = 0  # conversations whose template would rewrite the assistant text: scored verbatim in its context
+
+    def notes(self) -> list[str]:
+        """What a user should hear once per run."""
+        if not self.rewritten:
+            return []
+        return [f"the student's chat template rewrites or drops part of the assistant text (such as the reasoning) "
+                f"in {self.rewritten} conversation(s); the teacher's trace was scored verbatim in the template's "
+                "context"]
 
 
 def default_token_budget(student: Student) -> int:
@@ -57,25 +66,30 @@ def default_token_budget(student: Student) -> int:
 
 def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, cache_dir: str | Path | None = None,
                        max_len: int = MAX_LEN, token_budget: int | None = None, progress: Progress | None = None,
-                       should_stop: Callable[[], bool] | None = None, use_cache: bool = True) -> ScoringResult:
-    """Per-token results of every trajectory; cached ones cost no forward pass, new ones are cached at once."""
+                       should_stop: Callable[[], bool] | None = None, use_cache: bool = True,
+                       plain_format: bool = False) -> ScoringResult:
+    """Per-token results of every trajectory; cached ones cost no forward pass, new ones are cached at once.
+
+    `plain_format` scores in the plain format instead of the student's chat template."""
     trajectories = list(trajectories)
     cache = ScoreCache(cache_dir or cache_root()) if use_cache else None
     result = ScoringResult()
     dtype = str(student.dtype).replace("torch.", "")
     pending: list[tuple[Trajectory, str, object]] = []
     for t in trajectories:
-        key = entry_key(student.name, student.fingerprint, student.chat_template, dtype, max_len, TOP_K, t.messages)
+        template = None if plain_format else student.chat_template
+        key = entry_key(student.name, student.fingerprint, template, dtype, max_len, TOP_K, t.messages)
         hit = cache.get(key) if cache else None
         if hit is not None:
             result.scores[t.trajectory_id] = hit
             result.cached += 1
             continue
         try:
-            enc = encode(t.messages, student.tokenizer, max_len)
+            enc = encode(t.messages, student.tokenizer, max_len, use_template=not plain_format)
         except (TemplateError, ValueError, TypeError) as e:
             result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
             continue
+        result.rewritten += enc.rewritten
         pending.append((t, key, enc))
     state = ScoringProgress(done=result.cached, total=len(result.scores) + len(pending), cached=result.cached,
                             tokens=0, seconds=0.0)

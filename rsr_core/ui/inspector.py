@@ -11,6 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis import explain
+from rsr_core.analysis.segments import answer_boundaries, part_metrics, thinking_mask
+from rsr_core.data.trajectory import answer_start
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui import state
 from rsr_core.ui.inspector_figures import (rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
@@ -148,6 +150,39 @@ def pick_trajectory(table: pd.DataFrame) -> str | None:
     return tid
 
 
+def answer_starts(ts: TokenScores, messages: list[dict]) -> tuple[np.ndarray, list[int]]:
+    """([T] thinking mask, positions where an answer follows a turn's thinking) of a trajectory."""
+    starts = [answer_start(m) for m in messages if m["role"] == "assistant"]
+    if len(starts) <= int(ts.turn.max(initial=-1)):
+        starts = [0] * (int(ts.turn.max()) + 1)
+    mask = thinking_mask(ts.offsets, ts.turn, starts)
+    return mask, answer_boundaries(mask, ts.turn)
+
+
+def prompt_view(messages: list[dict]) -> None:
+    """The context the student reads before the response: system and user messages, collapsed."""
+    context = [m for m in messages if m["role"] != "assistant"]
+    if not context:
+        return
+    with st.expander("Prompt", expanded=False):
+        for m in context:
+            st.markdown(f"**{m['role']}**")
+            st.text(m["content"])
+
+
+def parts_view(ts: TokenScores, mask: np.ndarray, r_max: int) -> None:
+    """RSR, mean surprisal and mean clipped rank of the thinking and of the answer, side by side."""
+    if not mask.any():
+        return
+    parts = part_metrics(ts.surprisal, ts.rank, mask, r_max)
+    st.markdown("**Thinking and answer**: where does the trace lose the student?")
+    st.dataframe(parts, hide_index=True, width="stretch", key="inspector_parts",
+                 column_config={"rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
+                                "avg_surprisal": st.column_config.NumberColumn("mean surprisal", format="%.3f"),
+                                "avg_rank_clipped": st.column_config.NumberColumn("mean clipped rank",
+                                                                                  format="%.2f")})
+
+
 def metrics_row(row: pd.Series, r_max: int) -> None:
     c = st.columns(6)
     c[0].metric("RSR", f"{row['rsr']:.3f}", help=f"Σ min(rank, {r_max}) / Σ surprisal; lower is better")
@@ -157,12 +192,19 @@ def metrics_row(row: pd.Series, r_max: int) -> None:
     c[4].metric("mean rank (unclipped)", f"{row['avg_rank']:.1f}")
     correct = row.get("correct")
     c[5].metric("answer", "unknown" if correct is None or pd.isna(correct) else ("correct" if correct else "wrong"))
+    cov = row.get("coverage")
+    if cov is not None and pd.notna(cov):
+        st.caption(f"coverage {float(cov):.1%}: share of the teacher's response characters that were scored")
     if bool(row.get("truncated", False)):
         st.warning(f"This conversation was longer than the maximum length and was truncated: its numbers cover "
-                   f"only the first {int(row.get('n_context', 0)):,} tokens of the rendered conversation.")
+                   f"only the first {int(row.get('n_context', 0)):,} tokens of the rendered conversation"
+                   + (f" ({float(cov):.1%} of the response)." if cov is not None and pd.notna(cov) else "."))
+    elif cov is not None and pd.notna(cov) and float(cov) < 1.0:
+        st.warning(f"Only {float(cov):.1%} of the response's characters were scored.")
 
 
-def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, worst: explain.Span | None) -> int:
+def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, worst: explain.Span | None,
+              answers: list[int] = ()) -> int:
     """The token strip of one window of the text, with the view selector and the pager. Returns the page size."""
     ss = st.session_state
     n = len(ts)
@@ -189,7 +231,7 @@ def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds,
         h[1].button("Clear", key="inspector_clear", on_click=_clear_highlight, args=(tid,))
     with st.container(key="inspector_text"):  # no fixed height: a scroll box would clip the hover cards
         render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, highlight=highlight,
-                           start=start, stop=start + page)
+                           start=start, stop=start + page, answer_starts=answers)
     return page
 
 
@@ -216,7 +258,8 @@ def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThreshol
         st.caption("A zone whose share of Σ clipped rank exceeds its share of Σ surprisal pushes RSR up.")
 
 
-def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int) -> None:
+def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int,
+                   answers: list[int] = ()) -> None:
     """The decomposition with the actual numbers, the curve along the text, the spans and tokens that push RSR up."""
     n = len(ts)
     d = explain.decompose(ts.surprisal, ts.rank, r_max)
@@ -232,7 +275,7 @@ def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int
         marked = state.selected_tokens(tid)
         span = (marked[0], marked[-1] + 1) if marked else None
         key = f"inspector_curve_{tid}_{window}"
-        st.plotly_chart(sliding_rsr_figure(curve, d.rsr, window, span), key=key, width="stretch",
+        st.plotly_chart(sliding_rsr_figure(curve, d.rsr, window, span, list(answers)), key=key, width="stretch",
                         on_select=lambda: _on_curve(key, tid, n, page), selection_mode=("points", "box"))
         st.caption("Each point is the RSR of one window of the text; click a point to outline that window and "
                    "show it in the text above.")

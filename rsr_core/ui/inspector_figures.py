@@ -115,10 +115,14 @@ def surprisal_histogram(scores: TokenScores, thresholds: ZoneThresholds = ZoneTh
 
 
 def sliding_rsr_figure(curve: pd.DataFrame, rsr: float, window: int,
-                       span: tuple[int, int] | None = None) -> go.Figure:
+                       span: tuple[int, int] | None = None, answer_starts: list[int] | None = None) -> go.Figure:
     """Window RSR along the trajectory (x = window centre) with the trajectory's RSR as a line; click a point to
-    jump to its window. customdata per point: [start, stop]. `span` shades the span shown in the text."""
+    jump to its window. customdata per point: [start, stop]. `span` shades the span shown in the text;
+    `answer_starts` marks where each turn's thinking ends and its answer begins."""
     fig = go.Figure()
+    for k, x in enumerate(answer_starts or []):
+        fig.add_vline(x=x, line={"color": "#8e6fd1", "width": 2, "dash": "dot"},
+                      annotation_text="thinking | answer" if k == 0 else None, annotation_position="bottom right")
     if span is not None:
         fig.add_vrect(x0=span[0], x1=span[1], fillcolor=RSR_LINE_COLOUR, opacity=0.12, line_width=0)
     fig.add_trace(go.Scatter(

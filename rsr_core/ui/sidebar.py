@@ -131,13 +131,14 @@ def _dataset_picker() -> state.Dataset | None:
         if _dataset_changed(f"{kind}:none"):
             state.set_dataset(state.Dataset(f"{kind}:none", "no data yet"))
         return state.current_dataset()
-    prompt_field, response_field = _field_pickers(path)
-    key = f"{kind}:{path}:{prompt_field}:{response_field}"
+    prompt_field, response_fields, reasoning_field = _field_pickers(path)
+    key = f"{kind}:{path}:{prompt_field}:{response_fields}:{reasoning_field}"
     if _dataset_changed(key):
         with st.spinner("Reading trajectories…"):
             try:
                 trajectories, errors = read_trajectories(path, prompt_field=prompt_field,
-                                                         response_field=response_field)
+                                                         response_field=response_fields,
+                                                         reasoning_field=reasoning_field)
             except Exception as e:  # noqa: BLE001 - shown to the user, never a traceback
                 trajectories, errors = [], [f"{path}: cannot read: {type(e).__name__}: {e}"]
         state.set_dataset(state.Dataset(key, label, trajectories, errors))
@@ -200,8 +201,11 @@ def _hub_source() -> tuple[Path | None, str | None]:
     return None, None
 
 
-def _field_pickers(path: Path) -> tuple[str | None, str | None]:
-    """Prompt and response columns for data whose schema is not detected (auto-detection by default)."""
+def _field_pickers(path: Path) -> tuple[str | None, list[str] | None, str | None]:
+    """Prompt, response and reasoning columns for data whose schema is not detected (auto-detection by default).
+
+    Several response columns make one teacher each; a reasoning column is scored as the thinking before the
+    answer (detected when exactly one column is named like one)."""
     current = state.current_dataset()
     failed = bool(current and current.key.split(":")[1:2] == [str(path)] and not current.trajectories
                   and any("cannot tell the schema" in str(e) for e in current.errors))
@@ -210,10 +214,13 @@ def _field_pickers(path: Path) -> tuple[str | None, str | None]:
         if failed:
             st.caption("The format was not recognised: pick the prompt and the response columns.")
         prompt = st.selectbox("Prompt column", [AUTO] + fields, key="sidebar_prompt_field")
-        response = st.selectbox("Response column", [AUTO] + fields, key="sidebar_response_field")
-    if prompt == AUTO or response == AUTO:
-        return None, None
-    return prompt, response
+        responses = st.multiselect("Response column(s)", fields, key="sidebar_response_fields",
+                                   placeholder=AUTO, help="Several columns: one teacher per column.")
+        reasoning = st.selectbox("Reasoning column", [AUTO] + fields, key="sidebar_reasoning_field",
+                                 help="The thinking before the answer, scored as <think>…</think> in front of it.")
+    if prompt == AUTO or not responses:
+        return None, None, None
+    return prompt, list(responses), None if reasoning == AUTO else reasoning
 
 
 def _sync_results(dataset: state.Dataset | None, name: str | None) -> bool:

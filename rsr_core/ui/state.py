@@ -19,6 +19,7 @@ Keys in `st.session_state` (pages should use the functions below, not the keys):
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -135,6 +136,14 @@ def trajectory_row(tid: str, student: str | None = None) -> pd.Series | None:
         return None
     rows = table[table["trajectory_id"] == tid]
     return rows.iloc[0] if len(rows) else None
+
+
+def trajectory_messages(tid: str) -> list[dict]:
+    """The conversation of one trajectory (reasoning in `reasoning_content`), [] when unknown."""
+    row = trajectory_row(tid)
+    if row is None or "messages" not in row or not isinstance(row["messages"], str):
+        return []
+    return json.loads(row["messages"])
 
 
 def selected_trajectory() -> str | None:

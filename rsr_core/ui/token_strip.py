@@ -52,6 +52,8 @@ STRIP_CSS = """
 .rsr-tip .rsr-alt.rsr-self { font-weight: 600; }
 .rsr-turn { display: block; font-family: sans-serif; font-size: 0.75rem; opacity: 0.7; margin: 0.4em 0;
   border-top: 1px dashed #aaa; }
+.rsr-part { display: block; font-family: sans-serif; font-size: 0.75rem; font-weight: 600; color: #5a3e9b;
+  margin: 0.5em 0 0.3em; border-top: 2px solid #8e6fd1; }
 .rsr-window { display: block; font-family: sans-serif; font-size: 0.75rem; opacity: 0.7; }
 """
 
@@ -144,16 +146,18 @@ def legend_html(colour_by: str, r_max: int = 100, thresholds: ZoneThresholds = Z
 def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 100,
                      thresholds: ZoneThresholds = ZoneThresholds(), highlight: Iterable[int] | None = None,
                      start: int = 0, stop: int | None = None, surprisal_max: float = SURPRISAL_MAX,
-                     legend: bool = True) -> str:
+                     legend: bool = True, answer_starts: Iterable[int] = ()) -> str:
     """HTML of tokens [start, stop) of one trajectory, coloured by `colour_by`, with hover cards and a legend.
 
     highlight: token indices (whole-trajectory positions) to outline, e.g. those selected in a scatter.
+    answer_starts: positions of the first answer token after a turn's thinking, marked by a divider.
     A new assistant turn starts with a divider; newlines are kept as they are (white-space: pre-wrap).
     """
     n = len(scores)
     start = max(0, int(start))
     stop = n if stop is None else min(int(stop), n)
     marked = set(int(i) for i in highlight) if highlight else set()
+    answers = {int(i) for i in answer_starts}
     colours = token_colours(scores, colour_by, r_max, thresholds, surprisal_max)
     zones = classify_zones(scores.rank, scores.surprisal, thresholds)
     parts = []
@@ -163,6 +167,8 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
     for t in range(start, stop):
         if t > start and int(scores.turn[t]) != int(scores.turn[t - 1]):
             parts.append(f'<span class="rsr-turn">assistant turn {int(scores.turn[t]) + 1}</span>')
+        if t in answers:
+            parts.append('<span class="rsr-part">answer (the thinking ends here)</span>')
         bg = colours[t]
         cls = "rsr-tok rsr-hl" if t in marked else "rsr-tok"
         parts.append(f'<span class="{cls}" data-t="{t}" data-zone="{zones[t]}" '
@@ -177,8 +183,9 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
 def render_token_strip(scores: TokenScores, colour_by: str = "rank", r_max: int = 100,
                        thresholds: ZoneThresholds = ZoneThresholds(), highlight: Iterable[int] | None = None,
                        start: int = 0, stop: int | None = None, surprisal_max: float = SURPRISAL_MAX,
-                       legend: bool = True) -> None:
+                       legend: bool = True, answer_starts: Iterable[int] = ()) -> None:
     """Draw the strip in the current Streamlit container (st.html; no JavaScript needed)."""
     import streamlit as st
 
-    st.html(token_strip_html(scores, colour_by, r_max, thresholds, highlight, start, stop, surprisal_max, legend))
+    st.html(token_strip_html(scores, colour_by, r_max, thresholds, highlight, start, stop, surprisal_max, legend,
+                             answer_starts))
