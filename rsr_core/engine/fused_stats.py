@@ -34,7 +34,7 @@ if AVAILABLE:
         t = tl.load(base + tl.load(targets + row)).to(tl.float32)
         lanes = tl.arange(0, BLOCK)
         slots = tl.arange(0, KP)
-        top_v = tl.where(slots < K, float("-inf"), float("inf"))  # slots >= K are padding, never evicted
+        top_v = tl.where(slots < K, tl.full([KP], float("-inf"), tl.float32), float("inf"))  # slots >= K: padding
         top_i = tl.full([KP], -1, tl.int32)
         kth = tl.min(top_v, axis=0)
         m = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), axis=0)

@@ -51,7 +51,7 @@ class ScoringResult:
 
 
 def default_token_budget(student: Student) -> int:
-    """Padded tokens per forward pass: on a GPU batches sized from its free memory (up to 32k tokens); one
+    """Padded tokens per forward pass: on a GPU batches sized from its free memory (up to 16k tokens); one
     conversation at a time on a CPU, where padding costs more than batching gains."""
     return gpu_token_budget(student.model) if student.device.type == "cuda" else 1
 

@@ -30,7 +30,7 @@ FUSED_CHUNK_BYTES = 1 << 30  # logits per chunk for the fused GPU pass: the body
 LONG_PASS_TOKENS = 4096  # a CPU pass over more padded tokens returns its memory promptly (rsr_core.engine.memory)
 CPU_STATS_ROWS = 16  # on a CPU, rows reduced together: a few MB of logits that stay in cache across the passes
 GPU_MEMORY_SHARE = 0.5  # share of the free GPU memory a batch's activations may take
-GPU_MAX_TOKEN_BUDGET = 32768  # a full-length conversation; larger batches only raise the peak on a GPU
+GPU_MAX_TOKEN_BUDGET = 16384  # GEMMs of 16k rows already fill a GPU; larger batches add padding and peak memory
 GPU_MIN_TOKEN_BUDGET = 1024
 MIN_CHUNK_ROWS = 16  # out-of-memory back-off stops halving the output-layer chunk here
 OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -137,8 +137,9 @@ def gpu_token_budget(model: torch.nn.Module) -> int:
     """Padded tokens per forward pass on a CUDA device, from its free memory.
 
     Activations may take GPU_MEMORY_SHARE of the memory free now (the driver's free memory plus what the caching
-    allocator holds unused), less one chunk of logits; capped at GPU_MAX_TOKEN_BUDGET, since at that size the
-    GPU is already busy and larger batches only raise the peak. Rounded down to a multiple of 1024.
+    allocator holds unused), less one chunk of logits; capped at GPU_MAX_TOKEN_BUDGET: at that size the GPU is
+    already busy, and larger batches only add padding (more rows of uneven length per batch) and peak memory.
+    Rounded down to a multiple of 1024.
     """
     device = next(model.parameters()).device
     free, _ = torch.cuda.mem_get_info(device)
