@@ -325,7 +325,7 @@ def precision_section(model, pool: list[Encoded], cut: int, device: torch.device
 
         d = rel_diff(r_low, r_high)
         res.update(mean_rel_rsr_diff=float(d.mean()), max_rel_rsr_diff=float(d.max()),
-                   spearman=float(spearmanr(r_low, r_high).statistic), rsr_fp32_range=[float(r_high.min()),
+                   spearman=float(spearmanr(r_low, r_high)[0]), rsr_fp32_range=[float(r_high.min()),
                                                                                        float(r_high.max())])
         s_low = np.concatenate([s["surprisal"] for s in low])
         s_high = np.concatenate([s["surprisal"] for s in high])

@@ -12,6 +12,7 @@ False and nothing here runs.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext as _no_context
 
 import torch
 
@@ -113,6 +114,8 @@ def fused_token_statistics(logits: torch.Tensor, targets: torch.Tensor,
     bad = torch.empty(c, dtype=torch.int32, device=dev)
     if c:
         block = {"BLOCK": 256} if INTERPRETED else {}
-        _row_stats[(c,)](logits, logits.stride(0), targets, v, out["surprisal"], out["rank"], out["entropy"],
-                         out["top_ids"], out["top_probs"], bad, K=k, KP=max(2, triton.next_power_of_2(k)), **block)
+        with torch.cuda.device(dev) if dev.type == "cuda" else _no_context():  # Triton launches on the current GPU
+            _row_stats[(c,)](logits, logits.stride(0), targets, v, out["surprisal"], out["rank"], out["entropy"],
+                             out["top_ids"], out["top_probs"], bad, K=k, KP=max(2, triton.next_power_of_2(k)),
+                             **block)
     return out, bad.bool()

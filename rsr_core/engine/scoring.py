@@ -100,7 +100,8 @@ def default_chunk_rows(model: torch.nn.Module, fused: bool) -> int:
     weight = model.get_output_embeddings().weight
     if not fused:
         return chunk_rows_for(weight.shape[0])
-    rows = chunk_rows_for(weight.shape[0], FUSED_CHUNK_BYTES, weight.element_size())
+    itemsize = 4 if any(_logit_transforms(model)) else weight.element_size()  # transforms run in fp32
+    rows = chunk_rows_for(weight.shape[0], FUSED_CHUNK_BYTES, itemsize)
     return max(128, rows // 128 * 128)
 
 
