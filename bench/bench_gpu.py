@@ -421,6 +421,7 @@ def main() -> int:
     import transformers
 
     name = "gpu.json" if device.type == "cuda" else "gpu-smoke-cpu.json"
+    torch.manual_seed(a.seed)
     model = build(a.tiny, device, dtype)
     fused = fused_ready(device)
     rep = Report(ROOT / "bench" / "results" / name, {
