@@ -33,13 +33,13 @@ def demo_messages(n: int) -> list[list[dict]]:
 
 @pytest.fixture(scope="module")
 def conversations() -> list[list[dict]]:
-    """Four demo conversations (140-260 tokens), a two-turn one and a ~450-token one: uneven lengths."""
+    """Four demo conversations (138-238 tokens), a two-turn one and a ~450-token one: uneven lengths."""
     convs = demo_messages(6)
     long_answer = "\n\n".join(m[-1]["content"].strip() for m in convs[4:6])
     return convs[:4] + [
         [{"role": "user", "content": "What is 7 * 6?"}, {"role": "assistant", "content": "7 * 6 = 42."},
          {"role": "user", "content": "And 42 / 7?"}, {"role": "assistant", "content": "42 / 7 = 6, as before."}],
-        [{"role": "user", "content": "Solve these three."}, {"role": "assistant", "content": long_answer}]]
+        [{"role": "user", "content": "Solve these two."}, {"role": "assistant", "content": long_answer}]]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_batch_order_pad_token_and_chunks_across_conversations_do_not_matter(stu
 
 def test_pipeline_batches_equal_one_conversation_per_pass(student, conversations, alone):
     trajs = [Trajectory(f"t{i}", "p", "t", m) for i, m in enumerate(conversations)]
-    many = score_trajectories(trajs, student, use_cache=False, token_budget=1024)  # batches of 2 to 6
+    many = score_trajectories(trajs, student, use_cache=False, token_budget=1024)  # batches of 2 and 4
     assert not many.errors
     for t, want in zip(trajs, alone):
         assert_same(vars(many.scores[t.trajectory_id]), want)

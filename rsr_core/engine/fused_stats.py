@@ -28,8 +28,9 @@ CONFIGS = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps), au
 
 if AVAILABLE:
     @triton.jit
-    def _row_stats_kernel(logits, stride, targets, V, surprisal_out, rank_out, entropy_out, top_ids_out, top_probs_out,
-                   bad_out, K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
+    def _row_stats_kernel(logits, stride, targets, V, surprisal_out, rank_out, entropy_out, top_ids_out,
+                          top_probs_out, bad_out, K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
+        """One row per program: logits [C, V] (row stride `stride`), targets [C]; outputs [C] and [C, K]."""
         row = tl.program_id(0)
         base = logits + row.to(tl.int64) * stride
         t = tl.load(base + tl.load(targets + row)).to(tl.float32)
