@@ -9,7 +9,8 @@ from typing import Callable, Iterable
 from rsr_core.engine.cache import ScoreCache, entry_key
 from rsr_core.engine.chat_format import MAX_LEN, TemplateError, encode
 from rsr_core.data.formats import RecordError
-from rsr_core.engine.scoring import TOP_K, plan_batches, score_batch, to_token_scores
+from rsr_core.engine.scoring import (TOP_K, MemoryBackoff, gpu_token_budget, plan_batches, score_batch_backoff,
+                                     to_token_scores)
 from rsr_core.data.paths import cache_root
 from rsr_core.engine.student import Student
 from rsr_core.data.token_scores import TokenScores
@@ -59,9 +60,9 @@ class ScoringResult:
 
 
 def default_token_budget(student: Student) -> int:
-    """Padded tokens per forward pass: batches on a GPU; one conversation at a time on a CPU, where padding and
-    the masked attention path cost more than batching gains."""
-    return 32768 if student.device.type == "cuda" else 1
+    """Padded tokens per forward pass: on a GPU batches sized from its free memory (up to 16k tokens); one
+    conversation at a time on a CPU, where padding costs more than batching gains."""
+    return gpu_token_budget(student.model) if student.device.type == "cuda" else 1
 
 
 def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, cache_dir: str | Path | None = None,
@@ -97,6 +98,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
         progress(state)
     pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else 0
     budget = token_budget or default_token_budget(student)
+    backoff = MemoryBackoff()
     start = time.perf_counter()
     try:
         for batch in plan_batches([len(e.input_ids) for _, _, e in pending], budget):
@@ -104,8 +106,11 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
                 result.stopped = True
                 break
             items = [pending[i] for i in batch]
-            stats = score_batch(student.model, [e for _, _, e in items], pad_id=pad)
+            stats = score_batch_backoff(student.model, [e for _, _, e in items], backoff, pad_id=pad)
             for (t, key, enc), st in zip(items, stats):
+                if st is None:
+                    result.errors.append(RecordError(t.source, t.record, "does not fit in the device's memory"))
+                    continue
                 scores = to_token_scores(enc, st, student.tokenizer)
                 result.scores[t.trajectory_id] = scores
                 if cache:

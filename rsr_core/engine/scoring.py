@@ -1,24 +1,40 @@
-"""One forward pass per trajectory, with the output layer applied in chunks to the response positions only.
+"""One forward pass per batch of trajectories, with the output layer applied in chunks to the response positions only.
 
 Never materialises [batch, length, vocab] logits: the transformer body gives hidden states [B, L, H]; the rows that
 predict response tokens are gathered ([N, H]) and pushed through the output layer `chunk_rows` at a time, each
-chunk's fp32 logits [C, V] reduced at once to surprisal, rank, entropy and the top-k alternatives.
+chunk's logits [C, V] reduced at once to surprisal, rank, entropy and the top-k alternatives.
+
+Batches are right-padded and run without an attention mask: attention is causal, so a real position never sees
+the padding that follows it, and SDPA keeps its fast causal kernel. On a CUDA device with Triton the reductions
+run as one fused pass over each chunk (`fused_stats`); elsewhere `token_statistics` runs eagerly, on a CPU 16 rows
+at a time so that they stay in cache.
 """
 from __future__ import annotations
 
+import gc
+import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from rsr_core.engine import fused_stats
 from rsr_core.engine.chat_format import Encoded
 from rsr_core.engine.memory import returned_promptly
 from rsr_core.data.token_scores import TokenScores
 
 TOP_K = 5
-LOGITS_CHUNK_BYTES = 256 << 20  # fp32 logits held at once per chunk
+LOGITS_CHUNK_BYTES = 256 << 20  # fp32 logits held at once per chunk (CPU, and the eager path on a GPU)
+FUSED_CHUNK_BYTES = 1 << 30  # logits per chunk for the fused GPU pass: the body's activations are freed by then
 LONG_PASS_TOKENS = 4096  # a CPU pass over more padded tokens returns its memory promptly (rsr_core.engine.memory)
 CPU_STATS_ROWS = 16  # on a CPU, rows reduced together: a few MB of logits that stay in cache across the passes
+GPU_MEMORY_SHARE = 0.5  # share of the free GPU memory a batch's activations may take
+GPU_MAX_TOKEN_BUDGET = 16384  # GEMMs of 16k rows already fill a GPU; larger batches add padding and peak memory
+GPU_MIN_TOKEN_BUDGET = 1024
+MIN_CHUNK_ROWS = 16  # out-of-memory back-off stops halving the output-layer chunk here
+OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+ALLOCATION_FAILURES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "can't allocate memory")
 
 
 def token_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tensor]:
@@ -43,16 +59,18 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K
             "top_ids": top_ids, "top_probs": torch.exp(top_logits - lse[:, None])}
 
 
-def output_head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """hidden [C, H] -> fp32 logits [C, V], including the model family's final logit transforms."""
+def output_head(model: torch.nn.Module, upcast: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """hidden [C, H] -> logits [C, V], including the model family's final logit transforms.
+
+    fp32 logits, or with `upcast=False` and no transforms the output layer's own dtype (the fused pass upcasts).
+    """
     head = model.get_output_embeddings()
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    softcap = getattr(cfg, "final_logit_softcapping", None)
-    scaling = getattr(cfg, "logits_scaling", None)  # Granite divides
-    scale = getattr(cfg, "logit_scale", None)  # Cohere multiplies
+    softcap, scaling, scale = _logit_transforms(model)
 
     def apply(hidden: torch.Tensor) -> torch.Tensor:
-        logits = head(hidden).float()
+        logits = head(hidden)
+        if upcast or softcap or scaling or scale:
+            logits = logits.float()
         if scaling:
             logits = logits / scaling
         if scale:
@@ -64,9 +82,27 @@ def output_head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor
     return apply
 
 
-def chunk_rows_for(vocab_size: int, chunk_bytes: int = LOGITS_CHUNK_BYTES) -> int:
-    """Rows per output-layer chunk so that fp32 logits [C, V] stay within `chunk_bytes`."""
-    return max(1, chunk_bytes // (4 * vocab_size))
+def _logit_transforms(model: torch.nn.Module) -> tuple:
+    """(final softcap, Granite's divisor, Cohere's multiplier) of the model's text config, each None when absent."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return (getattr(cfg, "final_logit_softcapping", None), getattr(cfg, "logits_scaling", None),
+            getattr(cfg, "logit_scale", None))
+
+
+def chunk_rows_for(vocab_size: int, chunk_bytes: int = LOGITS_CHUNK_BYTES, bytes_per_logit: int = 4) -> int:
+    """Rows per output-layer chunk so that logits [C, V] stay within `chunk_bytes`."""
+    return max(1, chunk_bytes // (bytes_per_logit * vocab_size))
+
+
+def default_chunk_rows(model: torch.nn.Module, fused: bool) -> int:
+    """Output-layer rows per chunk: 256 MB of fp32 logits, or 1 GB of output-dtype logits (a multiple of 128
+    rows, for the matmul's tiles) for the fused GPU pass, which makes no fp32 copy."""
+    weight = model.get_output_embeddings().weight
+    if not fused:
+        return chunk_rows_for(weight.shape[0])
+    itemsize = 4 if any(_logit_transforms(model)) else weight.element_size()  # transforms run in fp32
+    rows = chunk_rows_for(weight.shape[0], FUSED_CHUNK_BYTES, itemsize)
+    return max(128, rows // 128 * 128)
 
 
 def plan_batches(lengths: list[int], token_budget: int) -> list[list[int]]:
@@ -88,19 +124,112 @@ def plan_batches(lengths: list[int], token_budget: int) -> list[list[int]]:
     return batches
 
 
+def activation_bytes_per_token(model: torch.nn.Module) -> int:
+    """Peak activation memory of one token in a forward pass without cache, a generous estimate: three MLP
+    intermediates and about ten hidden-size vectors in the model's dtype, plus the fp32 norm temporaries."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = cfg.hidden_size
+    inter = getattr(cfg, "intermediate_size", None) or 4 * hidden
+    itemsize = next(model.parameters()).element_size()
+    return itemsize * (3 * inter + 10 * hidden) + 8 * hidden
+
+
+def gpu_token_budget(model: torch.nn.Module) -> int:
+    """Padded tokens per forward pass on a CUDA device, from its free memory.
+
+    Activations may take GPU_MEMORY_SHARE of the memory free now (the driver's free memory plus what the caching
+    allocator holds unused), less one chunk of logits; capped at GPU_MAX_TOKEN_BUDGET: at that size the GPU is
+    already busy, and larger batches only add padding (more rows of uneven length per batch) and peak memory.
+    Rounded down to a multiple of 1024.
+    """
+    device = next(model.parameters()).device
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    usable = free * GPU_MEMORY_SHARE - FUSED_CHUNK_BYTES
+    budget = int(usable // activation_bytes_per_token(model)) // 1024 * 1024
+    return max(GPU_MIN_TOKEN_BUDGET, min(GPU_MAX_TOKEN_BUDGET, budget))
+
+
+_FUSED_READY: dict[str, bool] = {}
+
+
+def fused_ready(device: torch.device) -> bool:
+    """Whether the fused Triton pass runs on `device`: CUDA, Triton importable, and a first self-check against
+    token_statistics passed (checked once per device; a failure warns and keeps the eager path)."""
+    if device.type != "cuda" or not fused_stats.AVAILABLE:
+        return False
+    key = str(device)
+    if key not in _FUSED_READY:
+        _FUSED_READY[key] = _fused_self_check(device)
+    return _FUSED_READY[key]
+
+
+def _fused_self_check(device: torch.device) -> bool:
+    """The fused pass against token_statistics on logits [64, 5000] with ties and -inf entries, fp32 and bf16."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 5000, generator=g).mul_(3).round_()
+    logits[::7, ::3] = float("-inf")
+    targets = torch.randint(0, 5000, (64,), generator=g).to(device)
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            x = logits.to(device=device, dtype=dtype)
+            got, bad = fused_stats.fused_token_statistics(x, targets, TOP_K)
+            want = token_statistics(x, targets, TOP_K)
+            same = (not bool(bad.any()) and torch.equal(got["rank"], want["rank"])
+                    and all(torch.allclose(got[n], want[n], rtol=1e-4, atol=1e-5)
+                            for n in ("surprisal", "entropy", "top_probs"))
+                    and torch.equal(x.gather(1, got["top_ids"]), x.gather(1, want["top_ids"])))
+            if not same:
+                warnings.warn("the fused GPU reduction disagrees with token_statistics; using the eager path")
+                return False
+    except Exception as e:  # Triton cannot compile here (old GPU, mismatched versions)
+        warnings.warn(f"the fused GPU reduction is unavailable ({type(e).__name__}: {e}); using the eager path")
+        return False
+    return True
+
+
+def reduce_logits(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K,
+                  fused: bool = False) -> list[dict[str, torch.Tensor]]:
+    """Statistics of one chunk of logits [C, V] for targets [C], as a list of dicts (see token_statistics).
+
+    fused: one Triton pass, with the rows it flags (NaN, +inf, fewer than k finite logits) redone eagerly. Else
+    token_statistics, on a CPU CPU_STATS_ROWS rows at a time.
+    """
+    if fused:
+        stats, bad = fused_stats.fused_token_statistics(logits, targets, k)
+        rows = bad.nonzero()[:, 0]
+        if rows.numel():
+            for name, v in token_statistics(logits[rows], targets[rows], k).items():
+                stats[name][rows] = v.to(stats[name].dtype)
+        return [stats]
+    step = CPU_STATS_ROWS if logits.device.type == "cpu" else max(1, logits.shape[0])
+    return [token_statistics(logits[r:r + step], targets[r:r + step], k) for r in range(0, logits.shape[0], step)]
+
+
+def padded_ids(items: list[Encoded], pad_id: int) -> torch.Tensor:
+    """Right-padded input_ids [B, L], each conversation cut after its last scored position's context."""
+    lengths = [int(x.positions.max()) for x in items]
+    ids = torch.full((len(items), max(lengths)), pad_id, dtype=torch.long)
+    for b, x in enumerate(items):
+        ids[b, : lengths[b]] = torch.tensor(x.input_ids[: lengths[b]], dtype=torch.long)
+    return ids
+
+
 @torch.inference_mode()
 def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
-                chunk_rows: int | None = None, k: int = TOP_K) -> list[dict[str, np.ndarray]]:
+                chunk_rows: int | None = None, k: int = TOP_K,
+                fused: bool | None = None) -> list[dict[str, np.ndarray]]:
     """Per-token arrays for a batch of encoded conversations: one body pass, chunked output layer.
 
-    Right-padded input_ids [B, L]; an attention mask only when lengths differ (so a single conversation runs the
-    causal fast path). Each conversation runs only up to its last response token's context: what follows (that
-    token, the end-of-turn marker) predicts nothing that is scored. Returns, per item, surprisal/rank/entropy [T]
-    and top_ids/top_probs [T, k].
+    Right-padded input_ids [B, L] without an attention mask (causal attention: real positions never attend to
+    the padding on their right; position ids are 0..L-1 in every row). Each conversation runs only up to its last
+    response token's context: what follows (that token, the end-of-turn marker) predicts nothing that is scored.
+    fused: None picks the fused GPU pass where it works. Returns, per item, surprisal/rank/entropy [T] and
+    top_ids/top_probs [T, k].
     """
     live = [i for i, x in enumerate(items) if len(x.positions)]
     if len(live) < len(items):  # conversations with nothing to score need no forward pass
-        stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k) if live else []
+        stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k, fused) if live else []
         out = [{"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
                 "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
                 "top_probs": np.zeros((0, k), np.float32)} for _ in items]
@@ -108,45 +237,104 @@ def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
             out[i] = st
         return out
     device = next(model.parameters()).device
-    lengths = [int(x.positions.max()) for x in items]
-    longest = max(lengths)
-    ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
-    for b, x in enumerate(items):
-        ids[b, : lengths[b]] = torch.tensor(x.input_ids[: lengths[b]], dtype=torch.long)
-    mask = None
-    if len(set(lengths)) > 1:
-        mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long().to(device)
+    fused = fused_ready(device) if fused is None else fused and fused_ready(device)
+    ids = padded_ids(items, pad_id)
     with returned_promptly(device.type == "cpu" and ids.numel() > LONG_PASS_TOKENS):
-        return _forward_and_reduce(model, items, ids, mask, device, chunk_rows, k)
+        return _forward_and_reduce(model, items, ids, device, chunk_rows or default_chunk_rows(model, fused), k,
+                                   fused)
 
 
-def _forward_and_reduce(model, items, ids, mask, device, chunk_rows, k) -> list[dict[str, np.ndarray]]:
-    """The body once over ids [B, L], then the output layer and the reductions on the response rows."""
-    hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask, use_cache=False).last_hidden_state
+def _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused) -> list[dict[str, np.ndarray]]:
+    """The body once over ids [B, L], then the output layer and the reductions on the response rows [N]."""
+    hidden = model.base_model(input_ids=ids.to(device), use_cache=False).last_hidden_state  # [B, L, H]
     rows_b = torch.cat([torch.full((len(x.positions),), b, dtype=torch.long) for b, x in enumerate(items)])
-    rows_t = torch.cat([torch.as_tensor(x.positions, dtype=torch.long) for x in items])
+    rows_t = torch.cat([torch.as_tensor(x.positions, dtype=torch.long) for x in items]) - 1
+    rows_b, rows_t = rows_b.to(device), rows_t.to(device)
     targets = torch.tensor([x.input_ids[p] for x in items for p in x.positions.tolist()], dtype=torch.long,
                            device=device)
-    head = output_head(model)
-    chunk_rows = chunk_rows or chunk_rows_for(model.get_output_embeddings().weight.shape[0])
-    stats_rows = CPU_STATS_ROWS if device.type == "cpu" else chunk_rows
+    head = output_head(model, upcast=not fused)
     parts: dict[str, list[torch.Tensor]] = {}
     for a in range(0, rows_b.numel(), chunk_rows):
-        h = hidden[rows_b[a:a + chunk_rows].to(device), (rows_t[a:a + chunk_rows] - 1).to(device)]  # [C, H]
-        logits = head(h)  # [C, V] fp32, one large matmul
-        chunk_targets = targets[a:a + logits.shape[0]]
-        for r in range(0, logits.shape[0], stats_rows):
-            for name, v in token_statistics(logits[r:r + stats_rows], chunk_targets[r:r + stats_rows], k).items():
-                parts.setdefault(name, []).append(v.cpu())
+        logits = head(hidden[rows_b[a:a + chunk_rows], rows_t[a:a + chunk_rows]])  # [C, V], one large matmul
+        for piece in reduce_logits(logits, targets[a:a + logits.shape[0]], k, fused):
+            for name, v in piece.items():
+                parts.setdefault(name, []).append(v)
         del logits
     del hidden
-    stats = {name: torch.cat(v).numpy() for name, v in parts.items()}
+    stats = {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}  # one copy to the host per batch
     out, a = [], 0
     for x in items:
         n = len(x.positions)
         out.append({name: v[a:a + n] for name, v in stats.items()})
         a += n
     return out
+
+
+@dataclass
+class MemoryBackoff:
+    """What has fitted so far in a scoring run: the largest padded batch (tokens) and the output-layer chunk
+    (rows). Both start unlimited (None) and are halved on out-of-memory."""
+
+    max_tokens: int | None = None
+    chunk_rows: int | None = None
+
+
+def padded_tokens(items: list[Encoded]) -> int:
+    """Tokens in the padded batch [B, L] that score_batch would run for `items`."""
+    return len(items) * max((int(x.positions.max()) for x in items if len(x.positions)), default=0)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch's or Python's out-of-memory error, or an allocation failure reported as a RuntimeError (cuBLAS, the CPU
+    allocator)."""
+    if isinstance(err, (OutOfMemory, MemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(s in text for s in ALLOCATION_FAILURES)
+
+
+def release_memory(device: torch.device) -> None:
+    """Free what an interrupted pass left: unreachable tensors, then the CUDA caching allocator's free blocks."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def score_batch_backoff(model: torch.nn.Module, items: list[Encoded], backoff: MemoryBackoff, pad_id: int = 0,
+                        k: int = TOP_K) -> list[dict[str, np.ndarray] | None]:
+    """score_batch that backs off on out-of-memory instead of failing.
+
+    A batch larger than `backoff.max_tokens` is split in halves up front. On out-of-memory the cache is emptied;
+    a batch of several conversations is split in halves and `backoff.max_tokens` halved, so later batches come
+    smaller; a single conversation retries with half the output-layer chunk, down to MIN_CHUNK_ROWS. None for a
+    conversation that does not fit even so.
+    """
+    size = padded_tokens(items)
+    if len(items) > 1 and backoff.max_tokens is not None and size > backoff.max_tokens:
+        return _split(model, items, backoff, pad_id, k)
+    try:
+        return score_batch(model, items, pad_id, backoff.chunk_rows, k)
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+    # retried below, once the failed pass's tensors are unreachable
+    device = next(model.parameters()).device
+    release_memory(device)
+    if len(items) > 1:
+        backoff.max_tokens = max(1, min(backoff.max_tokens or size, size) // 2)
+        return _split(model, items, backoff, pad_id, k)
+    rows = backoff.chunk_rows or default_chunk_rows(model, fused_ready(device))
+    if rows <= MIN_CHUNK_ROWS:
+        return [None]
+    backoff.chunk_rows = max(MIN_CHUNK_ROWS, rows // 2)
+    return score_batch_backoff(model, items, backoff, pad_id, k)
+
+
+def _split(model, items, backoff, pad_id, k) -> list[dict[str, np.ndarray] | None]:
+    """score_batch_backoff on each half of `items`, in order."""
+    half = len(items) // 2
+    return (score_batch_backoff(model, items[:half], backoff, pad_id, k)
+            + score_batch_backoff(model, items[half:], backoff, pad_id, k))
 
 
 def to_token_scores(item: Encoded, stats: dict[str, np.ndarray], tokenizer) -> TokenScores:
