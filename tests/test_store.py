@@ -25,6 +25,7 @@ from rsr_core import cli
 from rsr_core.analysis import aggregates as agg
 from rsr_core.analysis.metrics import TRAJECTORY_METRICS, trajectory_metrics
 from rsr_core.data import store as store_mod
+from rsr_core.data import store_files
 from rsr_core.data.demo import load_demo, score_paths
 from rsr_core.data.store import (ResultsStore, SettingsMismatch, StoreError, StoreVersionError, StoreWriter,
                                  StudentSettings)
@@ -161,7 +162,7 @@ def write_demo(path: Path, demo, batch: int = 7, **kw) -> list:
 
 
 def test_round_trip_in_batches(tmp_path, demo, monkeypatch):
-    monkeypatch.setattr(store_mod, "ROW_GROUP_TOKENS", 600)  # several row groups; some trajectories alone
+    monkeypatch.setattr(store_files, "ROW_GROUP_TOKENS", 600)  # several row groups; some trajectories alone
     table, scores, trajectories = demo
     results = write_demo(tmp_path / "s", demo)
     assert all(not r.errors and not r.skipped for r in results)
@@ -300,7 +301,8 @@ CHILD = textwrap.dedent("""
         if count[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     os.replace = replace
-    store.MERGE_FANOUT = 3
+    from rsr_core.data import store_files
+    store_files.MERGE_FANOUT = 3
     table, scores = load_demo({student!r})
     ts = [Trajectory(r.trajectory_id, r.problem_id, r.teacher, json.loads(r.messages), r.run, r.correct, r.source,
                      int(r.record)) for r in table.itertuples()]
@@ -416,6 +418,10 @@ def test_import_scores_names_bad_rows_and_keeps_going(tmp_path, capsys):
     assert "trajectory nobody: has token rows but no row in the trajectory table" in err
     store = ResultsStore(tmp_path / "s")
     assert store.scored_ids(STUDENT) == set(ids) - {no_tokens, bad_json, bad_text}
+    got = store.trajectory_table(STUDENT)  # the CSV's values back (booleans, missing runs, ids as text)
+    want = table[table["trajectory_id"].isin(got["trajectory_id"])]
+    cols = [c for c in table.columns if c not in CONVERSATION_COLUMNS]
+    assert plain(got).equals(plain(want[cols]))
 
 
 def test_import_scores_refuses_files_without_the_needed_columns(tmp_path, capsys):

@@ -26,9 +26,9 @@ from rsr_core.data.store import (CONVERSATION_COLUMNS, ResultsStore, StoreError,
                                  TokenColumns)
 from rsr_core.data.trajectory import Trajectory
 
-TABLE_BATCH_ROWS = 4096
-TOKEN_BATCH_ROWS = 1 << 16
-BATCH_TOKENS = 1 << 18
+TABLE_BATCH_ROWS = 1024  # rows of the trajectory table at a time (each holds a whole conversation)
+TOKEN_BATCH_ROWS = 1 << 16  # token rows read at a time
+BATCH_TOKENS = 1 << 18  # tokens per append
 TABLE_REQUIRED = ("trajectory_id", "messages")
 TOKEN_REQUIRED = ("trajectory_id", "token_id", "token", "start", "end", "turn", "surprisal", "rank", "entropy",
                   "top_ids", "top_tokens", "top_probs")
@@ -45,7 +45,7 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
 
 
-class ImportError_(StoreError):
+class ImportInputError(StoreError):
     """An input that cannot be imported at all (missing file or columns)."""
 
 
@@ -55,19 +55,25 @@ def read_table_batches(path: Path, rows: int = TABLE_BATCH_ROWS) -> Iterator[pd.
     text = {c: str for c in ("trajectory_id", "problem_id", "teacher", "run", "student", "source", "prompt",
                              "messages")}
     if suffix == ".parquet":
-        for batch in iter_parquet(pq.ParquetFile(path), rows):
+        for batch in iter_parquet(open_parquet(path), rows):
             yield batch.to_pandas()
     elif suffix == ".csv":
         yield from pd.read_csv(path, chunksize=rows, dtype=text, keep_default_na=False, na_values=[""])
     elif suffix in (".jsonl", ".ndjson"):
         yield from pd.read_json(path, lines=True, chunksize=rows, dtype=False)
     else:
-        raise ImportError_(f"{path}: unknown table format {suffix!r} (use .parquet, .csv or .jsonl)")
+        raise ImportInputError(f"{path}: unknown table format {suffix!r} (use .parquet, .csv or .jsonl)")
+
+
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """A Parquet file read page by page through a 1 MB buffer, so that memory follows the batch size and not
+    the size of the file's row groups (a table written in one go may be a single multi-GB row group)."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
 
 
 def iter_parquet(pf: pq.ParquetFile, rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Record batches of a Parquet file, one row group at a time: pyarrow's reader keeps the (compressed) data
-    of every row group it pre-buffered until the iteration ends, so one iteration over a big file grows."""
+    """Record batches of a Parquet file, one row group at a time: a reader over several row groups keeps what it
+    read of each until the iteration ends."""
     for i in range(pf.num_row_groups):
         yield from pf.iter_batches(batch_size=rows, row_groups=[i], columns=columns)
 
@@ -78,6 +84,15 @@ def _missing(columns, required) -> list[str]:
 
 def _text(value) -> str | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _booleans(values: pd.Series) -> pd.Series:
+    """A column of booleans as read from Parquet, CSV ("True", "false", "1", "") or JSON, as nullable booleans."""
+    words = {"true": True, "1": True, "1.0": True, "yes": True, "false": False, "0": False, "0.0": False, "no": False}
+    mapped = [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+              else bool(v) if isinstance(v, (bool, np.bool_, int, np.integer)) else words.get(str(v).strip().lower())
+              for v in values.astype(object)]
+    return pd.Series(pd.array(mapped, dtype="boolean"), index=values.index)
 
 
 def _trajectory(rec: dict) -> Trajectory:
@@ -92,11 +107,9 @@ def _trajectory(rec: dict) -> Trajectory:
         raise ValueError(f"trajectory {tid}: messages is not valid JSON ({e})") from None
     if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
         raise ValueError(f"trajectory {tid}: messages is not a list of {{role, content}} objects")
-    correct = rec.get("correct")
     record = rec.get("record")
     return Trajectory(trajectory_id=tid, problem_id=_text(rec.get("problem_id")) or "",
                       teacher=_text(rec.get("teacher")) or "", messages=messages, run=_text(rec.get("run")),
-                      correct=None if correct is None or pd.isna(correct) else bool(correct),
                       source=_text(rec.get("source")) or "",
                       record=0 if record is None or pd.isna(record) else int(record))
 
@@ -136,6 +149,9 @@ class _TableImport:
         trajectories = [t for t in trajectories if t.trajectory_id not in clashes]
         slim = frame.iloc[keep].drop(columns=[c for c in CONVERSATION_COLUMNS if c in frame.columns])
         slim = slim.assign(trajectory_id=[t.trajectory_id for t in trajectories])
+        for name in ("correct", "truncated"):
+            if name in slim.columns:
+                slim[name] = _booleans(slim[name])
         self.rows.append(slim)
 
     def _row_problem(self, rec: dict, tid: str) -> str | None:
@@ -177,8 +193,8 @@ class _TokenImport:
 
     def __init__(self, path: Path, table: pd.DataFrame, rejected: set[str], writer: StoreWriter,
                  reader: ResultsStore, k: int, report: ImportReport, batch_tokens: int):
-        self.path, self.table, self.rejected, self.writer, self.reader, self.k = path, table, rejected, writer, reader, k
-        self.report, self.batch_tokens = report, batch_tokens
+        self.path, self.table, self.rejected, self.k = path, table, rejected, k
+        self.writer, self.reader, self.report, self.batch_tokens = writer, reader, report, batch_tokens
         self.seen: set[str] = set()
 
     def run(self, pf: pq.ParquetFile, columns: list[str], progress: Callable | None) -> None:
@@ -252,8 +268,7 @@ class _TokenImport:
     def _run_problem(self, tid: str, a: int, b: int, ok_rows: np.ndarray, position, order: np.ndarray) -> str | None:
         """Why the token rows [a, b) of one trajectory cannot be imported (sorting them by position if needed)."""
         if tid in self.seen:
-            return f"its token rows are not contiguous in {self.path} (another run of them ends at row {b}); " \
-                   "these rows are skipped"
+            return "its token rows are not contiguous (sorted by trajectory); a second run of them is skipped"
         if tid not in self.table.index:
             return None if tid in self.rejected else "has token rows but no row in the trajectory table"
         if not ok_rows[a:b].all():
@@ -313,7 +328,7 @@ def _peek_settings(first: pd.DataFrame, table_path: Path, student: str | None,
     if student is None:
         values = first["student"].dropna().astype(str).unique() if "student" in first.columns else []
         if len(values) == 0:
-            raise ImportError_(f"{table_path}: no student column; name the student with --student")
+            raise ImportInputError(f"{table_path}: no student column; name the student with --student")
         student = values[0]
     if r_max is None:
         values = first["r_max"].dropna().unique() if "r_max" in first.columns else []
@@ -325,32 +340,34 @@ def _top_k(pf: pq.ParquetFile, path: Path) -> int:
     for batch in pf.iter_batches(batch_size=1, columns=["top_ids"]):
         if batch.num_rows:
             return len(batch.column(0)[0].as_py())
-    raise ImportError_(f"{path}: the token table has no rows")
+    raise ImportInputError(f"{path}: the token table has no rows")
 
 
 def import_flat_files(trajectories: str | Path, tokens: str | Path, out: str | Path, *, student: str | None = None,
                       fingerprint: str = "", dtype: str = "", max_len: int = 0, r_max: int | None = None,
                       batch_tokens: int = BATCH_TOKENS, compact: bool = False,
                       progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
-    """Import a trajectory table and its token table into the store at `out`; ImportError_ when the input cannot
-    be read at all (missing file or columns), else a report with one message per skipped record."""
+    """Import a trajectory table and its token table into the store at `out`.
+
+    ImportInputError when the input cannot be read at all (missing file or columns); else a report with one
+    message per skipped record."""
     table_path, tokens_path = Path(trajectories), Path(tokens)
     for p in (table_path, tokens_path):
         if not p.is_file():
-            raise ImportError_(f"{p}: no such file")
-    pf = pq.ParquetFile(tokens_path)
+            raise ImportInputError(f"{p}: no such file")
+    pf = open_parquet(tokens_path)
     missing = _missing(pf.schema_arrow.names, TOKEN_REQUIRED)
     if missing:
-        raise ImportError_(f"{tokens_path}: missing columns {', '.join(missing)} (expected the token table of "
+        raise ImportInputError(f"{tokens_path}: missing columns {', '.join(missing)} (expected the token table of "
                            f"`score --tokens-out`)")
     k = _top_k(pf, tokens_path)
     batches = read_table_batches(table_path)
     first = next(batches, None)
     if first is None or first.empty:
-        raise ImportError_(f"{table_path}: the trajectory table has no rows")
+        raise ImportInputError(f"{table_path}: the trajectory table has no rows")
     missing = _missing(first.columns, TABLE_REQUIRED)
     if missing:
-        raise ImportError_(f"{table_path}: missing columns {', '.join(missing)} (expected the trajectory table of "
+        raise ImportInputError(f"{table_path}: missing columns {', '.join(missing)} (expected the trajectory table of "
                            f"`score --out`, which has them)")
     name, r_max = _peek_settings(first, table_path, student, r_max)
     report = ImportReport(student=name)
