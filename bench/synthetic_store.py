@@ -14,7 +14,7 @@ drawn tokens in worker processes (`--jobs`).
 
 usage: python bench/synthetic_store.py --out DIR [--small] [--teachers 11 --problems 5000 --runs 3]
        [--token-trajectories 5000] [--tokens 10000] [--vocab 49152] [--jobs N] [--no-measure]
-       python bench/synthetic_store.py --flat --out DIR --tokens 71     # flat files for import-scores
+       python bench/synthetic_store.py --flat --out DIR --tokens 71     # flat files, then import-scores them
 
 `--small` is 11 x 30 x 3 = 990 trajectories of 2,000 tokens, all with per-token data. After writing, the
 script measures the store (unless --no-measure) and writes the figures to bench/results/store-*.json.
@@ -317,6 +317,19 @@ def write_flat_files(folder: Path, args) -> dict:
             "mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in folder.iterdir()}}
 
 
+def bench_import(folder: Path) -> dict:
+    """Time and peak memory of `import-scores` on the flat files in `folder` (a fresh process)."""
+    store = folder / "store"
+    if store.exists():
+        shutil.rmtree(store)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "rsr_core", "import-scores", str(folder / "trajectories.parquet"),
+                    str(folder / "tokens.parquet"), "--out", str(store)], cwd=ROOT, check=True)
+    return {"seconds": round(time.monotonic() - t0, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+            "store_mb": disk_usage(store)["total"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
@@ -331,13 +344,16 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--no-measure", action="store_true")
     p.add_argument("--measure-only", action="store_true", help="measure the store at --out again, do not write it")
-    p.add_argument("--flat", action="store_true", help="write the flat files of `score` to --out instead (for "
-                                                       "import-scores; --tokens is then the mean length)")
+    p.add_argument("--flat", action="store_true", help="write the flat files of `score` to --out instead, and time "
+                                                       "import-scores on them (--tokens is then the mean length)")
     args = p.parse_args(argv)
     if args.small:
         args.problems, args.token_trajectories, args.tokens = 30, 990, 2000
     if args.flat:
-        print(json.dumps(write_flat_files(Path(args.out), args), indent=1))
+        figures = {"flat_files": write_flat_files(Path(args.out), args)}
+        figures["import"] = bench_import(Path(args.out))
+        print(json.dumps(figures, indent=1))
+        (ROOT / "bench" / "results" / "store-import.json").write_text(json.dumps(figures, indent=1) + "\n")
         return 0
     name = "store-small.json" if args.small else "store.json"
     results = ROOT / "bench" / "results" / name

@@ -434,3 +434,21 @@ def test_import_scores_refuses_files_without_the_needed_columns(tmp_path, capsys
     assert cli.main(["import-scores", str(table_path), str(tmp_path / "k.parquet"),
                      "--out", str(tmp_path / "s")]) == 2
     assert "missing columns top_tokens" in capsys.readouterr().err
+
+
+def test_a_reader_follows_a_writer_that_appends_and_merges(tmp_path, demo):
+    table, scores, trajectories = demo
+    with StoreWriter(tmp_path / "s", settings()) as writer:
+        writer.append(trajectories[:30], scores, table)
+    store = ResultsStore(tmp_path / "s")
+    first = trajectories[0].trajectory_id
+    assert_same_scores(store.token_scores(STUDENT, first), scores[first])
+    before = store.generation(STUDENT)
+    with StoreWriter(tmp_path / "s", settings()) as writer:
+        for i in range(30, len(trajectories), 10):
+            writer.append(trajectories[i:i + 10], scores, table)
+        writer.compact()  # the parts the reader knew are gone
+    assert store.generation(STUDENT) > before
+    assert len(store.trajectory_table(STUDENT)) == len(trajectories)
+    for t in trajectories[::11]:
+        assert_same_scores(store.token_scores(STUDENT, t.trajectory_id), scores[t.trajectory_id])

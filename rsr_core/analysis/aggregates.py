@@ -25,16 +25,20 @@ to the vocabulary size) has mostly one token per rank. So a distinct rank is sto
   Surprisal is float32 in `TokenScores`, so keeping s itself is lossless, where a float32 1/s would not be. The
   singles of a trajectory are ordered top tokens first (`single_n_top` of them), so no flag is stored.
 
-Three bytes per single saved over a 24-byte bin once a rank occurs 3 times. For 10,000 tokens with Zipf-like
-ranks (2-3 % above rank 100, up to a 49k-152k vocabulary) that is ~60 bins and ~300 singles: ~4 KB, so the
-aggregates of 165,000 such trajectories take ~650 MB; see `bench/synthetic_store.py` for the measurement.
+A bin costs what three singles cost, so a rank becomes a bin from its third token on. Why not bins only: the
+exact sparse histogram needs 24 bytes per distinct rank, and the heavy tail gives ~265 distinct ranks per
+10k-token trajectory (6.4 KB, 1.05 GB for 165,000), most of them holding a single token. Measured on 10k-token
+trajectories with Zipf-like ranks over a 49,152 vocabulary (P(rank 1) 0.55-0.72, 1-4 % above rank 100;
+`bench/synthetic_store.py`): 78 bins and 219 singles, 3.7 KB per trajectory, 611 MB for 165,000, recomputed at
+a new r_max in 0.2-0.4 s on 2 CPU cores. The demo's short trajectories (~150 tokens) take ~350 bytes each.
 
 Exactness: counts and clipped sums are integers (exact in float64); the 1/s sums differ from the reference's
 token-by-token mean only by summation order (~1e-15 relative). Surprisal is taken as float32, the type the
 scores have; the scalar sums are np.sum of the float64 arrays, as `trajectory_metrics` computes its means.
 
 All arrays are flat with offsets (N trajectories: [N + 1] offsets into [M] bins and [L] singles), so the
-aggregates of many trajectories are a handful of numpy arrays (or Arrow list columns), never Python objects.
+aggregates of many trajectories are a handful of numpy arrays (or Arrow list columns), never Python objects;
+`rmax_columns` works through them in chunks of `CHUNK_ELEMENTS`, so its temporaries stay a few MB.
 """
 from __future__ import annotations
 

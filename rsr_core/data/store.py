@@ -817,7 +817,13 @@ class ResultsStore:
         return sorted(names)
 
     def settings(self, student: str) -> StudentSettings:
+        """The settings the student's results were written with."""
         return StudentSettings.from_json(self._state(student).manifest["settings"])
+
+    def generation(self, student: str) -> int:
+        """A number that grows whenever a writer commits to this student: reload tables and aggregates when it
+        changed (the app while a run goes on)."""
+        return int(self._state(student).manifest["seq"])
 
     def _folder(self, student: str) -> Path:
         return self.root / "students" / student_folder_name(student)
