@@ -229,19 +229,33 @@ def test_compaction_and_a_second_student_share_the_conversations(tmp_path, demo)
 
 def test_bad_records_are_named_and_the_rest_is_written(tmp_path, demo):
     table, scores, trajectories = demo
-    first, second, third = trajectories[:3]
+    first, second, third, fourth = trajectories[:4]
     wrong = scores[second.trajectory_id]
     wrong = TokenScores(**{**wrong.__dict__, "tokens": ["X" + wrong.tokens[0]] + wrong.tokens[1:]})
     bad_top = scores[third.trajectory_id]
     bad_top = TokenScores(**{**bad_top.__dict__, "top_tokens": [["??"] * 5] + bad_top.top_tokens[1:]})
+    edited = table.copy()
+    edited.loc[edited["trajectory_id"] == fourth.trajectory_id, "rsr"] *= 1.01  # not the rsr of its tokens
     with StoreWriter(tmp_path / "s", settings()) as writer:
         writer.append([first], scores, table)  # learns the vocabulary entries of the first
-        result = writer.append(trajectories[:5], {**scores, second.trajectory_id: wrong,
-                                                  third.trajectory_id: bad_top}, table)
+        result = writer.append(trajectories[:6], {**scores, second.trajectory_id: wrong,
+                                                  third.trajectory_id: bad_top}, edited)
     assert result.skipped == [first.trajectory_id]
-    assert result.written == [t.trajectory_id for t in trajectories[3:5]]
+    assert result.written == [t.trajectory_id for t in trajectories[4:6]]
     assert any(second.trajectory_id in e and "token 0" in e for e in result.errors)
     assert any(third.trajectory_id in e and "alternative" in e for e in result.errors)
+    assert any(fourth.trajectory_id in e and "rsr is" in e and "from its tokens" in e for e in result.errors)
+
+
+def test_metric_columns_missing_from_the_table_come_from_the_tokens(tmp_path, demo):
+    table, scores, trajectories = demo
+    bare = table[["trajectory_id", "problem_id", "teacher", "run", "correct"]]
+    with StoreWriter(tmp_path / "s", settings()) as writer:
+        assert len(writer.append(trajectories, scores, bare).written) == len(trajectories)
+    got = ResultsStore(tmp_path / "s").trajectory_table(STUDENT)
+    for j in range(len(table)):
+        assert_close(got.iloc[j], table.iloc[j])
+    assert got["student"].eq(STUDENT).all() and got["truncated"].eq(table["truncated"]).all()
 
 
 def test_results_without_per_token_data(tmp_path, demo):

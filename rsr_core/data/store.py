@@ -555,13 +555,14 @@ class StoreWriter:
         return {batch.ids[j]: p for j, p in problems.items()}
 
     def _finish(self, batch: _Batch, table: pd.DataFrame, result: AppendResult) -> AppendResult:
-        """Find the table rows, store the conversations, commit the part."""
+        """Aggregate, find and check the table rows, store the conversations, commit the part."""
+        if batch.aggregates is None:
+            batch = _Batch(batch.trajectories, batch.columns, batch.columns.aggregates())
         rows, problems = self._table_rows(table, batch)
         batch = _Batch(batch.trajectories, batch.columns, batch.aggregates, rows).without(problems, result)
         batch = batch.without(self.conversations.add(batch.trajectories), result)
         if batch.ids:
-            aggregates = batch.aggregates if batch.aggregates is not None else batch.columns.aggregates()
-            self._commit(batch.ids, batch.rows, aggregates, batch.columns)
+            self._commit(batch.ids, batch.rows, batch.aggregates, batch.columns)
             result.written += batch.ids
         return result
 
@@ -592,7 +593,22 @@ class StoreWriter:
                     value = want if np.ndim(want) == 0 else np.asarray(want)[j]
                     problems.setdefault(ids[j], f"{name} is {rows[name].iloc[j]!r} in the table but {value!r} in "
                                                 f"the scores or the store's settings")
+        self._check_metrics(rows, batch.aggregates, problems)
         return rows, problems
+
+    def _check_metrics(self, rows: pd.DataFrame, aggregates: agg.RankAggregates, problems: dict[str, str]) -> None:
+        """Fill the metric columns the table lacks from the aggregates; report rows whose metrics are not those of
+        their tokens at the store's r_max (within 1e-6: a table written as text rounds them)."""
+        ids = rows["trajectory_id"].to_numpy()
+        for name, want in agg.metric_columns(aggregates, self.settings.r_max).items():
+            if name not in rows.columns:
+                rows[name] = want
+                continue
+            have = pd.to_numeric(rows[name].astype(object), errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            bad = ~np.isclose(have, want, rtol=1e-6, atol=0, equal_nan=True) & pd.notna(ids)
+            for j in np.flatnonzero(bad).tolist():
+                problems.setdefault(ids[j], f"{name} is {have[j]!r} in the table but {float(want[j])!r} from its "
+                                            f"tokens at r_max = {self.settings.r_max}")
 
     # --------------------------------------------------------------------------------------- commit
 
