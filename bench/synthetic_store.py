@@ -314,7 +314,7 @@ def write_flat_files(folder: Path, args) -> dict:
     token_writer.close()
     print(file=sys.stderr)
     return {"trajectories": len(rows), "tokens": n_tokens, "seconds": round(time.monotonic() - t0, 1),
-            "mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in folder.iterdir()}}
+            "mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in folder.iterdir() if f.is_file()}}
 
 
 def bench_import(folder: Path) -> dict:
