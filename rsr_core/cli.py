@@ -14,6 +14,7 @@ COMMANDS = {
     "select": ("select", "keep one trajectory per problem and export it with provenance"),
     "teachers": ("teachers", "compare teachers: dataset RSR with bootstrap intervals, budgeted selection"),
     "reproduce-paper": ("reproduce_paper", "recompute the paper's metric/accuracy correlations from its tables"),
+    "import-scores": ("import_scores", "turn a trajectory table and its token table into a results store"),
 }
 
 

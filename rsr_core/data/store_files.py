@@ -1,0 +1,343 @@
+"""The files of the results store (`rsr_core.data.store`): atomic publication, versioned manifests, locks, row
+groups of whole trajectories, and the size tiers that decide which parts to merge.
+
+Nothing here knows about trajectories or metrics; see store.py's docstring for the layout and why.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import math
+import os
+import time
+import uuid
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+FORMAT = "rsr-explorer-store"
+VERSION = 1
+
+ROW_GROUP_TOKENS = 1 << 16  # tokens of whole trajectories per row group (a longer trajectory alone)
+CONVERSATION_ROW_GROUP_CHARS = 1 << 20  # characters of conversations per row group
+PART_FULL_BYTES = 256 << 20  # a part this big is never merged again
+MERGE_FANOUT = 8  # merge this many parts of one size tier
+TIER_BASE_BYTES = 1 << 20  # the tier of a part is floor(log_8(bytes / 1 MiB))
+
+CONVERSATION_SCHEMA = pa.schema([("trajectory_id", pa.string()), ("prompt", pa.string()), ("messages", pa.string()),
+                                 ("source", pa.string()), ("record", pa.int64()), ("digest", pa.string())])
+VOCAB_SCHEMA = pa.schema([("token_id", pa.int32()), ("text", pa.string())])
+
+
+class StoreError(Exception):
+    """A store that cannot be used as asked: not a store, locked, missing data, inconsistent input."""
+
+
+class StoreVersionError(StoreError):
+    """The store (or one of its manifests) has a format version this code does not read."""
+
+
+# ------------------------------------------------------------------------------------ atomic files, manifests
+
+
+def fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def tmp_path(final: Path) -> Path:
+    """A temporary name beside `final`; a name starting with .tmp- is never part of the store."""
+    return final.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}")
+
+
+def publish(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """fsync each temporary file, rename it to its final name, then fsync the folders."""
+    folders = set()
+    for tmp, final in pairs:
+        fsync(tmp)
+        os.replace(tmp, final)
+        folders.add(final.parent)
+    for folder in folders:
+        fsync(folder)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Replace `path` atomically by `obj` as JSON (temporary file, fsync, rename, fsync of the folder)."""
+    tmp = tmp_path(path)
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+    publish([(tmp, path)])
+
+
+def read_json(path: Path, fmt: str) -> dict:
+    """A manifest or store.json, checked for its format and version (StoreVersionError for another version)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise StoreError(f"{path}: not an RSR Explorer results store file (format {found!r}, expected {fmt!r})")
+    if obj.get("version") != VERSION:
+        raise StoreVersionError(f"{path}: store format version {obj.get('version')!r} is not supported: this "
+                                f"version of RSR Explorer reads version {VERSION}. Use the RSR Explorer version "
+                                f"that wrote it, or import the results again with this one.")
+    return obj
+
+
+def files_bytes(paths: Iterable[Path]) -> int:
+    return int(sum(p.stat().st_size for p in paths if p.exists()))
+
+
+def remove_leftovers(folder: Path, keep: set[Path]) -> None:
+    """Delete every file in `folder` but `keep`: temporary files of a killed writer, parts renamed but never
+    committed, parts that a finished merge replaced. Only a writer holding the folder's lock may call it."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and path not in keep:
+                path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------- locks, caches
+
+
+class FileLock:
+    """An exclusive lock on a file (flock): released on `release`, or when the process dies, even by kill -9."""
+
+    def __init__(self, path: Path, what: str, wait_s: float = 0.0):
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+                    os.close(self.fd)
+                    raise StoreError(f"{what} is being written by another process"
+                                     + (f" (pid {holder})" if holder else "")) from e
+                time.sleep(0.05)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
+@contextmanager
+def locked(path: Path, what: str, wait_s: float) -> Iterator[None]:
+    lock = FileLock(path, what, wait_s)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class LRU:
+    """A small least-recently-used cache; `close` is called on what it evicts."""
+
+    def __init__(self, maxsize: int, close: Callable | None = None):
+        self.maxsize, self.close, self.items = maxsize, close, OrderedDict()
+
+    def get(self, key, make: Callable):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = make()
+        self.items[key] = value
+        while len(self.items) > self.maxsize:
+            _, old = self.items.popitem(last=False)
+            if self.close:
+                self.close(old)
+        return value
+
+    def clear(self) -> None:
+        while self.items:
+            _, old = self.items.popitem()
+            if self.close:
+                self.close(old)
+
+
+# ------------------------------------------------------------------------------------------------ merge tiers
+
+
+def tier(nbytes: int) -> int:
+    """Size tier of a part: 0 below 8 MiB, 1 below 64 MiB, ..."""
+    return int(math.log(nbytes / TIER_BASE_BYTES, MERGE_FANOUT)) if nbytes > TIER_BASE_BYTES else 0
+
+
+def merge_plan(parts: list[dict]) -> tuple[int, int] | None:
+    """(a, b) when parts[a:b] should be merged now, else None (parts: manifest entries with "bytes").
+
+    Size-tiered: the newest MERGE_FANOUT parts when they are of one tier; every part that is not full when
+    there are twice that many (so that their number stays bounded whatever the sizes of the appends).
+    """
+    tail = len(parts)
+    while tail > 0 and parts[tail - 1]["bytes"] < PART_FULL_BYTES:
+        tail -= 1
+    small = len(parts) - tail
+    if small >= MERGE_FANOUT and len({tier(p["bytes"]) for p in parts[-MERGE_FANOUT:]}) == 1:
+        return len(parts) - MERGE_FANOUT, len(parts)
+    if small >= 2 * MERGE_FANOUT:
+        return tail, len(parts)
+    return None
+
+
+def runs_to_compact(parts: list[dict]) -> list[tuple[int, int]]:
+    """Maximal runs [a, b) of two or more adjacent parts that are not full, the last run first."""
+    runs, a = [], None
+    for i, p in enumerate(parts + [{"bytes": PART_FULL_BYTES}]):
+        if p["bytes"] < PART_FULL_BYTES:
+            a = i if a is None else a
+        else:
+            if a is not None and i - a >= 2:
+                runs.append((a, i))
+            a = None
+    return runs[::-1]  # merging a run shortens the list after it, not before
+
+
+# ------------------------------------------------------------------------------------------ parquet and arrow
+
+
+def token_schema(top_k: int) -> pa.Schema:
+    """Schema of tokens.parquet, K = top_k alternatives per token."""
+    return pa.schema([("token_id", pa.int32()), ("start", pa.int32()), ("end", pa.int32()), ("turn", pa.int32()),
+                      ("surprisal", pa.float32()), ("rank", pa.int32()), ("entropy", pa.float32()),
+                      ("top_ids", pa.list_(pa.int32(), top_k)), ("top_probs", pa.list_(pa.float32(), top_k))])
+
+
+def token_parquet_options() -> dict:
+    """Parquet options of tokens.parquet (~34 bytes a token): zstd, dictionaries for ids, byte-stream-split
+    floats, delta-coded offsets. A fresh dict each time: pyarrow edits the one it is given."""
+    return dict(compression="zstd", write_statistics=False, use_dictionary=["token_id", "top_ids", "turn"],
+                column_encoding={"start": "DELTA_BINARY_PACKED", "end": "DELTA_BINARY_PACKED",
+                                 "surprisal": "BYTE_STREAM_SPLIT", "entropy": "BYTE_STREAM_SPLIT",
+                                 "top_probs": "BYTE_STREAM_SPLIT"})
+
+
+class TokenPacker:
+    """Writes whole trajectories into row groups of at most ROW_GROUP_TOKENS rows (a longer one on its own)."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema = path, schema
+        self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+        self.row_group = 0
+
+    def add(self, rows: pa.Table) -> tuple[int, int]:
+        """(row group, offset in it) of one trajectory's [T] rows; (-1, 0) when T = 0."""
+        n = rows.num_rows
+        if n == 0:
+            return -1, 0
+        if self.rows and self.rows + n > ROW_GROUP_TOKENS:
+            self.flush()
+        where = (self.row_group, self.rows)
+        self.pending.append(rows)
+        self.rows += n
+        return where
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema, **token_parquet_options())
+        table = pa.concat_tables(self.pending).cast(self.schema)
+        self.writer.write_table(table, row_group_size=table.num_rows)
+        self.pending, self.rows = [], 0
+        self.row_group += 1
+
+    def close(self) -> bool:
+        """Flush and close; True when a file was written (no rows, no file)."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+        return self.writer is not None
+
+
+class ConversationPacker:
+    """Writes conversation rows into row groups of about CONVERSATION_ROW_GROUP_CHARS characters."""
+
+    def __init__(self, path: Path):
+        self.writer = pq.ParquetWriter(path, CONVERSATION_SCHEMA, compression="zstd")
+        self.pending: list[pa.Table] = []
+        self.chars = 0
+
+    def add(self, table: pa.Table) -> None:
+        sizes = (pc.utf8_length(table["messages"]).fill_null(0).to_numpy(zero_copy_only=False)
+                 + pc.utf8_length(table["prompt"]).fill_null(0).to_numpy(zero_copy_only=False))
+        a = 0
+        for i, size in enumerate(sizes.tolist()):
+            if self.chars and self.chars + size > CONVERSATION_ROW_GROUP_CHARS:
+                self.pending.append(table.slice(a, i - a))
+                self.flush()
+                a = i
+            self.chars += size
+        self.pending.append(table.slice(a))
+
+    def flush(self) -> None:
+        rows = [t for t in self.pending if t.num_rows]
+        if rows:
+            table = pa.concat_tables(rows).cast(CONVERSATION_SCHEMA)
+            self.writer.write_table(table, row_group_size=table.num_rows)
+        self.pending, self.chars = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def write_ipc(path: Path, tables: Iterable[pa.Table], schema: pa.Schema) -> None:
+    """An uncompressed Arrow IPC file (memory-mapped when read), batch by batch."""
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, schema) as writer:
+        for table in tables:
+            for batch in table.cast(schema).to_batches():
+                writer.write_batch(batch)
+
+
+def read_ipc(path: Path) -> pa.Table:
+    """An Arrow IPC file, memory-mapped (zero-copy)."""
+    with pa.memory_map(str(path)) as source:
+        return ipc.open_file(source).read_all()
+
+
+def ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC file, read one at a time into memory (not memory-mapped: pages of a
+    mapped file count in the process's memory until it is unmapped)."""
+    with pa.OSFile(str(path)) as source:
+        reader = ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+def write_vocabulary(path: Path, entries: dict[int, str]) -> None:
+    ids = sorted(entries)
+    table = pa.table({"token_id": pa.array(ids, pa.int32()), "text": pa.array([entries[i] for i in ids], pa.string())},
+                     schema=VOCAB_SCHEMA)
+    pq.write_table(table, path, compression="zstd")
+
+
+def read_vocabulary(paths: Iterable[Path]) -> list[str | None]:
+    """The union of vocabulary parts as a list indexed by token id (None where unknown)."""
+    vocab: list[str | None] = []
+    for path in paths:
+        t = pq.read_table(path)
+        ids, texts = t.column("token_id").to_pylist(), t.column("text").to_pylist()
+        if ids:
+            vocab += [None] * max(max(ids) + 1 - len(vocab), 0)
+            for i, text in zip(ids, texts):
+                vocab[i] = text
+    return vocab
