@@ -32,7 +32,7 @@ Layout (format `rsr-explorer-store`, version 1)::
 
 Why this way:
 
-- **No per-token strings.** A token's text is `_assistant_texts(messages)[turn][start:end]`, and the writer
+- **No per-token strings.** A token's text is `assistant_texts(messages)[turn][start:end]`, and the writer
   checks that this is the scored token text before it commits; an alternative's text comes from the student's
   vocabulary (id -> decoded text), checked the same way. That is most of the saving over the flat token table:
   ~32 bytes a token on disk (zstd, byte-stream-split floats, delta-coded offsets).
@@ -90,7 +90,7 @@ from rsr_core.data.store_columns import (TokenColumns, Vocabulary, range_problem
                                          token_problems)
 from rsr_core.data.store_files import FORMAT, VERSION, StoreError, StoreVersionError
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.data.trajectory import Trajectory
+from rsr_core.data.trajectory import Trajectory, assistant_texts
 
 __all__ = ["FORMAT", "VERSION", "StoreError", "StoreVersionError", "SettingsMismatch", "StudentSettings",
            "AppendResult", "TokenColumns", "StoreWriter", "ResultsStore", "compact", "student_folder_name"]
@@ -113,14 +113,6 @@ _AGGS_SCHEMA = pa.schema([("trajectory_id", pa.string()), *agg.ARROW_SCHEMA])
 
 class SettingsMismatch(StoreError):
     """A writer's settings differ from those the student's results were written with."""
-
-
-def _assistant_texts(messages: list[dict]) -> list[str]:
-    """The text of each assistant turn, in order: what TokenScores.offsets index into (turn k -> element k).
-
-    The one place that decides it; point it at `trajectory.assistant_text` once that renders reasoning too.
-    """
-    return [m.get("content") or "" for m in messages if m.get("role") == "assistant"]
 
 
 @dataclass
@@ -546,7 +538,7 @@ class StoreWriter:
         """{id: problem} for per-token data that the store could not give back exactly; the vocabulary learns
         the alternatives' texts of the rest."""
         columns = batch.columns
-        problems = token_problems(columns, [_assistant_texts(t.messages) for t in batch.trajectories])
+        problems = token_problems(columns, [assistant_texts(t.messages) for t in batch.trajectories])
         for j, p in range_problems(columns).items():
             problems.setdefault(j, p)
         rest = [j for j in range(len(batch.ids)) if j not in problems]
@@ -993,7 +985,7 @@ class ResultsStore:
             return rows.slice(int(row["_offset"]), int(row["_length"])), row
         rows, row = self._retry(student, read)
         k = self.settings(student).top_k
-        texts = _assistant_texts(self.conversation(trajectory_id)["messages"])
+        texts = assistant_texts(self.conversation(trajectory_id)["messages"])
         return _token_scores(rows, k, texts, self._vocab(student), bool(row["truncated"]), int(row["n_context"]))
 
     # ---------------------------------------------------------------------------- conversations
