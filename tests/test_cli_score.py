@@ -80,3 +80,60 @@ def test_an_unknown_student_is_a_clear_message(tmp_path):
                                                          {"role": "assistant", "content": "hello"}]}])
     proc = cli("score", f, "--out", tmp_path / "o.csv", "--student", str(tmp_path / "missing.gguf"))
     assert proc.returncode == 2 and "no GGUF file at" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_score_into_a_store_equals_the_flat_table_and_resumes(scored, tmp_path):
+    """`--out FOLDER` writes a results store with the same numbers; a second run finds them there and scores
+    nothing (no cache: the store itself resumes)."""
+    from rsr_core.data.store import ResultsStore
+
+    d, _, recs = scored
+    store = tmp_path / "store"
+    proc = cli("score", d / "pool.jsonl", "--out", store, "--no-cache", "--dtype", "float32")
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote 4 trajectories to the store {store}" in proc.stderr
+    got = ResultsStore(store).trajectory_table("smollm2-135m-instruct").set_index("trajectory_id")
+    flat = read_table(d / "traj.parquet").set_index("trajectory_id")
+    assert list(got.index) == [r["id"] for r in recs]
+    for col in ("rsr", "avg_surprisal", "avg_rank", "coverage"):
+        assert got[col].tolist() == pytest.approx(flat.loc[got.index, col].tolist(), rel=1e-12)
+    again = cli("score", d / "pool.jsonl", "--out", store, "--no-cache", "--dtype", "float32",
+                "--tokens-out", tmp_path / "tokens.parquet")
+    assert again.returncode == 0 and "4 already in the store" in again.stderr, again.stderr
+    tokens = pd.read_parquet(tmp_path / "tokens.parquet")
+    first = pd.read_parquet(d / "tokens.parquet")
+    assert tokens["token"].tolist() == first["token"].tolist()
+    assert tokens["rank"].tolist() == first["rank"].tolist()
+
+
+def test_an_interrupted_store_run_resumes_without_duplicates(tmp_path):
+    """Ctrl-C while scoring into a store keeps every committed batch; the same command finishes the rest."""
+    import signal
+    import time
+
+    from rsr_core.data.store import ResultsStore
+
+    recs = [json.loads(line) for line in (ROOT / "data" / "demo" / "candidates.jsonl").read_text().splitlines()[:10]]
+    pool = write_jsonl(tmp_path / "pool.jsonl", recs)
+    store = tmp_path / "store"
+    args = [sys.executable, "-m", "rsr_core", "score", str(pool), "--out", str(store), "--no-cache",
+            "--dtype", "float32"]
+    child = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    held = set()
+    while time.monotonic() < deadline and not held:
+        time.sleep(0.5)
+        try:
+            held = ResultsStore(store).scored_ids("smollm2-135m-instruct")
+        except Exception:  # noqa: BLE001 - the store is being created
+            held = set()
+    child.send_signal(signal.SIGINT)
+    err = child.communicate(timeout=300)[1]
+    partial = ResultsStore(store).scored_ids("smollm2-135m-instruct")
+    assert 0 < len(partial) <= len(recs)
+    if len(partial) < len(recs):
+        assert child.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    table = ResultsStore(store).trajectory_table("smollm2-135m-instruct")
+    assert sorted(table["trajectory_id"]) == sorted(r["id"] for r in recs)  # each once

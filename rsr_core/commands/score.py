@@ -1,11 +1,22 @@
-"""`score INPUT... --out FILE`: per-token scoring under a student, written as the trajectory table."""
+"""`score INPUT... --out OUT`: per-token scoring under a student, into a results store or a flat table.
+
+Scored batches go to a results store as they are done (`rsr_core.data.store`): the `--out` store itself, or a
+temporary one from which the flat files are exported at the end. So memory stays flat in the number of
+trajectories, a stopped run into a store resumes without rescoring what it holds, and a flat `--out` is replaced
+only by a complete table.
+"""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from rsr_core.analysis.metrics import R_MAX
+from rsr_core.data.tables import TABLE_SUFFIXES
 from rsr_core.engine.chat_format import MAX_LEN
 
 MAX_ERRORS_SHOWN = 20
@@ -13,7 +24,9 @@ MAX_ERRORS_SHOWN = 20
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL/JSON/Parquet/CSV files or folders")
-    p.add_argument("--out", required=True, help="trajectory table: .parquet, .csv or .jsonl")
+    p.add_argument("--out", required=True,
+                   help="a results store (a folder; resumed when it exists) or a trajectory table: .parquet, .csv "
+                        "or .jsonl")
     p.add_argument("--tokens-out", help="per-token table (Parquet recommended)")
     p.add_argument("--student", default=None, help="embedded name, HF model id, model folder or .gguf file "
                                                    "(default: the embedded smollm2-135m-instruct)")
@@ -45,13 +58,26 @@ def report_errors(errors, stream=sys.stderr) -> None:
         print(f"skipped: ... and {len(errors) - MAX_ERRORS_SHOWN} more records", file=stream)
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def is_store_target(path: str | Path) -> bool:
+    """`--out` names a results store (a folder) unless it has a table suffix."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES
 
+
+def student_settings(student, max_len: int, plain_format: bool):
+    """What identifies this run's numbers in a store (the metric columns are stored at r_max = 100)."""
+    from rsr_core.data.store import StudentSettings
+    from rsr_core.engine.scoring import TOP_K
+
+    template = None if plain_format else student.chat_template
+    rendering = hashlib.sha256(template.encode()).hexdigest()[:16] if template else "plain"
+    return StudentSettings(student=student.name, fingerprint=student.fingerprint,
+                           dtype=str(student.dtype).replace("torch.", ""), max_len=max_len, top_k=TOP_K,
+                           r_max=R_MAX, extra={"rendering": rendering})
+
+
+def read_inputs(args) -> tuple[list, list]:
     from rsr_core.data.formats import read_trajectories
-    from rsr_core.engine.pipeline import score_trajectories
-    from rsr_core.engine.student import StudentError, load_student
-    from rsr_core.data.tables import token_table, trajectory_table, write_table
 
     trajectories, errors = [], []
     for path in args.inputs:
@@ -59,6 +85,14 @@ def run(args: argparse.Namespace) -> int:
                                  reasoning_field=args.reasoning_field, teacher=args.teacher, run=args.run)
         trajectories += t
         errors += e
+    return trajectories, errors
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsr_core.data.store import StoreError, StoreWriter
+    from rsr_core.engine.student import StudentError, load_student
+
+    trajectories, errors = read_inputs(args)
     report_errors(errors)
     if not trajectories:
         print("error: no readable trajectory in the input", file=sys.stderr)
@@ -69,11 +103,54 @@ def run(args: argparse.Namespace) -> int:
     except StudentError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    to_store = is_store_target(args.out)
+    out = Path(args.out)
+    if to_store:
+        store_path = out
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        store_path = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".store", dir=out.parent))
+    try:
+        try:
+            writer = StoreWriter(store_path, student_settings(student, args.max_len, args.plain_format))
+        except StoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            status = _score_into(writer, trajectories, student, args)
+        finally:
+            writer.close()
+        stopped, counts = status
+        counts["skipped"] += len(errors)
+        return _finish(store_path, student.name, trajectories, args, to_store, stopped, counts)
+    finally:
+        if not to_store:
+            shutil.rmtree(store_path, ignore_errors=True)
+
+
+def _score_into(writer, trajectories, student, args) -> tuple[bool, dict]:
+    """Score what the store does not hold yet, batch by batch into it. Returns (stopped, counts of cached,
+    resumed and skipped trajectories)."""
+    from tqdm import tqdm
+
+    from rsr_core.data.formats import RecordError
+    from rsr_core.data.tables import trajectory_table
+    from rsr_core.engine.pipeline import score_trajectories
+
+    changed = writer.changed(trajectories)
+    for tid, problem in list(changed.items())[:MAX_ERRORS_SHOWN]:
+        print(f"skipped: {tid}: {problem} in {writer.root} (scored from another text: write to a new store)",
+              file=sys.stderr)
+    done = writer.committed_ids
+    todo = [t for t in trajectories if t.trajectory_id not in done and t.trajectory_id not in changed]
     n_reasoning = sum(t.has_reasoning for t in trajectories)
     print(f"student {student.name} ({student.fingerprint}) on {student.device}, {str(student.dtype)[6:]}; "
           f"{len(trajectories)} trajectories" + (f", {n_reasoning} with reasoning (scored as <think> ... </think> "
-                                                 "before the answer)" if n_reasoning else ""), file=sys.stderr)
-    bar = tqdm(total=len(trajectories), unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
+                                                 "before the answer)" if n_reasoning else "")
+          + (f"; {len(trajectories) - len(todo) - len(changed)} already in {writer.root}" if done else ""),
+          file=sys.stderr)
+    bar = tqdm(total=len(todo), unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
+    refused: list[str] = []
 
     def progress(state) -> None:
         bar.total = state.total
@@ -81,33 +158,60 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {state.cached} cached", refresh=False)
         bar.refresh()
 
-    result = score_trajectories(trajectories, student, cache_dir=args.cache_dir, max_len=args.max_len,
-                                token_budget=args.token_budget, progress=progress,
-                                use_cache=not args.no_cache, plain_format=args.plain_format)
+    def sink(pairs) -> None:
+        ts, scores = [t for t, _ in pairs], {t.trajectory_id: s for t, s in pairs}
+        refused.extend(writer.append(ts, scores, trajectory_table(ts, scores, student.name, R_MAX)).errors)
+
+    result = score_trajectories(todo, student, cache_dir=args.cache_dir, max_len=args.max_len,
+                                token_budget=args.token_budget, progress=progress, use_cache=not args.no_cache,
+                                plain_format=args.plain_format, sink=sink, keep=False)
     bar.close()
     for note in result.notes():
         print(f"note: {note}", file=sys.stderr)
-    report_errors(result.errors)
-    table = trajectory_table(trajectories, result.scores, student.name, args.r_max)
-    if table.empty:
+    report_errors(result.errors + [RecordError(str(writer.root), None, m) for m in refused])
+    return result.stopped, {"cached": result.cached, "resumed": len(trajectories) - len(todo) - len(changed),
+                            "skipped": len(result.errors) + len(refused) + len(changed)}
+
+
+def _finish(store_path: Path, student: str, trajectories, args, to_store: bool, stopped: bool, counts: dict) -> int:
+    """Write the flat outputs and the summary from the store."""
+    from rsr_core.data.exports import scored_table, write_token_table, write_trajectory_table
+    from rsr_core.data.store import ResultsStore
+
+    store = ResultsStore(store_path)
+    held = store.scored_ids(student) if student in store.students() else set()
+    ids = [t.trajectory_id for t in trajectories if t.trajectory_id in held]
+    if not ids:
         print("error: nothing could be scored", file=sys.stderr)
         return 1
-    write_table(table, args.out)
+    if stopped and not to_store:
+        print(f"interrupted: {args.out} was not written; what was scored is in the cache and the next run resumes "
+              "from there", file=sys.stderr)
+        return 130
+    table = scored_table(store, student, ids, args.r_max)
+    if not to_store:
+        write_trajectory_table(store, student, args.out, ids, args.r_max)
     if args.tokens_out:
-        write_table(token_table({t: result.scores[t] for t in table["trajectory_id"]}), args.tokens_out)
+        write_token_table(store, student, args.tokens_out, ids)
+    _summary(table, args, to_store, counts)
+    if stopped:
+        print(f"interrupted: {len(ids)} of {len(trajectories)} trajectories are in {args.out}; run the same command "
+              "to score the rest", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _summary(table, args, to_store: bool, counts: dict) -> None:
     n_trunc = int(table["truncated"].sum())
-    partial = table[table["coverage"] < 1.0]
+    partial = table[table["coverage"] < 1.0] if "coverage" in table else table.iloc[:0]
     for _, row in partial.head(MAX_ERRORS_SHOWN).iterrows():
         print(f"coverage: {row['trajectory_id']} scored {row['coverage']:.1%} of its response characters"
               + (" (truncated at --max-len)" if row["truncated"] else ""), file=sys.stderr)
     undefined = int(table["rsr"].map(lambda v: not math.isfinite(v)).sum())
-    print(f"wrote {len(table)} trajectories to {args.out} ({result.cached} from cache"
-          + (f", {n_trunc} truncated at {args.max_len} tokens" if n_trunc else "")
-          + (f", {len(partial)} with coverage below 1.0 (min {partial['coverage'].min():.1%})" if len(partial) else "")
-          + (f", {undefined} with undefined RSR (zero surprisal)" if undefined else "")
-          + (f", {len(errors) + len(result.errors)} records skipped" if errors or result.errors else "") + ")",
-          file=sys.stderr)
-    if result.stopped:
-        print("interrupted: the rest resumes from the cache on the next run", file=sys.stderr)
-        return 130
-    return 0
+    where = f"the store {args.out}" if to_store else str(args.out)
+    notes = [f"{counts['cached']} from cache", f"{counts['resumed']} already in the store" if counts["resumed"] else "",
+             f"{n_trunc} truncated at {args.max_len} tokens" if n_trunc else "",
+             f"{len(partial)} with coverage below 1.0 (min {partial['coverage'].min():.1%})" if len(partial) else "",
+             f"{undefined} with undefined RSR (zero surprisal)" if undefined else "",
+             f"{counts['skipped']} records skipped" if counts["skipped"] else ""]
+    print(f"wrote {len(table)} trajectories to {where} ({', '.join(n for n in notes if n)})", file=sys.stderr)

@@ -460,6 +460,11 @@ class StoreWriter:
         """Release the student's lock (everything appended is already committed)."""
         self._lock.release()
 
+    def changed(self, trajectories: Sequence[Trajectory]) -> dict[str, str]:
+        """{id: problem} for trajectories whose id the store holds with another conversation: resuming would
+        keep the numbers of the old text."""
+        return self.conversations.clashes({t.trajectory_id: _digest(t.messages) for t in trajectories})
+
     def add_conversations(self, trajectories: Sequence[Trajectory]) -> dict[str, str]:
         """Store conversations without scores (an import stores them first); {id: problem} for those refused
         (another conversation is stored under the same id)."""

@@ -6,6 +6,8 @@ trajectory table can be recomputed for any r_max without another forward pass (`
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -94,19 +96,72 @@ def scores_from_token_table(frame: pd.DataFrame) -> dict[str, TokenScores]:
     return out
 
 
+TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
+
+
+class TableFileWriter:
+    """Writes a table in batches to .parquet, .csv or .jsonl, under a temporary name in the target's folder; the
+    file is moved into place only by `close()` (or leaving the `with` block without an error), so an existing
+    output is replaced by a complete one or not at all."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in TABLE_SUFFIXES:
+            raise ValueError(f"{self.path}: unsupported output type {self.suffix!r} (use .parquet, .csv or .jsonl)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._parquet = None
+        self._rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.tmp, table.schema)
+            elif table.schema != self._parquet.schema:
+                table = table.cast(self._parquet.schema)
+            self._parquet.write_table(table)
+        elif self.suffix == ".csv":
+            frame.to_csv(self.tmp, mode="a", header=self._rows == 0, index=False)
+        else:
+            with open(self.tmp, "a", encoding="utf-8") as f:
+                frame.to_json(f, orient="records", lines=True, force_ascii=False)
+        self._rows += len(frame)
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._parquet is not None:
+            self._parquet.close()
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written; the target stays as it was."""
+        if self._parquet is not None:
+            self._parquet.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "TableFileWriter":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write by suffix: .parquet, .csv or .jsonl."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True, force_ascii=False)
-    else:
-        raise ValueError(f"{path}: unsupported output type {suffix!r} (use .parquet, .csv or .jsonl)")
+    """Write by suffix: .parquet, .csv or .jsonl; atomically (a complete file or the old one)."""
+    with TableFileWriter(path) as out:
+        out.write(frame)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

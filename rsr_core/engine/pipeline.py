@@ -1,4 +1,9 @@
-"""Score many trajectories under one student: cache look-up, length-bucketed batches, progress, early stop."""
+"""Score many trajectories under one student: cache look-up, length-bucketed batches, progress, early stop.
+
+Results leave in batches through `sink` as soon as they are scored, so a caller that writes them out (the
+results store) holds no more than one window of encoded conversations: batches are planned by length within
+windows of about `WINDOW_TOKENS` tokens, whatever the number of trajectories.
+"""
 from __future__ import annotations
 
 import time
@@ -7,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from rsr_core.engine.cache import ScoreCache, entry_key
-from rsr_core.engine.chat_format import MAX_LEN, TemplateError, encode
+from rsr_core.engine.chat_format import MAX_LEN, Encoded, TemplateError, encode
 from rsr_core.data.formats import RecordError
 from rsr_core.engine.scoring import (TOP_K, MemoryBackoff, gpu_token_budget, plan_batches, score_batch_backoff,
                                      to_token_scores)
@@ -17,6 +22,9 @@ from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
 
 Progress = Callable[["ScoringProgress"], None]
+Sink = Callable[[list[tuple[Trajectory, TokenScores]]], None]
+WINDOW_TOKENS = 1 << 21  # encoded tokens held at once; length bucketing happens within a window
+CACHED_BATCH = 64  # cached results handed to the sink together
 
 
 @dataclass
@@ -49,6 +57,7 @@ class ScoringResult:
     cached: int = 0
     stopped: bool = False  # stopped early (should_stop or interrupt); what was scored is kept and cached
     rewritten: int = 0  # conversations whose template would rewrite the assistant text: scored verbatim in its context
+    n_scored: int = 0  # results handed to the sink and not kept (keep=False)
 
     def notes(self) -> list[str]:
         """What a user should hear once per run."""
@@ -65,61 +74,115 @@ def default_token_budget(student: Student) -> int:
     return gpu_token_budget(student.model) if student.device.type == "cuda" else 1
 
 
+class _Stopped(Exception):
+    """should_stop said so between two forward passes."""
+
+
 def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, cache_dir: str | Path | None = None,
                        max_len: int = MAX_LEN, token_budget: int | None = None, progress: Progress | None = None,
                        should_stop: Callable[[], bool] | None = None, use_cache: bool = True,
-                       plain_format: bool = False) -> ScoringResult:
+                       plain_format: bool = False, sink: Sink | None = None, keep: bool = True) -> ScoringResult:
     """Per-token results of every trajectory; cached ones cost no forward pass, new ones are cached at once.
 
+    `sink` receives [(trajectory, scores)] per batch as soon as they are scored (cached ones included);
+    `keep=False` leaves `result.scores` empty, so memory does not grow with the number of trajectories.
     `plain_format` scores in the plain format instead of the student's chat template."""
     trajectories = list(trajectories)
     cache = ScoreCache(cache_dir or cache_root()) if use_cache else None
     result = ScoringResult()
     dtype = str(student.dtype).replace("torch.", "")
-    pending: list[tuple[Trajectory, str, object]] = []
-    for t in trajectories:
-        template = None if plain_format else student.chat_template
-        key = entry_key(student.name, student.fingerprint, template, dtype, max_len, TOP_K, t.messages)
-        hit = cache.get(key) if cache else None
-        if hit is not None:
-            result.scores[t.trajectory_id] = hit
-            result.cached += 1
-            continue
-        try:
-            enc = encode(t.messages, student.tokenizer, max_len, use_template=not plain_format)
-        except (TemplateError, ValueError, TypeError) as e:
-            result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
-            continue
-        result.rewritten += enc.rewritten
-        pending.append((t, key, enc))
-    state = ScoringProgress(done=result.cached, total=len(result.scores) + len(pending), cached=result.cached,
-                            tokens=0, seconds=0.0)
+    template = None if plain_format else student.chat_template
+    state = ScoringProgress(done=0, total=len(trajectories), cached=0, tokens=0, seconds=0.0)
+    run = _Run(student, token_budget or default_token_budget(student), cache, result, state, progress, sink, keep)
+    window: list[tuple[Trajectory, str, Encoded]] = []
+    hits: list[tuple[Trajectory, TokenScores]] = []
+    size = 0
     if progress:
         progress(state)
-    pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else 0
-    budget = token_budget or default_token_budget(student)
-    backoff = MemoryBackoff()
-    start = time.perf_counter()
     try:
-        for batch in plan_batches([len(e.input_ids) for _, _, e in pending], budget):
+        for t in trajectories:
             if should_stop and should_stop():
-                result.stopped = True
-                break
-            items = [pending[i] for i in batch]
-            stats = score_batch_backoff(student.model, [e for _, _, e in items], backoff, pad_id=pad)
+                raise _Stopped
+            key = entry_key(student.name, student.fingerprint, template, dtype, max_len, TOP_K, t.messages)
+            hit = cache.get(key) if cache else None
+            if hit is not None:
+                hits.append((t, hit))
+                state.cached += 1
+                if len(hits) >= CACHED_BATCH:
+                    run.deliver(hits)
+                    hits = []
+                continue
+            try:
+                enc = encode(t.messages, student.tokenizer, max_len, use_template=not plain_format)
+            except (TemplateError, ValueError, TypeError) as e:
+                result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
+                state.done += 1
+                continue
+            result.rewritten += enc.rewritten
+            window.append((t, key, enc))
+            size += len(enc.input_ids)
+            if size >= WINDOW_TOKENS:
+                run.deliver(hits)
+                hits = []
+                run.score_window(window, should_stop)
+                window, size = [], 0
+        run.deliver(hits)
+        run.score_window(window, should_stop)
+    except (_Stopped, KeyboardInterrupt):
+        run.deliver(hits)
+        result.stopped = True
+    result.cached = state.cached
+    return result
+
+
+@dataclass
+class _Run:
+    """One scoring run's moving parts: where results go and how progress is counted."""
+
+    student: Student
+    budget: int
+    cache: ScoreCache | None
+    result: ScoringResult
+    state: ScoringProgress
+    progress: Progress | None
+    sink: Sink | None
+    keep: bool
+    backoff: MemoryBackoff = field(default_factory=MemoryBackoff)
+    started: float = field(default_factory=time.perf_counter)
+
+    def deliver(self, pairs: list[tuple[Trajectory, TokenScores]]) -> None:
+        """Hand results over (sink, result.scores) and count them as done."""
+        if not pairs:
+            return
+        if self.keep:
+            self.result.scores.update((t.trajectory_id, s) for t, s in pairs)
+        else:
+            self.result.n_scored += len(pairs)
+        if self.sink:
+            self.sink(pairs)
+        self.state.done += len(pairs)
+        if self.progress:
+            self.progress(self.state)
+
+    def score_window(self, window: list[tuple[Trajectory, str, Encoded]], should_stop) -> None:
+        """Length-bucketed batches of one window, each scored, cached and delivered at once."""
+        tok = self.student.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        for batch in plan_batches([len(e.input_ids) for _, _, e in window], self.budget):
+            if should_stop and should_stop():
+                raise _Stopped
+            items = [window[i] for i in batch]
+            stats = score_batch_backoff(self.student.model, [e for _, _, e in items], self.backoff, pad_id=pad)
+            done = []
             for (t, key, enc), st in zip(items, stats):
                 if st is None:
-                    result.errors.append(RecordError(t.source, t.record, "does not fit in the device's memory"))
+                    self.result.errors.append(RecordError(t.source, t.record, "does not fit in the device's memory"))
+                    self.state.done += 1
                     continue
-                scores = to_token_scores(enc, st, student.tokenizer)
-                result.scores[t.trajectory_id] = scores
-                if cache:
-                    cache.put(key, scores)
-                state.tokens += len(scores)
-            state.done += len(items)
-            state.seconds = time.perf_counter() - start
-            if progress:
-                progress(state)
-    except KeyboardInterrupt:
-        result.stopped = True
-    return result
+                scores = to_token_scores(enc, st, tok)
+                if self.cache:
+                    self.cache.put(key, scores)
+                self.state.tokens += len(scores)
+                done.append((t, scores))
+            self.state.seconds = time.perf_counter() - self.started
+            self.deliver(done)

@@ -1,0 +1,66 @@
+"""Flat files out of a results store: the trajectory table (with its conversations) and the token table.
+
+Both are streamed in batches of trajectories, so exporting 165,000 trajectories needs the memory of one batch,
+and each file is written under a temporary name and moved into place only when complete
+(`tables.TableFileWriter`): an existing output is replaced by a complete one or not at all.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from rsr_core.analysis.metrics import TRAJECTORY_METRICS
+from rsr_core.data.store import ResultsStore
+from rsr_core.data.tables import ID_COLUMNS, TAIL_COLUMNS, TableFileWriter, token_table
+
+BATCH = 2000  # trajectories per written batch
+
+
+def table_order(columns: Sequence[str]) -> list[str]:
+    """Columns in the order `score` writes them: ids, metrics, others, then the tail (conversation last)."""
+    known = [*ID_COLUMNS, *TRAJECTORY_METRICS]
+    head = [c for c in known if c in columns]
+    tail = [c for c in TAIL_COLUMNS if c in columns]
+    return head + [c for c in columns if c not in head and c not in tail] + tail
+
+
+def scored_table(store: ResultsStore, student: str, ids: Sequence[str] | None = None,
+                 r_max: int | None = None) -> pd.DataFrame:
+    """The student's trajectory table (no conversation text) at r_max, limited to `ids` in their order."""
+    table = store.trajectory_table(student, r_max=r_max)
+    if ids is not None:
+        order = {tid: k for k, tid in enumerate(ids)}
+        table = table[table["trajectory_id"].isin(order)]
+        table = table.iloc[table["trajectory_id"].map(order).astype(int).argsort()]
+    return table.reset_index(drop=True)
+
+
+def write_trajectory_table(store: ResultsStore, student: str, path: str | Path, ids: Sequence[str] | None = None,
+                           r_max: int | None = None) -> int:
+    """Write the trajectory table with prompt, messages, source and record, as `score --out FILE` does.
+    Returns the number of rows."""
+    table = scored_table(store, student, ids, r_max)
+    with TableFileWriter(path) as out:
+        for a in range(0, len(table), BATCH):
+            part = table.iloc[a:a + BATCH].reset_index(drop=True)
+            conv = store.conversations(part["trajectory_id"]).drop(columns="trajectory_id")
+            part = pd.concat([part.drop(columns=[c for c in conv.columns if c in part]), conv], axis=1)
+            for name in part.columns:
+                if isinstance(part[name].dtype, pd.CategoricalDtype):
+                    part[name] = part[name].astype(object)
+            out.write(part[table_order(list(part.columns))])
+    return len(table)
+
+
+def write_token_table(store: ResultsStore, student: str, path: str | Path, ids: Sequence[str]) -> int:
+    """Write the per-token table (`tables.token_table`) of these trajectories, in their order. Returns the rows."""
+    rows = 0
+    with TableFileWriter(path) as out:
+        for a in range(0, len(ids), BATCH // 10):
+            frame = token_table({tid: store.token_scores(student, tid) for tid in ids[a:a + BATCH // 10]})
+            if len(frame):
+                out.write(frame)
+                rows += len(frame)
+    return rows
