@@ -14,17 +14,21 @@ table = state.scored_table_or_stop()
 tid = ui.pick_trajectory(table)
 if tid is None:
     st.stop()
-ts = state.trajectory_scores(tid)
 row = state.trajectory_row(tid)
 r_max, thresholds = state.current_r_max(), state.current_thresholds()
 ui.metrics_row(row, r_max)
 messages = state.trajectory_messages(tid)
 ui.prompt_view(messages)
+ts = state.trajectory_scores(tid)
+if ts is None:
+    st.info("The store holds this trajectory's metrics but not its per-token data, so there is no text to show. "
+            "Score it again into a store that keeps tokens to read it here.")
+    st.stop()
 thinking, answers = ui.answer_starts(ts, messages)
 ui.parts_view(ts, thinking, r_max)
 
-window = min(int(st.session_state.get(ui.window_key(tid)) or ui.default_window(len(ts))), max(2, len(ts)))
-st.session_state[ui.window_key(tid)] = window
+window = min(int(state.get(ui.window_key(tid)) or ui.default_window(len(ts))), max(2, len(ts)))
+state.put(ui.window_key(tid), window)
 spans = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=1)
 
 left, right = st.columns([3, 2])

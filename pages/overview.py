@@ -1,9 +1,8 @@
 """Home: what RSR is, the current dataset's per-teacher report, and where to go next."""
-import pandas as pd
 import streamlit as st
 
-from rsr_core.analysis.report import teacher_report
 from rsr_core.ui import state
+from rsr_core.ui.analysis_cache import cached_teacher_report
 from rsr_core.ui.navigation import available_pages, ensure_app_runs
 
 ensure_app_runs()
@@ -26,13 +25,13 @@ st.caption(f"Dataset: **{dataset.label if dataset else 'none'}** · student: **{
            f"r_max = {state.current_r_max()}")
 
 st.subheader("Teachers on this dataset")
-tables = [table] + [o.table for o in state.other_students().values() if not o.table.empty]
+tables = [state.student_table(s) for s in ([student] if student else []) + state.other_students()]
 tables = [t for t in tables if not t.empty]
 if not tables:
-    st.info("No scores yet. Pick a dataset and a student in the sidebar and press **Score**, or open the "
-            "bundled demo.")
+    st.info(state.NO_SCORES)
 else:
-    report = teacher_report(pd.concat(tables, ignore_index=True))
+    st.caption(f"{len(table):,} trajectories under {student}" if not table.empty else "")
+    report = cached_teacher_report(tables)
     shown = [c for c in ("student", "teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average",
                          "avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "n_runs")
              if c in report]

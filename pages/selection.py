@@ -1,7 +1,7 @@
 """Selection page: keep one trajectory per problem by a rule, override any choice by hand, and export.
 
 The rule (lowest RSR by default, min or max of any metric, or random with a seed) and the correct-only filter go
-to `rsr_core.analysis.selection.select`; manual choices are kept in `st.session_state["selection_overrides"]`
+to `rsr_core.analysis.selection.select`; manual choices are kept in the session (`state.SELECTION_OVERRIDES`:
 ({problem or pool id: trajectory id}) and win over the rule. The summary compares the selected set with random
 selection and each single teacher; the export is the training file `python -m rsr_core select` writes.
 """
@@ -21,8 +21,10 @@ from rsr_core.ui.navigation import ensure_app_runs
 
 ensure_app_runs()
 
-OVERRIDES = "selection_overrides"  # {problem or pool id: trajectory id}, chosen by hand
-RESULT = "selection_result"  # the current Selection (rsr_core.analysis.selection.Selection), for other pages and export
+OVERRIDES = state.SELECTION_OVERRIDES  # {problem or pool id: trajectory id}, chosen by hand
+RESULT = state.SELECTION_RESULT  # the current Selection (rsr_core.analysis.selection.Selection), for other pages
+RULE_WIDGETS = ("selection_mode", "selection_metric", "selection_seed", "selection_pool_by", "selection_correct_only",
+                "selection_keep_without_correct")
 PROBLEM = "selection_problem"  # the problem whose candidates are shown (selectbox; a table click sets it)
 CANDIDATE = "selection_candidate"  # the candidate the buttons act on (selectbox; a table click sets it)
 NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f")
@@ -34,27 +36,27 @@ RSR_DATASET = {"rsr": st.column_config.NumberColumn("RSR (Eq. 9)", format="%.3f"
 
 
 def overrides() -> dict[str, str]:
-    return dict(st.session_state.get(OVERRIDES, {}))
+    return dict(state.get(OVERRIDES, {}))
 
 
 # --- callbacks (run before the page, so the selection below already reflects them) ---------------------------------
 
 def _set_override(pool: str, tid: str) -> None:
-    st.session_state[OVERRIDES] = {**{k: v for k, v in overrides().items() if k != pool}, pool: tid}
+    state.put(OVERRIDES, {**{k: v for k, v in overrides().items() if k != pool}, pool: tid})
 
 
 def _drop_override(pool: str, problem: str) -> None:
-    st.session_state[OVERRIDES] = {k: v for k, v in overrides().items() if k not in (pool, problem)}
+    state.put(OVERRIDES, {k: v for k, v in overrides().items() if k not in (pool, problem)})
 
 
 def _clear_overrides(keys: list[str] | None = None) -> None:
-    st.session_state[OVERRIDES] = {k: v for k, v in overrides().items() if keys is not None and k not in keys}
+    state.put(OVERRIDES, {k: v for k, v in overrides().items() if keys is not None and k not in keys})
 
 
 def _row_to_state(table_key: str, target: str, ids: list[str]) -> None:
-    rows = (st.session_state.get(table_key) or {}).get("selection", {}).get("rows", [])
+    rows = (state.get(table_key) or {}).get("selection", {}).get("rows", [])
     if rows:
-        st.session_state[target] = ids[rows[0]]
+        state.put(target, ids[rows[0]])
 
 
 # --- sections ------------------------------------------------------------------------------------------------------
@@ -63,22 +65,24 @@ def rule_controls(table) -> dict:
     st.subheader("Rule")
     c = st.columns([2, 2, 1, 2])
     mode = c[0].selectbox("keep per problem the", list(RULE_MODES), format_func=RULE_MODES.get,
-                          key="selection_mode")
+                          key=state.keep("selection_mode"))
     metrics = selectable_metrics(table)
     by = "random"
     if mode != "random":
-        by = c[1].selectbox("metric", metrics, format_func=metric_label, key="selection_metric",
+        by = c[1].selectbox("metric", metrics, format_func=metric_label, key=state.keep("selection_metric"),
                             help="Lowest RSR is the paper's selection (one of 33 candidates per problem).")
-    seed = int(c[2].number_input("seed", 0, 2**31 - 1, 0, 1, key="selection_seed", disabled=mode != "random"))
-    pool_by = c[3].selectbox("pool candidates by", POOL_BY, key="selection_pool_by",
+    seed = int(c[2].number_input("seed", 0, 2**31 - 1, 0, 1, key=state.keep("selection_seed"),
+                                 disabled=mode != "random"))
+    pool_by = c[3].selectbox("pool candidates by", POOL_BY, key=state.keep("selection_pool_by"),
                              help="auto: the problem id when every row has one, else the normalised prompt text.")
     has_correct = "correct" in table and table["correct"].notna().any()
     c = st.columns(2)
-    correct_only = c[0].checkbox("correct only", key="selection_correct_only", disabled=not has_correct,
+    correct_only = c[0].checkbox("correct only", key=state.keep("selection_correct_only"), disabled=not has_correct,
                                  help="Keep only trajectories marked correct; a problem without one is dropped."
                                  if has_correct else "The data has no correctness information.")
     keep = c[1].checkbox("keep problems without a correct candidate (marked fallback)",
-                         key="selection_keep_without_correct", disabled=not correct_only)
+                         key=state.keep("selection_keep_without_correct"), disabled=not correct_only)
+    state.remember(*RULE_WIDGETS)
     return {"by": by, "mode": mode, "seed": seed if mode == "random" else None,
             "correct_only": bool(correct_only and has_correct), "keep_pools_without_correct": bool(keep),
             "pool_by": pool_by}
@@ -96,6 +100,12 @@ def counts_line(sel, summary) -> None:
     if c.get("inconsistent_pools"):
         st.warning(f"{c['inconsistent_pools']} problem ids cover different prompts: the ids may be record numbers. "
                    "Pool by prompt instead.")
+
+
+def problem_prompt(pooled, pool: str) -> str:
+    """The problem text of a pool, from one candidate's conversation (store tables carry no text)."""
+    tid = pooled.loc[pooled["pool_id"] == pool, "trajectory_id"].iloc[0]
+    return next((m["content"] for m in state.trajectory_messages(str(tid)) if m["role"] == "user"), "")
 
 
 def problems_section(rows) -> list[str]:
@@ -123,18 +133,18 @@ def problem_detail(rows, pooled, by: str) -> None:
     st.subheader("Candidates of a problem")
     pools = rows["pool_id"].tolist()
     labels = dict(zip(rows["pool_id"], rows["problem_id"]))
-    if st.session_state.get(PROBLEM) not in pools:
-        st.session_state[PROBLEM] = pools[0]
+    if state.get(PROBLEM) not in pools:
+        state.put(PROBLEM, pools[0])
     pool = st.selectbox("problem", pools, key=PROBLEM, format_func=lambda p: labels.get(p, p))
     row = rows[rows["pool_id"] == pool].iloc[0]
-    st.markdown(f"> {row['prompt']}")
+    st.markdown(f"> {row['prompt'] or problem_prompt(pooled, pool)}")
     cands = candidate_rows(pooled, pool, row["chosen"] or None, by)
     ids = cands["trajectory_id"].astype(str).tolist()
     key = "selection_candidates_table"
     st.dataframe(cands, key=key, hide_index=True, width="stretch", selection_mode="single-row",
                  on_select=lambda: _row_to_state(key, CANDIDATE, ids), column_config={**NUM, **RSR_TRAJECTORY})
-    if st.session_state.get(CANDIDATE) not in ids:
-        st.session_state[CANDIDATE] = row["chosen"] or ids[0]
+    if state.get(CANDIDATE) not in ids:
+        state.put(CANDIDATE, row["chosen"] or ids[0])
     c = st.columns([3, 2, 2, 2])
     tid = c[0].selectbox("candidate", ids, key=CANDIDATE,
                          format_func=lambda t: f"{t} (chosen)" if t == row["chosen"] else t)
@@ -180,7 +190,8 @@ def export_section(sel) -> None:
     c = st.columns(2)
     for col, fmt in zip(c, EXPORT_FORMATS):
         name, mime = EXPORT_FORMATS[fmt]
-        col.download_button(f"Download {name}", data=lambda f=fmt: export_bytes(sel.selected, f), file_name=name,
+        col.download_button(f"Download {name}", data=lambda f=fmt: export_bytes(sel.selected, f, state.trajectory_messages),
+                            file_name=name,
                             mime=mime, key=f"selection_download_{fmt}", on_click="ignore")
 
 
@@ -208,7 +219,7 @@ try:
 except ValueError as e:
     st.error(str(e))
     st.stop()
-st.session_state[RESULT] = sel
+state.put(RESULT, sel)
 summary = cached_selection_summary(table, settings, valid, one_student)
 st.caption(f"Rule: **{rule_description(settings['mode'], settings['by'], settings['seed'])}**"
            + (", correct only" if settings["correct_only"] else "") + f" · pooled by {sel.pool_by}")

@@ -36,21 +36,21 @@ NUM.update({"rsr_low": st.column_config.NumberColumn("RSR 95% low", format="%.3f
 # --- callbacks: a click sets the focus teacher or the trajectory to open -------------------------------------------
 
 def _focus_from_chart(key: str) -> None:
-    teacher = teacher_from_selection((st.session_state.get(key) or {}).get("selection"))
+    teacher = teacher_from_selection((state.get(key) or {}).get("selection"))
     if teacher:
-        st.session_state[FOCUS] = teacher
+        state.put(FOCUS, teacher)
 
 
 def _focus_from_table(key: str, teachers: list[str]) -> None:
-    rows = (st.session_state.get(key) or {}).get("selection", {}).get("rows", [])
+    rows = (state.get(key) or {}).get("selection", {}).get("rows", [])
     if rows:
-        st.session_state[FOCUS] = teachers[rows[0]]
+        state.put(FOCUS, teachers[rows[0]])
 
 
 def _open_from_list(key: str, ids: list[str]) -> None:
-    rows = (st.session_state.get(key) or {}).get("selection", {}).get("rows", [])
+    rows = (state.get(key) or {}).get("selection", {}).get("rows", [])
     if rows:
-        st.session_state[OPEN] = ids[rows[0]]
+        state.put(OPEN, ids[rows[0]])
 
 
 def _clickable_chart(fig, key: str) -> None:
@@ -100,8 +100,8 @@ def scatter_section(teachers, table) -> None:
 
 def trajectories_section(teachers, table) -> None:
     names = teachers["teacher"].astype(str).tolist()
-    if st.session_state.get(FOCUS) not in names:
-        st.session_state.pop(FOCUS, None)
+    if state.get(FOCUS) not in names:
+        state.pop(FOCUS, None)
     teacher = st.selectbox("Trajectories of", names, index=None, key=FOCUS,
                            placeholder="click a teacher in a chart or the table, or choose one")
     if teacher is None:
@@ -142,7 +142,7 @@ def accuracy_section(teachers, student) -> None:
 
 def students_section(table) -> None:
     tables = {state.current_student() or "": table}
-    tables.update({name: res.table for name, res in state.other_students().items()})
+    tables.update({name: state.student_table(name) for name in state.other_students()})
     combined = combined_tables(tables)
     if combined.empty or len(students_of(combined)) < 2:
         return
@@ -182,8 +182,8 @@ def budget_section(table, n_teachers: int) -> None:
 
 # --- page ----------------------------------------------------------------------------------------------------------
 
-if OPEN in st.session_state:
-    state.select_trajectory(st.session_state.pop(OPEN), open_inspector=True)
+if state.get(OPEN) is not None:
+    state.select_trajectory(state.pop(OPEN), open_inspector=True)
 
 st.title("Teachers")
 table = state.scored_table_or_stop()

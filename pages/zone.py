@@ -1,7 +1,7 @@
 """Teaching page: the zone of proximal development, the idea behind the Rank-Surprisal Ratio.
 
-Runs standalone (`streamlit run pages/zone.py`) or inside the app's `st.navigation`. Reads shared settings from
-`st.session_state` with defaults; computation lives in `rsr_core.analysis.simulation` and `rsr_core.analysis.zones`.
+Runs standalone (`streamlit run pages/zone.py`) or inside the app's `st.navigation`. Reads shared settings through
+`rsr_core.ui.state` with defaults; computation lives in `rsr_core.analysis.simulation` and `rsr_core.analysis.zones`.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis.metrics import trajectory_metrics
+from rsr_core.ui import state
 from rsr_core.ui.navigation import ensure_app_runs
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
 from rsr_core.ui.zone_figures import (PlanePoint, illustrative_next_token_figure, rank_surprisal_plane,
@@ -29,20 +30,19 @@ TOKEN_PROBABILITIES = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.007
                        0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
-SHARED_THRESHOLD_KEYS = ("zone_surprisal_threshold", "zone_rank_threshold")  # set by the app when it owns them
+SHARED_THRESHOLD_KEYS = (state.ZONE_S0, state.ZONE_K)  # set by the app's sidebar when it owns them
 
 
 def zone_thresholds() -> ZoneThresholds:
     """The app's zone thresholds when it sets them; otherwise editable here (page-local widgets, defaults 1.0 / 10)."""
-    if all(k in st.session_state for k in SHARED_THRESHOLD_KEYS):
-        return ZoneThresholds(float(st.session_state["zone_surprisal_threshold"]),
-                              int(st.session_state["zone_rank_threshold"]))
+    if all(state.get(k) is not None for k in SHARED_THRESHOLD_KEYS):
+        return state.current_thresholds()
     with st.expander("Zone thresholds (used by every zone view on this page)"):
         c1, c2 = st.columns(2)
         s0 = c1.number_input("surprisal threshold (nats)", 0.05, 10.0,
-                             float(st.session_state.get("zone_surprisal_threshold", 1.0)), 0.05, key="zpd_s0",
+                             float(state.get(state.ZONE_S0, 1.0)), 0.05, key="zpd_s0",
                              help="Tokens below it are familiar; at or above it, informative.")
-        k = c2.number_input("rank threshold", 1, 1000, int(st.session_state.get("zone_rank_threshold", 10)), 1,
+        k = c2.number_input("rank threshold", 1, 1000, int(state.get(state.ZONE_K, 10)), 1,
                             key="zpd_k",
                             help="Informative tokens ranked at or above it (1 = top) are in the zone; below, alien.")
     return ZoneThresholds(float(s0), int(k))
@@ -76,15 +76,16 @@ def simulation_section(r_max: int, thresholds: ZoneThresholds) -> dict:
         "shape moved by a few token ids. Tokens sampled from four sources are scored under Z. The minor mode "
         "X_B gives tokens that are improbable yet ranked near the top, and the lowest ratio.")
     c = st.columns(5)
-    weight = c[0].slider("mixture weight w", 0.50, 0.99, 0.80, 0.01, key="zpd_weight",
+    weight = c[0].slider("mixture weight w", 0.50, 0.99, step=0.01, key=state.keep("zpd_weight", 0.80),
                          help="Weight of the major mode Z_A.")
-    alpha = c[1].slider("Zipf exponent α", 1.2, 3.5, 2.3, 0.1, key="zpd_alpha",
+    alpha = c[1].slider("Zipf exponent α", 1.2, 3.5, step=0.1, key=state.keep("zpd_alpha", 2.3),
                         help="Larger: both modes more peaked.")
-    shift = c[2].slider("shift (token ids)", 1, 49, 15, 1, key="zpd_shift",
+    shift = c[2].slider("shift (token ids)", 1, 49, step=1, key=state.keep("zpd_shift", 15),
                         help="How far Z_B is moved from Z_A (cyclically).")
     n_samples = c[3].select_slider("samples per source", [1_000, 2_000, 5_000, 10_000, 20_000, 50_000],
-                                   10_000, key="zpd_samples")
-    seed = c[4].number_input("seed", 0, 1_000_000, 0, 1, key="zpd_seed")
+                                   key=state.keep("zpd_samples", 10_000))
+    seed = c[4].number_input("seed", 0, 1_000_000, step=1, key=state.keep("zpd_seed", 0))
+    state.remember("zpd_weight", "zpd_alpha", "zpd_shift", "zpd_samples", "zpd_seed")
     cfg = SimulationConfig(alpha=float(alpha), weight=float(weight), shift=int(shift), n_samples=int(n_samples),
                            seed=int(seed))
     stats = simulate(cfg)
@@ -115,10 +116,11 @@ def token_section(sim: dict, r_max: int, thresholds: ZoneThresholds) -> None:
         "s / Σs, so tokens with almost no surprisal barely count.")
     cfg, stats = sim["cfg"], sim["stats"]
     c1, c2, c3 = st.columns([2, 1, 1])
-    p = c1.select_slider("token probability p", TOKEN_PROBABILITIES, 0.02, key="zpd_token_p",
+    p = c1.select_slider("token probability p", TOKEN_PROBABILITIES, key=state.keep("zpd_token_p", 0.02),
                          format_func=lambda v: f"{v:g}")
     manual = c2.checkbox("set the rank by hand", key="zpd_manual_rank")
-    n_rest = c3.slider("other tokens in the trajectory", 5, 200, 20, 5, key="zpd_rest")
+    n_rest = c3.slider("other tokens in the trajectory", 5, 200, step=5, key=state.keep("zpd_rest", 20))
+    state.remember("zpd_token_p", "zpd_rest")
     placed = place_token(p, student_distribution(cfg), r_max)
     rank = placed.rank
     if manual:
@@ -195,14 +197,15 @@ def cartoon_section(r_max: int, thresholds: ZoneThresholds) -> None:
     points = [PlanePoint(r["solution"], r["mean surprisal"], r["mean clipped rank"], colour=colours[r["cartoon"]],
                          size=14) for r in rows]
     right.plotly_chart(rank_surprisal_plane(points, thresholds, r_max, title="trajectory means"), width="stretch")
-    view = st.radio("colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key="zpd_view",
-                    index=2)
+    view = st.radio("colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                    key=state.keep("zpd_view", list(VIEWS)[2]))
+    state.remember("zpd_view")
     for tab, tid in zip(st.tabs([f"{CARTOON[t][0]} ({CARTOON[t][1]})" for t in ids]), ids):
         with tab:
             render_token_strip(scores[tid], colour_by=view, r_max=r_max, thresholds=thresholds)
 
 
-r_max = int(st.session_state.get("r_max", 100))
+r_max = state.current_r_max()
 intro()
 thresholds = zone_thresholds()
 sim = simulation_section(r_max, thresholds)

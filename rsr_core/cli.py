@@ -9,12 +9,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "score": ("score", "score trajectories under a student and write the trajectory table"),
+    "score": ("score", "score trajectories under a student into a results store or a trajectory table"),
     "report": ("report", "print the per-teacher dataset-level table of a trajectory table"),
     "select": ("select", "keep one trajectory per problem and export it with provenance"),
     "teachers": ("teachers", "compare teachers: dataset RSR with bootstrap intervals, budgeted selection"),
     "reproduce-paper": ("reproduce_paper", "recompute the paper's metric/accuracy correlations from its tables"),
     "import-scores": ("import_scores", "turn a trajectory table and its token table into a results store"),
+    "compact": ("compact", "merge a results store's small parts into as few files as possible"),
 }
 
 

@@ -59,3 +59,31 @@ def editor_state(values: dict[int, float]) -> dict:
     """The edit state of a keyed st.data_editor that sets `accuracy` in these rows."""
     return {"edited_rows": {i: {"accuracy": float(v)} for i, v in values.items()}, "added_rows": [],
             "deleted_rows": []}
+
+
+def write_store(path: Path, trajectories, scores: dict, student: str = "smollm2-135m-instruct") -> Path:
+    """A results store at `path` holding these trajectories' scores under `student` (as `score --out` writes)."""
+    from rsr_core.data.store import StoreWriter, StudentSettings
+    from rsr_core.data.tables import trajectory_table
+
+    with StoreWriter(path, StudentSettings(student=student, dtype="float32")) as writer:
+        result = writer.append(trajectories, scores, trajectory_table(trajectories, scores, student))
+    assert not result.errors, result.errors
+    return path
+
+
+def app_table(at: AppTest):
+    """The active student's trajectory table as the app shows it (read from the dataset's stores)."""
+    import pandas as pd
+
+    from rsr_core.data.store import ResultsStore, StoreError
+
+    dataset, student = at.session_state["dataset"], at.session_state["student_name"]
+    for path in dataset.stores:
+        try:
+            store = ResultsStore(path)
+        except StoreError:
+            continue
+        if student in store.students():
+            return store.trajectory_table(student, r_max=at.session_state["r_max"])
+    return pd.DataFrame()

@@ -54,3 +54,18 @@ def keep_app_navigation(monkeypatch) -> None:
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def demo_flat_files(folder: Path, student: str = "smollm2-135m-instruct") -> tuple[Path, Path]:
+    """The demo store's scores of one student as the flat files `score --out X.parquet --tokens-out Y.parquet`
+    writes (trajectory table with conversations, token table)."""
+    from rsr_core.data.demo import DEMO_STORE
+    from rsr_core.data.exports import write_token_table, write_trajectory_table
+    from rsr_core.data.store import ResultsStore
+
+    store = ResultsStore(DEMO_STORE)
+    folder.mkdir(parents=True, exist_ok=True)
+    table, tokens = folder / f"{student}-trajectories.parquet", folder / f"{student}-tokens.parquet"
+    write_trajectory_table(store, student, table)
+    write_token_table(store, student, tokens, store.trajectory_table(student)["trajectory_id"].tolist())
+    return table, tokens

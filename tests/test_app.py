@@ -1,6 +1,8 @@
-"""The app in AppTest, on the bundled demo and from an empty cache: every page renders; the inspector picks,
-recolours, rescoring on r_max, highlights selected tokens, jumps to the worst span, pages through a 16k-token
-trajectory and compares side by side; the sidebar reports unreadable records and scores with Score / Stop."""
+"""The app in AppTest, on the bundled demo store and from an empty cache: every page renders; the inspector picks
+by search and pages, recolours, rescores on r_max, highlights selected tokens, jumps to the worst span, pages
+through a 16k-token trajectory and compares side by side; a results store opens from RSR_STORE; page settings
+survive moving between pages; the sidebar reports unreadable records and scores into a store with Score / Stop;
+no session holds the shared results."""
 from __future__ import annotations
 
 import json
@@ -13,22 +15,22 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages import app_table, write_store
 from rsr_core.analysis import explain
-from rsr_core.data.demo import CANDIDATES, available_demo_students, load_demo
-from rsr_core.data.formats import read_trajectories
 from rsr_core.analysis.metrics import trajectory_rsr
-from rsr_core.data.tables import rescore_table, trajectory_table
+from rsr_core.data.demo import CANDIDATES, available_demo_students, load_demo
+from rsr_core.data.tables import rescore_table
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
 from rsr_core.ui import inspector as ui
 from rsr_core.ui.inspector_figures import token_positions
 from rsr_core.ui.navigation import available_pages
 from tests.conftest import keep_app_navigation
-from rsr_core.ui.state import StudentResults
 
 pytestmark = pytest.mark.skipif(not available_demo_students(), reason="no precomputed demo scores")
 INSPECTOR = "pages/inspector.py"
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+SECOND = "gemma-3-270m"
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +46,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def empty_cache(cache_dir, monkeypatch):
     monkeypatch.setenv("RSR_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("RSR_STORE", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,14 @@ def inspector(at: AppTest) -> AppTest:
     return at
 
 
+def pick(at: AppTest, tid: str) -> AppTest:
+    """Open a trajectory the way a user does: type its id into the search box."""
+    at.text_input(key=ui.K_SEARCH).input(tid).run()
+    assert not at.exception, at.exception[0].message
+    assert at.session_state["selected_trajectory"] == tid
+    return at
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -78,7 +89,8 @@ def highlighted(html: str) -> set[int]:
 def test_every_page_renders(demo):
     at = start_app()
     table, _ = demo
-    assert len(at.session_state["table"]) == len(table)
+    assert len(app_table(at)) == len(table)
+    assert any(f"{len(table):,} trajectories under" in c.value for c in at.caption)
     assert any(df.value.shape[0] >= table["teacher"].nunique() for df in at.dataframe)  # the teacher report
     for spec in available_pages():
         at.switch_page(spec.path).run()
@@ -101,8 +113,7 @@ def test_pick_view_and_r_max(demo):
     table, scores = demo
     at = inspector(start_app())
     tid = table.sort_values("rsr").iloc[-1]["trajectory_id"]  # not the first one shown
-    at.selectbox(key=ui.K_PICK).set_value(tid).run()
-    assert at.session_state["selected_trajectory"] == tid
+    pick(at, tid)
     ts = scores[tid]
     assert metric(at, "RSR") == f"{trajectory_rsr(ts.surprisal, ts.rank, 100):.3f}"
     assert metric(at, "tokens") == f"{len(ts):,}"
@@ -115,15 +126,13 @@ def test_pick_view_and_r_max(demo):
     expected = rescore_table(table[table["trajectory_id"] == tid], scores, 10)["rsr"].iloc[0]
     assert metric(at, "RSR") == f"{expected:.3f}"
     assert (ts.rank > 10).any() and expected < trajectory_rsr(ts.surprisal, ts.rank, 100)  # clipping lowers it
-    assert (at.session_state["table"]["r_max"] == 10).all()
+    assert (app_table(at)["r_max"] == 10).all()
 
 
 def test_reasoning_trace_shows_prompt_boundary_and_parts(demo):
     table, scores = demo
     tid = "p06-r1-style"
-    at = inspector(start_app())
-    at.selectbox(key=ui.K_PICK).set_value(tid).run()
-    assert not at.exception, at.exception[0].message
+    at = pick(inspector(start_app()), tid)
     messages = json.loads(table.set_index("trajectory_id").at[tid, "messages"])
     assert messages[1]["reasoning_content"]
     prompt = next(e for e in at.expander if e.label == "Prompt")
@@ -140,15 +149,32 @@ def test_reasoning_trace_shows_prompt_boundary_and_parts(demo):
     assert any("coverage 100.0%" in c.value for c in at.caption)
 
 
+def list_frame(at: AppTest) -> pd.DataFrame:
+    return next(df.value for df in at.dataframe if df.key == ui.K_LIST)
+
+
 def test_filters_narrow_the_list(demo):
     table, _ = demo
     at = inspector(start_app())
     teacher = sorted(table["teacher"].unique())[-1]
     at.selectbox(key=ui.K_TEACHER).set_value(teacher).run()
-    options = at.selectbox(key=ui.K_PICK).options
-    assert all(f" · {teacher} · " in o for o in options)
-    assert len(options) == int((table["teacher"] == teacher).sum())
+    shown = list_frame(at)
+    assert set(shown["teacher"]) == {teacher} and len(shown) == int((table["teacher"] == teacher).sum())
     assert at.session_state["selected_trajectory"] in set(table.loc[table["teacher"] == teacher, "trajectory_id"])
+    at.text_input(key=ui.K_PROBLEM).input("p07").run()
+    assert list_frame(at)["trajectory_id"].tolist() == [f"p07-{teacher}"]
+
+
+def test_the_list_is_searchable_and_paged(demo):
+    table, _ = demo
+    at = inspector(start_app())
+    assert len(list_frame(at)) == ui.LIST_PAGE < len(table)
+    expected = table.sort_values("rsr", kind="stable")["trajectory_id"].tolist()
+    assert list_frame(at)["trajectory_id"].tolist() == expected[:ui.LIST_PAGE]
+    at.number_input(key=ui.K_LIST_PAGE).set_value(2).run()
+    assert list_frame(at)["trajectory_id"].tolist() == expected[ui.LIST_PAGE:2 * ui.LIST_PAGE]
+    at.text_input(key=ui.K_SEARCH).input("R1-STYLE").run()  # case-insensitive part of an id
+    assert set(list_frame(at)["teacher"]) == {"r1-style"} and len(list_frame(at)) == 19
 
 
 def test_selected_tokens_are_highlighted(demo):
@@ -179,8 +205,8 @@ def test_jump_to_worst_span(demo):
     assert highlighted(strips(at)[0]) == set(range(worst.start, worst.stop))
 
 
-def long_trajectory(scores: dict[str, TokenScores], n: int = 16_000) -> TokenScores:
-    """A 16k-token trajectory stitched from real per-token scores (turn 0 throughout)."""
+def long_trajectory(scores: dict[str, TokenScores], n: int = 16_000) -> tuple[Trajectory, TokenScores]:
+    """A 16k-token trajectory stitched from real per-token scores, with the conversation its tokens spell."""
     parts, total = [], 0
     while total < n:
         for ts in scores.values():
@@ -189,27 +215,26 @@ def long_trajectory(scores: dict[str, TokenScores], n: int = 16_000) -> TokenSco
             if total >= n:
                 break
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])[:n]  # noqa: E731
-    return TokenScores(token_ids=cat("token_ids"), tokens=[t for p in parts for t in p.tokens][:n],
-                       offsets=cat("offsets"), turn=np.zeros(n, np.int32), surprisal=cat("surprisal"),
-                       rank=cat("rank"), entropy=cat("entropy"), top_ids=cat("top_ids"),
-                       top_tokens=[t for p in parts for t in p.top_tokens][:n], top_probs=cat("top_probs"),
-                       n_context=n + 40)
-
-
-def test_long_trajectory_renders_one_page_at_a_time(demo):
-    table, scores = demo
-    at = inspector(start_app())
-    ts = long_trajectory(scores)
+    tokens = [t for p in parts for t in p.tokens][:n]
+    ends = np.cumsum([len(t) for t in tokens])
+    offsets = np.stack([ends - [len(t) for t in tokens], ends], axis=1).astype(np.int64)
+    ts = TokenScores(token_ids=cat("token_ids"), tokens=tokens, offsets=offsets, turn=np.zeros(n, np.int32),
+                     surprisal=cat("surprisal"), rank=cat("rank"), entropy=cat("entropy"), top_ids=cat("top_ids"),
+                     top_tokens=[t for p in parts for t in p.top_tokens][:n], top_probs=cat("top_probs"),
+                     n_context=n + 40)
     traj = Trajectory("long-16k", "p-long", "stitched", [{"role": "user", "content": "q"},
-                                                          {"role": "assistant", "content": "".join(ts.tokens)}])
-    at.session_state["table"] = pd.concat([at.session_state["table"],
-                                           trajectory_table([traj], {"long-16k": ts}, "smollm2-135m-instruct")],
-                                          ignore_index=True)
-    at.session_state["scores"] = {**at.session_state["scores"], "long-16k": ts}
-    at.session_state["selected_trajectory"] = "long-16k"
+                                                          {"role": "assistant", "content": "".join(tokens)}])
+    return traj, ts
+
+
+def test_long_trajectory_renders_one_page_at_a_time(demo, tmp_path, monkeypatch):
+    """A store with a 16k-token trajectory, opened at start-up through RSR_STORE."""
+    table, scores = demo
+    traj, ts = long_trajectory(scores)
+    monkeypatch.setenv("RSR_STORE", str(write_store(tmp_path / "long", [traj], {"long-16k": ts})))
     t = time.perf_counter()
-    at.run()
-    assert not at.exception, at.exception[0].message
+    at = inspector(start_app())
+    assert at.session_state["dataset"].from_store and at.session_state["selected_trajectory"] == "long-16k"
     assert metric(at, "tokens") == "16,000"
     html = strips(at)[0]
     assert html.count('class="rsr-tok') == ui.DEFAULT_PAGE and 'data-t="0"' in html
@@ -220,7 +245,7 @@ def test_long_trajectory_renders_one_page_at_a_time(demo):
     worst = explain.top_spans(ts.surprisal, ts.rank, 100, ui.default_window(len(ts)), k=1)[0]
     assert f'data-t="{worst.start}"' in strips(at)[0]
     assert at.session_state["token_window_start"]["long-16k"] == ui.window_for(worst.start)
-    assert time.perf_counter() - t < 120  # three full runs of the page with 16k tokens
+    assert time.perf_counter() - t < 120  # four full runs of the page with 16k tokens
 
 
 def test_side_by_side_same_problem(demo):
@@ -241,50 +266,77 @@ def test_side_by_side_same_problem(demo):
     assert rsrs[1:] == [f"{rows.at[tid, 'rsr']:.3f}", f"{rows.at[other, 'rsr']:.3f}"]
 
 
-def test_side_by_side_two_students(demo):
+@pytest.mark.skipif(SECOND not in available_demo_students(), reason="no precomputed demo scores of a 2nd student")
+def test_side_by_side_two_students_and_switching(demo):
+    """The demo store holds a second student: compare under both, then make it active (no model is loaded)."""
     table, scores = demo
+    b_table, b_scores = load_demo(SECOND)
     at = inspector(start_app())
     tid = at.session_state["selected_trajectory"]
-    # a second student's results on the same data: the same tokens with every rank doubled
-    b_scores = {k: TokenScores(**{**v.__dict__, "rank": v.rank * 2}) for k, v in scores.items()}
-    trajectories, _ = read_trajectories(CANDIDATES)
-    b_table = trajectory_table(trajectories, b_scores, "student-b")
-    at.session_state["other_students"] = {"student-b": StudentResults(b_table, b_scores)}
-    at.run()
     at.toggle(key=ui.K_COMPARE).set_value(True).run()
     at.radio(key=ui.K_COMPARE_MODE).set_value("student").run()
-    assert at.selectbox(key=ui.K_COMPARE_STUDENT).options == ["student-b"]
+    assert at.selectbox(key=ui.K_COMPARE_STUDENT).options == [SECOND]
     rsrs = [m for m in at.metric if m.label == "RSR"]
     b_rsr = trajectory_rsr(b_scores[tid].surprisal, b_scores[tid].rank, 100)
     a_rsr = trajectory_rsr(scores[tid].surprisal, scores[tid].rank, 100)
     assert rsrs[-1].value == f"{b_rsr:.3f}" and rsrs[-2].value == f"{a_rsr:.3f}"
-    assert b_rsr > a_rsr
-    # the overview reports both students
+    # the overview reports both students, the active one first
     at.switch_page("pages/overview.py").run()
-    assert set(at.dataframe[0].value["student"]) == {"smollm2-135m-instruct", "student-b"}
-
-
-@pytest.mark.skipif(len(available_demo_students()) < 2, reason="precomputed demo scores for one student only")
-def test_demo_second_student_side_by_side_and_switch():
-    first, second = available_demo_students()[:2]
-    b_table, b_scores = load_demo(second)
-    at = inspector(start_app())
-    tid = at.session_state["selected_trajectory"]
-    at.toggle(key=ui.K_COMPARE).set_value(True).run()
-    at.radio(key=ui.K_COMPARE_MODE).set_value("student").run()
-    assert second in at.selectbox(key=ui.K_COMPARE_STUDENT).options
-    at.selectbox(key=ui.K_COMPARE_STUDENT).set_value(second).run()
-    expected = trajectory_rsr(b_scores[tid].surprisal, b_scores[tid].rank, 100)
-    assert [m.value for m in at.metric if m.label == "RSR"][-1] == f"{expected:.3f}"
-    if second not in at.sidebar.selectbox(key="sidebar_student").options:
-        return  # its package is not installed: it can be compared, not picked
-    # making the second student active uses its precomputed scores (no model is loaded)
-    at.sidebar.selectbox(key="sidebar_student").set_value(second).run()
-    assert at.session_state["student_name"] == second
-    assert set(at.session_state["table"]["student"]) == {second}
+    report = next(df.value for df in at.dataframe if "student" in df.value.columns)
+    assert report["student"].iloc[0] == "smollm2-135m-instruct" and set(report["student"]) == {
+        "smollm2-135m-instruct", SECOND}
+    at.sidebar.selectbox(key="sidebar_student").set_value(SECOND).run()
+    inspector(at)
+    assert at.session_state["student_name"] == SECOND
+    assert set(app_table(at)["student"]) == {SECOND}
     assert metric(at, "RSR") == f"{b_table.set_index('trajectory_id').at[tid, 'rsr']:.3f}"
-    assert first in at.session_state["other_students"]
     assert "scoring_job" not in at.session_state
+
+
+def test_a_store_opens_from_the_sidebar(demo, tmp_path):
+    table, scores = demo
+    ids = table["trajectory_id"].tolist()[:5]
+    trajectories = [Trajectory(r["trajectory_id"], r["problem_id"], r["teacher"], json.loads(r["messages"]))
+                    for r in table.iloc[:5].to_dict("records")]
+    path = write_store(tmp_path / "five", trajectories, {t: scores[t] for t in ids})
+    at = start_app()
+    at.sidebar.radio(key="sidebar_dataset_kind").set_value("store").run()
+    at.sidebar.text_input(key="sidebar_store_path").input(str(path)).run()
+    assert not at.exception, at.exception[0].message
+    assert sorted(app_table(at)["trajectory_id"]) == sorted(ids)
+    assert any("5 trajectories under" in c.value for c in at.caption)
+    at.sidebar.text_input(key="sidebar_store_path").input(str(tmp_path / "nothing")).run()
+    assert any("not an RSR Explorer results store" in e.value for e in at.sidebar.error)
+
+
+def test_page_settings_survive_moving_between_pages():
+    at = inspector(start_app())
+    at.radio(key="inspector_view").set_value("zone").run()
+    at.switch_page("pages/selection.py").run()
+    at.selectbox(key="selection_mode").set_value("max").run()
+    at.checkbox(key="selection_correct_only").check().run()
+    at.switch_page("pages/zone.py").run()
+    at.slider(key="zpd_weight").set_value(0.7).run()
+    at.switch_page("pages/overview.py").run()
+    at.switch_page("pages/selection.py").run()
+    assert at.selectbox(key="selection_mode").value == "max" and at.checkbox(key="selection_correct_only").value
+    inspector(at)
+    assert at.radio(key="inspector_view").value == "zone" and 'data-view="zone"' in strips(at)[0]
+    at.switch_page("pages/zone.py").run()
+    assert at.slider(key="zpd_weight").value == pytest.approx(0.7)
+
+
+def test_sessions_share_the_results_and_hold_none_of_them(demo):
+    """Two sessions read the same table object; session state holds no table, scores or conversations."""
+    from rsr_core.ui import results
+
+    first, second = inspector(start_app()), inspector(start_app())
+    for at in (first, second):
+        held = [k for k, v in at.session_state.items()
+                if isinstance(v, (pd.DataFrame, TokenScores)) or isinstance(v, dict) and len(v) > 50]
+        assert held == [], held
+    path = str(at.session_state["dataset"].stores[1])
+    assert results.table(path, "smollm2-135m-instruct", 100) is results.table(path, "smollm2-135m-instruct", 100)
 
 
 def write_pool(path, n_good: int = 2, bad: bool = True) -> list[dict]:
@@ -372,53 +424,55 @@ def test_unknown_student_is_an_error_message(monkeypatch, tmp_path):
 def wait_for_job(at: AppTest, timeout: float = 600) -> None:
     job = at.session_state["scoring_job"]
     assert job.wait(timeout), "scoring did not finish"
-    at.run()  # collect the results, as the progress fragment does
+    at.run()  # redraw, as the progress fragment does when results land
 
 
 def test_score_and_stop_with_the_embedded_student(tmp_path):
-    """Score 3 short trajectories with the real student, stop a second run early, and resume from the cache."""
+    """Score one short trajectory with the real student, stop a second run early, resume: the results go to the
+    dataset's own store, batch by batch, and come back when the dataset is opened again."""
     pool = tmp_path / "pool.jsonl"
     rows = write_pool(pool, n_good=4, bad=False)
     at = start_app()
     at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
     at.sidebar.text_input(key="sidebar_path").input(str(pool)).run()
-    assert at.session_state["table"].empty
+    assert app_table(at).empty
     at.sidebar.number_input(key="sidebar_score_limit").set_value(1).run()
     at.sidebar.button(key="sidebar_score").click().run()
     assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
     wait_for_job(at)
-    table = at.session_state["table"]
-    assert table["trajectory_id"].tolist() == [rows[0]["id"]]
+    assert app_table(at)["trajectory_id"].tolist() == [rows[0]["id"]]
+    assert any("1 of 4 trajectories have scores" in c.value for c in at.sidebar.caption)
+    assert not at.sidebar.button(key="sidebar_score").disabled and at.sidebar.button(key="sidebar_stop").disabled
 
     at.sidebar.number_input(key="sidebar_score_limit").set_value(0).run()
     at.sidebar.button(key="sidebar_score").click().run()
     job = at.session_state["scoring_job"]
-    assert job.running
+    assert job.running and at.sidebar.button(key="sidebar_score").disabled
     at.sidebar.button(key="sidebar_stop").click().run()
     assert job.stop_requested
     wait_for_job(at)
-    assert job.stopped and len(job.scores) < 3
+    assert job.stopped and job.written < 3
     assert any("Stopped" in i.value for i in at.sidebar.info)
-    n_done = len(at.session_state["table"])
+    n_done = len(app_table(at))
     assert 1 <= n_done < 4
 
-    at.sidebar.button(key="sidebar_score").click().run()  # resumes: the finished ones come from the cache
+    at.sidebar.button(key="sidebar_score").click().run()  # resumes with the rest
     wait_for_job(at)
-    table = at.session_state["table"]
-    assert table["trajectory_id"].tolist() == [r["id"] for r in rows]  # input order
-    assert at.session_state["scoring_job"].progress.cached == 0  # only the unscored ones were sent
+    table = app_table(at)
+    assert sorted(table["trajectory_id"]) == sorted(r["id"] for r in rows)
+    assert at.session_state["scoring_job"].progress.total == 4 - n_done  # only the unscored ones were sent
     demo_table, demo_scores = load_demo()
     for tid in table["trajectory_id"]:  # the same numbers as the precomputed demo scores
-        np.testing.assert_allclose(at.session_state["scores"][tid].surprisal, demo_scores[tid].surprisal,
-                                   rtol=1e-4, atol=1e-4)
+        got = at.session_state["dataset"].stores[0]
+        from rsr_core.data.store import ResultsStore
+        np.testing.assert_allclose(ResultsStore(got).token_scores("smollm2-135m-instruct", tid).surprisal,
+                                   demo_scores[tid].surprisal, rtol=1e-4, atol=1e-4)
     inspector(at)
-    assert metric(at, "tokens") == f"{len(at.session_state['scores'][at.session_state['selected_trajectory']]):,}"
+    tid = at.session_state["selected_trajectory"]
+    assert metric(at, "tokens") == f"{len(demo_scores[tid]):,}"
 
-    # leave the dataset and come back: the loaded student's cached results come back without pressing Score
+    # leave the dataset and come back: the results are in its store, no scoring run needed
     at.sidebar.radio(key="sidebar_dataset_kind").set_value("demo").run()
     at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
-    job = at.session_state["scoring_job"]
-    assert job.cache_only
-    wait_for_job(at)
-    assert at.session_state["table"]["trajectory_id"].tolist() == [r["id"] for r in rows]
-    assert job.progress.tokens == 0 and job.progress.cached == 4
+    assert sorted(app_table(at)["trajectory_id"]) == sorted(r["id"] for r in rows)
+    assert any("4 of 4 trajectories have scores" in c.value for c in at.sidebar.caption)

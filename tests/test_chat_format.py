@@ -169,8 +169,9 @@ def test_token_strings_concatenate_back_over_the_demo_pool(tok):
     """Every demo response, encoded for the default student and for the plain format, and the bundled
     precomputed token tables of every demo student: the token texts give each response back from its first
     character."""
-    from rsr_core.data.demo import CANDIDATES, available_demo_students, score_paths
+    from rsr_core.data.demo import CANDIDATES, DEMO_STORE, available_demo_students
     from rsr_core.data.formats import read_trajectories
+    from rsr_core.data.store import ResultsStore
 
     trajectories, errors = read_trajectories(CANDIDATES)
     assert errors == [] and any(t.has_reasoning for t in trajectories)
@@ -179,14 +180,11 @@ def test_token_strings_concatenate_back_over_the_demo_pool(tok):
         for tk in (tok, plain):
             enc = encode(t.messages, tk)
             assert response_of(enc) == t.response, t.trajectory_id
-    import pandas as pd
-
     responses = {t.trajectory_id: t.response for t in trajectories}
     students = available_demo_students()
     assert students
+    store = ResultsStore(DEMO_STORE)
     for student in students:
-        tokens = pd.read_parquet(score_paths(student)[1], columns=["trajectory_id", "position", "token"])
-        joined = tokens.sort_values(["trajectory_id", "position"]).groupby("trajectory_id")["token"].agg("".join)
-        assert set(joined.index) == set(responses), student
-        bad = [tid for tid, text in joined.items() if text != responses[tid]]
+        assert store.scored_ids(student) == set(responses), student
+        bad = [tid for tid in responses if "".join(store.token_scores(student, tid).tokens) != responses[tid]]
         assert bad == [], f"{student}: {bad[:3]}"

@@ -89,6 +89,12 @@ def test_correct_only_removes_the_incorrect_picks(page, demo_table):
     assert chosen(page) == best_per_problem(demo_table, "n_tokens", correct_only=True)
 
 
+def demo_messages(tid: str) -> list[dict]:
+    from rsr_core.data.store import ResultsStore
+
+    return ResultsStore(demo.DEMO_STORE).conversation(tid)["messages"]
+
+
 def test_a_manual_choice_is_marked_in_the_table_and_the_export(page):
     page.session_state["selection_overrides"] = {"p01": "p01-calculus"}
     page.run()
@@ -98,7 +104,8 @@ def test_a_manual_choice_is_marked_in_the_table_and_the_export(page):
     assert (rows.drop(index="p01")["choice"] == "rule").all()
     assert next(m.value for m in page.metric if m.label == "manual") == "1"
     selection = page.session_state["selection_result"]
-    records = [json.loads(line) for line in export_bytes(selection.selected, "jsonl").decode().splitlines()]
+    exported = export_bytes(selection.selected, "jsonl", demo_messages)
+    records = [json.loads(line) for line in exported.decode().splitlines()]
     manual = {r["problem_id"]: r["manual"] for r in records}
     assert manual.pop("p01") is True and not any(manual.values())
     page.multiselect(key="selection_filter_choice").select("manual").run()

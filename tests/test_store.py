@@ -26,7 +26,7 @@ from rsr_core.analysis import aggregates as agg
 from rsr_core.analysis.metrics import TRAJECTORY_METRICS, trajectory_metrics
 from rsr_core.data import store as store_mod
 from rsr_core.data import store_files
-from rsr_core.data.demo import load_demo, score_paths
+from rsr_core.data.demo import available_demo_students, load_demo
 from rsr_core.data.store import (ResultsStore, SettingsMismatch, StoreError, StoreVersionError, StoreWriter,
                                  StudentSettings)
 from rsr_core.data.tables import rescore_table
@@ -388,9 +388,22 @@ def test_kill_at_a_random_moment_mid_append(tmp_path, demo):
 # ------------------------------------------------------------------------------------------- import-scores
 
 
-def test_import_scores_of_the_demo_files(tmp_path, capsys):
-    for student in (STUDENT, "gemma-3-270m"):
-        table_path, tokens_path = score_paths(student)
+@pytest.fixture(scope="module")
+def flat_files(tmp_path_factory):
+    """{student: (trajectory table, token table)}: the demo's scores as the flat files `score` writes."""
+    from tests.conftest import demo_flat_files
+
+    folder = tmp_path_factory.mktemp("flat")
+    return {s: demo_flat_files(folder, s) for s in available_demo_students()}
+
+
+def score_paths(student: str, flat: dict) -> tuple[Path, Path]:
+    return flat[student]
+
+
+def test_import_scores_of_the_demo_files(tmp_path, capsys, flat_files):
+    for student in flat_files:
+        table_path, tokens_path = score_paths(student, flat_files)
         assert cli.main(["import-scores", str(table_path), str(tokens_path), "--out", str(tmp_path / "s")]) == 0
         table = pd.read_parquet(table_path)
         tokens = pd.read_parquet(tokens_path)
@@ -409,8 +422,8 @@ def test_import_scores_of_the_demo_files(tmp_path, capsys):
     assert f"{len(table)} already there" in capsys.readouterr().err
 
 
-def test_import_scores_names_bad_rows_and_keeps_going(tmp_path, capsys):
-    table_path, tokens_path = score_paths(STUDENT)
+def test_import_scores_names_bad_rows_and_keeps_going(tmp_path, capsys, flat_files):
+    table_path, tokens_path = score_paths(STUDENT, flat_files)
     table = pd.read_parquet(table_path)
     tokens = pd.read_parquet(tokens_path)
     ids = table["trajectory_id"].tolist()
@@ -438,8 +451,8 @@ def test_import_scores_names_bad_rows_and_keeps_going(tmp_path, capsys):
     assert plain(got).equals(plain(want[cols]))
 
 
-def test_import_scores_refuses_files_without_the_needed_columns(tmp_path, capsys):
-    table_path, tokens_path = score_paths(STUDENT)
+def test_import_scores_refuses_files_without_the_needed_columns(tmp_path, capsys, flat_files):
+    table_path, tokens_path = score_paths(STUDENT, flat_files)
     pd.read_parquet(table_path).drop(columns=["messages"]).to_parquet(tmp_path / "t.parquet")
     assert cli.main(["import-scores", str(tmp_path / "t.parquet"), str(tokens_path),
                      "--out", str(tmp_path / "s")]) == 2

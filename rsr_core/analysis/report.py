@@ -10,7 +10,8 @@ COLUMNS = ["teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_aver
 
 
 def teacher_report(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (student, teacher), sorted by dataset RSR (lower is better).
+    """One row per (student, teacher): students in the order they first appear, each sorted by dataset RSR (lower
+    is better).
 
     `rsr` is Eq. 9 over all the teacher's trajectories; `teacher_score` is the mean of the per-run dataset RSR
     (equal to `rsr` when there is a single run).
@@ -18,7 +19,7 @@ def teacher_report(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (student, teacher), g in table.groupby(["student", "teacher"], sort=False):
         row = {"student": student, "teacher": teacher, **dataset_metrics(g)}
-        runs = g["run"].fillna("") if "run" in g else pd.Series([""] * len(g))
+        runs = g["run"].astype(object).where(g["run"].notna(), "") if "run" in g else pd.Series([""] * len(g))
         row["teacher_score"] = teacher_score([dataset_metrics(r)["rsr"] for _, r in g.groupby(runs.values)])
         row["n_runs"] = int(runs.nunique())
         rows.append(row)
@@ -26,4 +27,6 @@ def teacher_report(table: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         return out
     keep = ["student"] + [c for c in COLUMNS if c in out] + ["n_runs"]
-    return out[keep].sort_values(["student", "rsr"]).reset_index(drop=True)
+    order = {s: k for k, s in enumerate(pd.unique(table["student"].astype(str)))}
+    out["_order"] = out["student"].astype(str).map(order)
+    return out.sort_values(["_order", "rsr"])[keep].reset_index(drop=True)

@@ -8,7 +8,6 @@ only by a complete table.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import shutil
 import sys
@@ -64,18 +63,6 @@ def is_store_target(path: str | Path) -> bool:
     return path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES
 
 
-def student_settings(student, max_len: int, plain_format: bool):
-    """What identifies this run's numbers in a store (the metric columns are stored at r_max = 100)."""
-    from rsr_core.data.store import StudentSettings
-    from rsr_core.engine.scoring import TOP_K
-
-    template = None if plain_format else student.chat_template
-    rendering = hashlib.sha256(template.encode()).hexdigest()[:16] if template else "plain"
-    return StudentSettings(student=student.name, fingerprint=student.fingerprint,
-                           dtype=str(student.dtype).replace("torch.", ""), max_len=max_len, top_k=TOP_K,
-                           r_max=R_MAX, extra={"rendering": rendering})
-
-
 def read_inputs(args) -> tuple[list, list]:
     from rsr_core.data.formats import read_trajectories
 
@@ -90,6 +77,7 @@ def read_inputs(args) -> tuple[list, list]:
 
 def run(args: argparse.Namespace) -> int:
     from rsr_core.data.store import StoreError, StoreWriter
+    from rsr_core.engine.pipeline import store_settings
     from rsr_core.engine.student import StudentError, load_student
 
     trajectories, errors = read_inputs(args)
@@ -112,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         store_path = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".store", dir=out.parent))
     try:
         try:
-            writer = StoreWriter(store_path, student_settings(student, args.max_len, args.plain_format))
+            writer = StoreWriter(store_path, store_settings(student, args.max_len, args.plain_format))
         except StoreError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -134,8 +122,7 @@ def _score_into(writer, trajectories, student, args) -> tuple[bool, dict]:
     from tqdm import tqdm
 
     from rsr_core.data.formats import RecordError
-    from rsr_core.data.tables import trajectory_table
-    from rsr_core.engine.pipeline import score_trajectories
+    from rsr_core.engine.pipeline import score_trajectories, store_sink
 
     changed = writer.changed(trajectories)
     for tid, problem in list(changed.items())[:MAX_ERRORS_SHOWN]:
@@ -158,13 +145,10 @@ def _score_into(writer, trajectories, student, args) -> tuple[bool, dict]:
         bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {state.cached} cached", refresh=False)
         bar.refresh()
 
-    def sink(pairs) -> None:
-        ts, scores = [t for t, _ in pairs], {t.trajectory_id: s for t, s in pairs}
-        refused.extend(writer.append(ts, scores, trajectory_table(ts, scores, student.name, R_MAX)).errors)
-
     result = score_trajectories(todo, student, cache_dir=args.cache_dir, max_len=args.max_len,
                                 token_budget=args.token_budget, progress=progress, use_cache=not args.no_cache,
-                                plain_format=args.plain_format, sink=sink, keep=False)
+                                plain_format=args.plain_format, sink=store_sink(writer, student.name, refused),
+                                keep=False)
     bar.close()
     for note in result.notes():
         print(f"note: {note}", file=sys.stderr)

@@ -1,79 +1,65 @@
 """The bundled demo pool and its precomputed scores, so the app opens without a model or a forward pass.
 
 Layout (written by `make demo-scores`, i.e. `python -m rsr_core score data/demo/candidates.jsonl --out
-data/demo/scores/<student>/trajectories.parquet --tokens-out data/demo/scores/<student>/tokens.parquet`):
+data/demo/store` under each embedded student):
 
-    data/demo/candidates.jsonl                         the pool: problems x teacher styles, `messages` records
-    data/demo/scores/<student>/trajectories.parquet    the trajectory table at r_max = 100
-    data/demo/scores/<student>/tokens.parquet          the per-token table (unclipped ranks: any r_max later)
+    data/demo/candidates.jsonl    the pool: problems x teacher styles, `messages` records
+    data/demo/store/              a results store (`rsr_core.data.store`) with every embedded student's scores
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from rsr_core.data.exports import scored_table
+from rsr_core.data.formats import read_trajectories
 from rsr_core.data.paths import DATA_DIR
+from rsr_core.data.store import ResultsStore, StoreError
 from rsr_core.data.students import EMBEDDED
-from rsr_core.data.tables import read_table, scores_from_token_table
 from rsr_core.data.token_scores import TokenScores
 
 DEMO_DIR = DATA_DIR / "demo"
 CANDIDATES = DEMO_DIR / "candidates.jsonl"
-SCORES_DIR = DEMO_DIR / "scores"
+DEMO_STORE = DEMO_DIR / "store"
 DEFAULT_STUDENT = EMBEDDED
-TRAJECTORIES_FILE = "trajectories.parquet"
-TOKENS_FILE = "tokens.parquet"
 
 
-def score_paths(student_name: str = DEFAULT_STUDENT) -> tuple[Path, Path]:
-    """(trajectory table, token table) of the demo pool under one student."""
-    folder = SCORES_DIR / student_name
-    return folder / TRAJECTORIES_FILE, folder / TOKENS_FILE
-
-
-def available_demo_students() -> list[str]:
-    """Students with both precomputed demo files, the default student first."""
-    if not SCORES_DIR.is_dir():
+def available_demo_students(store: Path = DEMO_STORE) -> list[str]:
+    """Students with precomputed demo scores, the default student first."""
+    try:
+        names = ResultsStore(store).students()
+    except (StoreError, OSError):
         return []
-    names = sorted(p.name for p in SCORES_DIR.iterdir() if all(f.is_file() for f in score_paths(p.name)))
-    return sorted(names, key=lambda n: n != DEFAULT_STUDENT)
+    return sorted(names, key=lambda n: (n != DEFAULT_STUDENT, n))
 
 
-def load_demo(student_name: str = DEFAULT_STUDENT) -> tuple[pd.DataFrame, dict[str, TokenScores]]:
-    """(trajectory table, {trajectory_id: TokenScores}) of the demo pool under `student_name`.
+def load_demo(student_name: str = DEFAULT_STUDENT, store: Path = DEMO_STORE
+              ) -> tuple[pd.DataFrame, dict[str, TokenScores]]:
+    """(trajectory table with its conversations, {trajectory_id: TokenScores}) of the demo pool under one student.
 
-    Raises FileNotFoundError naming the missing file and the command that writes it.
+    The pool is small, so everything is read at once (tests, the teaching page). Raises FileNotFoundError naming
+    the command that writes the scores when there are none.
     """
-    table_path, tokens_path = score_paths(student_name)
-    for path in (table_path, tokens_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"no precomputed demo scores at {path}: run `make demo-scores`")
-    table = read_table(table_path)
-    scores = scores_from_token_table(pd.read_parquet(tokens_path))
-    table = table[table["trajectory_id"].isin(scores)].reset_index(drop=True)
+    if student_name not in available_demo_students(store):
+        raise FileNotFoundError(f"no precomputed demo scores for {student_name!r} in {store}: run `make demo-scores`")
+    results = ResultsStore(store)
+    table = scored_table(results, student_name)
+    conv = results.conversations(table["trajectory_id"]).drop(columns="trajectory_id")
+    table = pd.concat([table, conv], axis=1)
+    for name in table.columns:
+        if isinstance(table[name].dtype, pd.CategoricalDtype):
+            table[name] = table[name].astype(object)
+    scores = {tid: results.token_scores(student_name, tid) for tid in table["trajectory_id"]}
     return table, scores
 
 
-def load_demo_scores(student_name: str | None = None) -> tuple[pd.DataFrame, dict[str, TokenScores]]:
-    """Same as `load_demo`; None means the default student."""
-    return load_demo(student_name or DEFAULT_STUDENT)
-
-
-def stale_demo_ids(table: pd.DataFrame, candidates: Path = CANDIDATES) -> list[str]:
+def stale_demo_ids(student_name: str = DEFAULT_STUDENT, store: Path = DEMO_STORE,
+                   candidates: Path = CANDIDATES) -> list[str]:
     """Ids of demo candidates whose precomputed scores are missing or were computed from another conversation
     (the pool changed after `make demo-scores`)."""
-    if not candidates.is_file():
-        return []
-    scored = dict(zip(table["trajectory_id"], table["messages"]))
-    stale = []
-    with open(candidates, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            tid = str(rec.get("id", ""))
-            if tid not in scored or json.loads(scored[tid]) != rec.get("messages"):
-                stale.append(tid)
-    return stale
+    results = ResultsStore(store)
+    scored = results.scored_ids(student_name) if student_name in results.students() else set()
+    trajectories, _ = read_trajectories(candidates)
+    return [t.trajectory_id for t in trajectories
+            if t.trajectory_id not in scored or results.conversation(t.trajectory_id)["messages"] != t.messages]

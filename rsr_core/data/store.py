@@ -1053,6 +1053,27 @@ class ResultsStore:
             out.append(rec)
         return pd.DataFrame(out, columns=["trajectory_id", *CONVERSATION_COLUMNS])
 
+    def trajectories(self, ids: Sequence[str], student: str | None = None) -> list[Trajectory]:
+        """The Trajectories of these ids (conversations, and ids, teacher, run, correctness from the student's
+        table when given), read one conversation at a time (what a new student's run scores)."""
+        rows = {}
+        if student is not None:
+            table = self.trajectory_table(student, columns=["trajectory_id", "problem_id", "teacher", "run",
+                                                            "correct"])
+            wanted = set(ids)
+            rows = {r["trajectory_id"]: r for r in table[table["trajectory_id"].isin(wanted)].to_dict("records")}
+        out = []
+        for tid in ids:
+            conv, meta = self.conversation(tid), rows.get(tid, {})
+            correct = meta.get("correct")
+            out.append(Trajectory(trajectory_id=tid, problem_id=str(meta.get("problem_id") or ""),
+                                  teacher=str(meta.get("teacher") or ""),
+                                  run=None if meta.get("run") in (None, "") or pd.isna(meta.get("run"))
+                                  else str(meta["run"]), messages=conv["messages"],
+                                  correct=None if correct is None or pd.isna(correct) else bool(correct),
+                                  source=str(conv.get("source") or ""), record=int(conv.get("record") or 0)))
+        return out
+
     def trajectory(self, trajectory_id: str, student: str | None = None) -> Trajectory:
         """The Trajectory (conversation and metadata) back; ids from the student's table row when given."""
         conv = self.conversation(trajectory_id)

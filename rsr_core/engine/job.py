@@ -1,32 +1,35 @@
-"""A scoring run in a background thread, so the app stays responsive and a Stop button takes effect at once.
+"""A scoring run in a background thread, writing into a results store, so the app stays responsive.
 
-The app's script only starts the job, reads its progress and collects its results; the thread never calls
-Streamlit. Stop sets an event that `score_trajectories` reads through `should_stop` between forward passes, so the
-run ends after the trajectory in flight; everything scored so far is kept (and is in the disk cache).
-Trajectories go in chunks: cached ones first (no forward pass, shown at once), then `chunk` at a time, so partial
-results reach the page while the run goes on. The shared model is used under `lock` (one forward pass at a time
-per process, whichever session asks). No Streamlit import here.
+The app's script only starts the job and reads its progress; the thread never calls Streamlit. Results are
+committed to the store batch by batch, so every page sees them as soon as they land (the store's generation
+grows) and nothing is held in memory. Stop sets an event that `score_trajectories` reads between forward passes:
+the run ends after the pass in flight and everything scored so far is in the store. Trajectories go in chunks,
+each under `lock` (one forward pass at a time per process, whichever session asks), so two sessions' runs
+interleave. No Streamlit import here.
 """
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from rsr_core.data.formats import RecordError
-from rsr_core.engine.pipeline import MAX_LEN, ScoringProgress, score_trajectories
-from rsr_core.engine.student import Student
-from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.store import StoreError, StoreWriter
 from rsr_core.data.trajectory import Trajectory
+from rsr_core.engine.pipeline import (MAX_LEN, ScoringProgress, ScoringResult, score_trajectories, store_settings,
+                                      store_sink)
+from rsr_core.engine.student import Student
 
-CHUNK = 8
+CHUNK = 16
 
 
 @dataclass
 class JobProgress:
     """Where the whole job stands (all chunks together)."""
 
-    done: int = 0  # trajectories with results (cached included)
+    done: int = 0  # trajectories with results (cached and already stored included)
     total: int = 0
     cached: int = 0
     tokens: int = 0  # response tokens scored by forward passes
@@ -47,9 +50,9 @@ class JobProgress:
 
     def describe(self) -> str:
         """e.g. `12 / 79 trajectories · 35 tokens/s · about 2 min 10 s left`."""
-        parts = [f"{self.done} / {self.total} trajectories"]
+        parts = [f"{self.done:,} / {self.total:,} trajectories"]
         if self.cached:
-            parts.append(f"{self.cached} from the cache")
+            parts.append(f"{self.cached:,} from the cache")
         if self.tokens_per_s:
             parts.append(f"{self.tokens_per_s:,.0f} tokens/s")
         left = self.seconds_left
@@ -71,30 +74,26 @@ def format_seconds(seconds: float) -> str:
 
 @dataclass
 class ScoringJob:
-    """Score `trajectories` under `student` in a thread. Read `progress`, `scores`, `errors`, `revision` at any time.
-
-    With `cache_only`, only the results already in the cache are collected (no forward pass, no lock held long).
-
-    `revision` grows each time new scores land, so a reader can tell whether anything changed since it last looked.
-    """
+    """Score `trajectories` (or what `load` returns, called in the thread) under `student` into the store at
+    `store`. Read `progress`, `errors`, `notes`, `failure`, `stopped`, `finished` at any time."""
 
     trajectories: list[Trajectory]
     student: Student
     lock: threading.Lock
+    store: Path
     cache_dir: str | None = None
     max_len: int = MAX_LEN
     chunk: int = CHUNK
+    load: Callable[[], list[Trajectory]] | None = None
     progress: JobProgress = field(default_factory=JobProgress)
-    scores: dict[str, TokenScores] = field(default_factory=dict)
     errors: list[RecordError] = field(default_factory=list)
-    revision: int = 0
-    cache_only: bool = False  # only collect what the cache holds (no forward pass)
+    notes: list[str] = field(default_factory=list)
+    written: int = 0  # trajectories committed by this run
     failure: str | None = None  # an unexpected error that ended the run
     stopped: bool = False
     finished: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> "ScoringJob":
         self.progress.total = len(self.trajectories)
@@ -120,51 +119,53 @@ class ScoringJob:
             self._thread.join(timeout)
         return self.finished
 
-    def snapshot(self) -> tuple[int, dict[str, TokenScores]]:
-        """(revision, a copy of the scores so far), consistent with each other."""
-        with self._guard:
-            return self.revision, dict(self.scores)
-
-    def _add(self, scores: dict[str, TokenScores], errors: list[RecordError]) -> None:
-        with self._guard:
-            self.scores.update(scores)
-            self.errors.extend(errors)
-            if scores:
-                self.revision += 1
-
     def _run(self) -> None:
         try:
-            with self.lock:  # cached results first: no forward pass, and every pending conversation is checked
-                first = score_trajectories(self.trajectories, self.student, cache_dir=self.cache_dir,
-                                           max_len=self.max_len, should_stop=lambda: True)
-            self.progress.cached = self.progress.done = len(first.scores)
-            self._add(first.scores, first.errors)
-            if self.cache_only:
-                return
-            failed = {(e.source, e.record) for e in first.errors}
-            todo = [t for t in self.trajectories
-                    if t.trajectory_id not in first.scores and (t.source, t.record) not in failed]
-            for a in range(0, len(todo), max(1, self.chunk)):
-                if self._stop.is_set():
-                    break
-                self.progress.waiting = self.lock.locked()
-                with self.lock:
-                    self.progress.waiting = False
-                    base = (self.progress.done, self.progress.tokens, self.progress.seconds)
-                    started = time.perf_counter()
-
-                    def report(p: ScoringProgress, base=base, started=started) -> None:
-                        self.progress.done = base[0] + p.done
-                        self.progress.tokens = base[1] + p.tokens
-                        self.progress.seconds = base[2] + (time.perf_counter() - started)
-
-                    part = score_trajectories(todo[a:a + self.chunk], self.student, cache_dir=self.cache_dir,
-                                              max_len=self.max_len, progress=report, should_stop=self._stop.is_set)
-                self._add(part.scores, part.errors)
-                if part.stopped:
-                    break
-            self.stopped = self._stop.is_set() and len(self.scores) < len(self.trajectories)
+            if self.load is not None:
+                self.trajectories = self.load()
+                self.progress.total = len(self.trajectories)
+            writer = StoreWriter(self.store, store_settings(self.student, self.max_len))
+            try:
+                self._score(writer)
+            finally:
+                writer.close()
+        except StoreError as e:
+            self.failure = str(e)
         except Exception as e:  # noqa: BLE001 - reported to the user by the app, never a traceback
             self.failure = f"{type(e).__name__}: {e}"
         finally:
             self.finished = True
+
+    def _score(self, writer: StoreWriter) -> None:
+        held = writer.committed_ids
+        todo = [t for t in self.trajectories if t.trajectory_id not in held]
+        self.progress.done = self.progress.cached = len(self.trajectories) - len(todo)
+        refused: list[str] = []
+        rewritten = 0
+        for a in range(0, len(todo), max(1, self.chunk)):
+            if self._stop.is_set():
+                break
+            self.progress.waiting = self.lock.locked()
+            with self.lock:
+                self.progress.waiting = False
+                base = (self.progress.done, self.progress.cached, self.progress.tokens, self.progress.seconds)
+                started = time.perf_counter()
+
+                def report(p: ScoringProgress, base=base, started=started) -> None:
+                    self.progress.done = base[0] + p.done
+                    self.progress.cached = base[1] + p.cached
+                    self.progress.tokens = base[2] + p.tokens
+                    self.progress.seconds = base[3] + (time.perf_counter() - started)
+
+                part = score_trajectories(todo[a:a + self.chunk], self.student, cache_dir=self.cache_dir,
+                                          max_len=self.max_len, progress=report, should_stop=self._stop.is_set,
+                                          sink=store_sink(writer, self.student.name, refused), keep=False)
+            self.errors.extend(part.errors)
+            self.written += part.n_scored
+            rewritten += part.rewritten
+            if part.stopped:
+                break
+        self.errors.extend(RecordError(str(self.store), None, m) for m in refused)
+        if rewritten:
+            self.notes = ScoringResult(rewritten=rewritten).notes()
+        self.stopped = self._stop.is_set() and self.progress.done < self.progress.total

@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from rsr_core.engine.cache import ScoreCache, entry_key
+import hashlib
+
+from rsr_core.analysis.metrics import R_MAX
 from rsr_core.engine.chat_format import MAX_LEN, Encoded, TemplateError, encode
 from rsr_core.data.formats import RecordError
 from rsr_core.engine.scoring import (TOP_K, MemoryBackoff, gpu_token_budget, plan_batches, score_batch_backoff,
                                      to_token_scores)
 from rsr_core.data.paths import cache_root
+from rsr_core.data.store import StoreWriter, StudentSettings
+from rsr_core.data.tables import trajectory_table
 from rsr_core.engine.student import Student
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
@@ -72,6 +77,25 @@ def default_token_budget(student: Student) -> int:
     """Padded tokens per forward pass: on a GPU batches sized from its free memory (up to 16k tokens); one
     conversation at a time on a CPU, where padding costs more than batching gains."""
     return gpu_token_budget(student.model) if student.device.type == "cuda" else 1
+
+
+def store_settings(student: Student, max_len: int = MAX_LEN, plain_format: bool = False) -> StudentSettings:
+    """What identifies a run's numbers in a results store: the weights, dtype, max_len, top-k and the rendering
+    (a hash of the chat template, or the plain format). Metric columns are stored at r_max = 100; the
+    aggregates give any other."""
+    template = None if plain_format else student.chat_template
+    rendering = hashlib.sha256(template.encode()).hexdigest()[:16] if template else "plain"
+    return StudentSettings(student=student.name, fingerprint=student.fingerprint,
+                           dtype=str(student.dtype).replace("torch.", ""), max_len=max_len, top_k=TOP_K,
+                           r_max=R_MAX, extra={"rendering": rendering})
+
+
+def store_sink(writer: StoreWriter, student_name: str, refused: list[str]) -> Sink:
+    """A sink that commits each batch to a results store; what the store refuses is added to `refused`."""
+    def sink(pairs: list[tuple[Trajectory, TokenScores]]) -> None:
+        ts, scores = [t for t, _ in pairs], {t.trajectory_id: s for t, s in pairs}
+        refused.extend(writer.append(ts, scores, trajectory_table(ts, scores, student_name, R_MAX)).errors)
+    return sink
 
 
 class _Stopped(Exception):

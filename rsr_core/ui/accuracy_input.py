@@ -1,6 +1,6 @@
 """Per-teacher post-training accuracies typed in or uploaded, and their correlation with every metric.
 
-The accuracies a user gives are kept per student in `st.session_state["teacher_accuracies"]`
+The accuracies a user gives are kept per student in `state.get("teacher_accuracies")`
 (`{student: {teacher: accuracy}}`), so the Teachers and Validation pages share them. Pure helpers first, the
 widget last.
 """
@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+
+from rsr_core.ui import state
 
 from rsr_core.analysis.teachers import accuracy_correlations, best_predictor, read_accuracies
 from rsr_core.ui.metric_labels import metric_label
@@ -98,13 +100,13 @@ def correlate(teachers: pd.DataFrame, accuracies: dict[str, float], *, n_resampl
 
 def stored_accuracies(student: str | None) -> dict[str, float]:
     """The accuracies given for `student` in this session."""
-    return dict(st.session_state.get(ACCURACIES_KEY, {}).get(str(student), {}))
+    return dict(state.get(ACCURACIES_KEY, {}).get(str(student), {}))
 
 
 def store_accuracies(student: str | None, values: dict[str, float]) -> None:
-    everything = dict(st.session_state.get(ACCURACIES_KEY, {}))
+    everything = dict(state.get(ACCURACIES_KEY, {}))
     everything[str(student)] = dict(values)
-    st.session_state[ACCURACIES_KEY] = everything
+    state.put(ACCURACIES_KEY, everything)
 
 
 # --- widget --------------------------------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ def accuracy_input(teachers: list[str], student: str | None, key: str) -> dict[s
     upload = st.file_uploader("Upload accuracies (CSV `teacher,accuracy` or JSON {teacher: accuracy})",
                               type=["csv", "json"], key=upload_key,
                               help="A `student` column, if present, selects this student's rows.")
-    if upload is not None and st.session_state.get(applied_key) != (upload.file_id, student):
+    if upload is not None and state.get(applied_key) != (upload.file_id, student):
         try:
             values = read_accuracy_upload(upload.name, upload.getvalue(), student)
         except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError) as e:
@@ -131,8 +133,8 @@ def accuracy_input(teachers: list[str], student: str | None, key: str) -> dict[s
                 st.warning(f"{len(unknown)} teacher(s) of the file are not in the table: {', '.join(unknown[:10])}")
             known.update({t: v for t, v in values.items() if t in teachers})
             store_accuracies(student, known)
-            st.session_state.pop(editor_key, None)  # the uploaded values replace what was typed
-            st.session_state[applied_key] = (upload.file_id, student)
+            state.pop(editor_key, None)  # the uploaded values replace what was typed
+            state.put(applied_key, (upload.file_id, student))
     edited = st.data_editor(
         editor_frame(teachers, known), key=editor_key, num_rows="fixed", hide_index=True, disabled=["teacher"],
         column_config={"accuracy": st.column_config.NumberColumn(

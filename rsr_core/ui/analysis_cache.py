@@ -1,42 +1,72 @@
-"""Cached computations of the Teachers, Selection and Validation pages: bootstrap intervals, resampling and the
-random-selection baseline are worth keeping per table.
+"""Cached computations of the pages: the teacher report, bootstrap intervals, resampling and the random-selection
+baseline are worth keeping per table, once per server process.
 
-Only the columns they need are passed to the cache, so hashing a table never reads the conversations.
+The tables come from `rsr_core.ui.results`, shared and identified by a key (store, student, r_max, generation):
+the caches are keyed on it, so a 165,000-row table is never hashed or copied, and every session gets the same
+read-only result.
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from rsr_core.analysis.report import teacher_report
 from rsr_core.analysis.selection import SelectionSummary, select, selection_summary
 from rsr_core.analysis.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
+from rsr_core.ui.results import table_key
 
 HEAVY_COLUMNS = ("messages", "prompt", "source")
+_HASH = {pd.DataFrame: table_key}
 
 
 def metric_view(table: pd.DataFrame, keep_prompt: bool = False) -> pd.DataFrame:
-    """The table without its text columns (cheap to hash); with keep_prompt, the prompt stays (pooling by it)."""
-    return table.drop(columns=[c for c in HEAVY_COLUMNS if c in table and not (keep_prompt and c == "prompt")])
+    """The table without its text columns; with keep_prompt, the prompt stays (pooling by it)."""
+    drop = [c for c in HEAVY_COLUMNS if c in table and not (keep_prompt and c == "prompt")]
+    if not drop:
+        return table
+    view = table.drop(columns=drop)
+    view.attrs = dict(table.attrs)
+    return view
 
 
-@st.cache_data(show_spinner="Computing the teacher table…", max_entries=16)
+def combined(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Several students' tables as one, keyed by their keys."""
+    if len(tables) == 1:
+        return tables[0]
+    out = pd.concat([t.astype({c: object for c in t.columns if isinstance(t[c].dtype, pd.CategoricalDtype)})
+                     for t in tables], ignore_index=True)
+    out.attrs = {"rsr_key": tuple(table_key(t) for t in tables)}
+    return out
+
+
+@st.cache_resource(show_spinner="Computing the teacher report…", max_entries=16, hash_funcs=_HASH)
+def _report(table: pd.DataFrame) -> pd.DataFrame:
+    return teacher_report(table)
+
+
+def cached_teacher_report(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """`report.teacher_report` of one or more students' tables (the first student's rows first)."""
+    return _report(combined(tables))
+
+
+@st.cache_resource(show_spinner="Computing the teacher table…", max_entries=16, hash_funcs=_HASH)
 def _teacher_table(view: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
     return teacher_table(view, n_resamples=n_resamples, seed=seed)
 
 
-@st.cache_data(show_spinner="Resampling teachers…", max_entries=16)
+@st.cache_resource(show_spinner="Resampling teachers…", max_entries=16, hash_funcs=_HASH)
 def _budget(view: pd.DataFrame, n_per_teacher: int, top_k: int, n_resamples: int, seed: int) -> BudgetSelection:
     return budget_selection(view, n_per_teacher=n_per_teacher, top_k=top_k, n_resamples=n_resamples, seed=seed)
 
 
 def cached_teacher_table(table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """`teachers.teacher_table` of a trajectory table, cached per table content."""
+    """`teachers.teacher_table` of a trajectory table, cached per table."""
     return _teacher_table(metric_view(table), n_resamples, seed)
 
 
 def cached_budget_selection(table: pd.DataFrame, n_per_teacher: int, top_k: int, n_resamples: int,
                             seed: int = 0) -> BudgetSelection:
-    """`teachers.budget_selection`, cached per table content and settings."""
+    """`teachers.budget_selection`, cached per table and settings."""
     return _budget(metric_view(table), n_per_teacher, top_k, n_resamples, seed)
 
 
@@ -45,7 +75,7 @@ def cached_student_rankings(table: pd.DataFrame) -> pd.DataFrame:
     return student_rankings(cached_teacher_table(table))
 
 
-@st.cache_data(show_spinner="Comparing with random selection…", max_entries=16)
+@st.cache_resource(show_spinner="Comparing with random selection…", max_entries=16, hash_funcs=_HASH)
 def _summary(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> SelectionSummary:
     selection = select(view, **dict(settings), overrides=dict(overrides), student=student)
     return selection_summary(view, selection)

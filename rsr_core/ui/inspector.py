@@ -31,7 +31,10 @@ LIST_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "rsr", "n_token
 MARGIN = 20  # tokens shown before a span or token that the view jumps to
 
 K_TEACHER, K_PROBLEM, K_SORT, K_DESC = "inspector_teacher", "inspector_problem", "inspector_sort", "inspector_desc"
+K_SEARCH, K_LIST_PAGE = "inspector_search", "inspector_list_page"
 K_PICK, K_LIST = "inspector_pick", "inspector_list"
+LIST_PAGE = 50  # rows of the trajectory list per page
+PERSISTENT = (K_TEACHER, K_PROBLEM, K_SORT, K_DESC, K_SEARCH, "inspector_view", "inspector_page_size")
 K_VIEW, K_PAGE, K_START = "inspector_view", "inspector_page_size", "inspector_start"
 K_COMPARE, K_COMPARE_MODE = "inspector_compare", "inspector_compare_mode"
 K_COMPARE_WITH, K_COMPARE_STUDENT = "inspector_compare_with", "inspector_compare_student"
@@ -55,16 +58,28 @@ def default_window(n_tokens: int) -> int:
 
 
 def trajectory_list(table: pd.DataFrame, teacher: str = ALL, problem: str = ALL, sort: str = "rsr",
-                    descending: bool = False) -> pd.DataFrame:
-    """The trajectory list as shown: filtered by teacher and problem, sorted (ties: input order), with a stable
-    `trajectory_id` column and a fresh 0..n-1 index (table selections return positions in it)."""
+                    descending: bool = False, search: str = "") -> pd.DataFrame:
+    """The trajectory list as shown: filtered by teacher, problem and a search text (a part of the trajectory or
+    problem id, case-insensitive), sorted (ties: input order), with a fresh 0..n-1 index."""
     view = table
     if teacher != ALL:
-        view = view[view["teacher"] == teacher]
-    if problem != ALL:
-        view = view[view["problem_id"] == problem]
+        view = view[view["teacher"].astype(str) == teacher]
+    if problem and problem != ALL:
+        view = view[view["problem_id"].astype(str) == problem]
+    if search.strip():
+        needle = search.strip().lower()
+        hay = view["trajectory_id"].astype(str).str.lower() + " " + view["problem_id"].astype(str).str.lower()
+        view = view[hay.str.contains(needle, regex=False)]
+    view = view[[c for c in LIST_COLUMNS if c in view]]
     view = view.sort_values(sort, ascending=not descending, kind="stable", na_position="last")
-    return view[[c for c in LIST_COLUMNS if c in view]].reset_index(drop=True)
+    return view.reset_index(drop=True)
+
+
+def list_page(view: pd.DataFrame, page: int, size: int = LIST_PAGE) -> pd.DataFrame:
+    """Rows [page * size, (page + 1) * size) of the list, page clipped to the last one."""
+    last = max(0, (len(view) - 1) // size)
+    page = min(max(0, int(page)), last)
+    return view.iloc[page * size:(page + 1) * size].reset_index(drop=True)
 
 
 # --- callbacks (run before the script; they only touch the state) ---------------------------------------------
@@ -76,21 +91,17 @@ def jump_to(tid: str, start: int, stop: int, n_tokens: int, page: int) -> None:
 
 
 def _on_list_select(ids: list[str]) -> None:
-    rows = st.session_state[K_LIST].selection.rows
+    rows = state.get(K_LIST).selection.rows
     if rows and rows[0] < len(ids):
         state.select_trajectory(ids[rows[0]])
 
 
-def _on_pick() -> None:
-    state.select_trajectory(st.session_state[K_PICK])
-
-
 def _on_start(tid: str) -> None:
-    state.set_window_start(tid, st.session_state[K_START])
+    state.set_window_start(tid, state.get(K_START))
 
 
 def _on_scatter(key: str, tid: str, n_tokens: int, page: int) -> None:
-    positions = token_positions(st.session_state[key].selection.points)
+    positions = token_positions(state.get(key).selection.points)
     state.set_selected_tokens(tid, positions)
     start = state.window_start(tid)
     if positions and not any(start <= p < start + page for p in positions):
@@ -98,14 +109,14 @@ def _on_scatter(key: str, tid: str, n_tokens: int, page: int) -> None:
 
 
 def _on_curve(key: str, tid: str, n_tokens: int, page: int) -> None:
-    points = st.session_state[key].selection.points
+    points = state.get(key).selection.points
     if points and points[0].get("customdata"):
         a, b = (int(v) for v in points[0]["customdata"][:2])
         jump_to(tid, a, b, n_tokens, page)
 
 
 def _on_row(key: str, frame: pd.DataFrame, tid: str, n_tokens: int, page: int) -> None:
-    rows = st.session_state[key].selection.rows
+    rows = state.get(key).selection.rows
     if rows and rows[0] < len(frame):
         row = frame.iloc[rows[0]]
         a = int(row["start"] if "start" in row else row["position"])
@@ -120,33 +131,40 @@ def _clear_highlight(tid: str) -> None:
 # --- sections --------------------------------------------------------------------------------------------------
 
 def pick_trajectory(table: pd.DataFrame) -> str | None:
-    """Filters, a sortable list (click a row) and a selectbox; returns the chosen trajectory id."""
-    ss = st.session_state
-    c = st.columns([2, 2, 2, 1])
-    teacher = c[0].selectbox("Teacher", [ALL] + sorted(table["teacher"].unique()), key=K_TEACHER)
-    problem = c[1].selectbox("Problem", [ALL] + sorted(table["problem_id"].unique()), key=K_PROBLEM)
-    sort = c[2].selectbox("Sort by", list(SORTABLE), format_func=SORTABLE.get, key=K_SORT)
-    descending = c[3].toggle("Descending", key=K_DESC)
-    view = trajectory_list(table, teacher, problem, sort, descending)
+    """Filters, a search box and a sortable list shown one page at a time (click a row), so that 165,000
+    trajectories stay quick; returns the chosen trajectory id."""
+    c = st.columns([2, 2, 2, 2, 1])
+    teachers = sorted(str(x) for x in table["teacher"].unique())
+    teacher = c[0].selectbox("Teacher", [ALL] + teachers, key=state.keep(K_TEACHER))
+    search = c[1].text_input("Search", key=state.keep(K_SEARCH, ""), placeholder="trajectory or problem id")
+    problem = c[2].text_input("Problem", key=state.keep(K_PROBLEM, ""), placeholder="exact problem id")
+    sort = c[3].selectbox("Sort by", list(SORTABLE), format_func=SORTABLE.get, key=state.keep(K_SORT))
+    descending = c[4].toggle("Descending", key=state.keep(K_DESC))
+    state.remember(K_TEACHER, K_SEARCH, K_PROBLEM, K_SORT, K_DESC)
+    view = trajectory_list(table, teacher, problem.strip(), sort, descending, search)
     if view.empty:
         st.warning("No trajectory matches these filters.")
         return None
-    ids = view["trajectory_id"].tolist()
     tid = state.selected_trajectory()
-    if tid not in ids:
-        tid = ids[0]
+    if tid is None or (teacher != ALL or problem.strip() or search.strip()) and tid not in set(view["trajectory_id"]):
+        tid = str(view["trajectory_id"].iloc[0])
     state.select_trajectory(tid)
-    with st.expander(f"Trajectories ({len(ids)}): click a row to open it", expanded=False):
-        st.dataframe(view, key=K_LIST, on_select=lambda: _on_list_select(ids), selection_mode="single-row",
+    pages = max(1, (len(view) + LIST_PAGE - 1) // LIST_PAGE)
+    with st.expander(f"Trajectories ({len(view):,}): click a row to open it", expanded=False):
+        page = 0
+        if pages > 1:
+            page = int(st.number_input(f"Page (of {pages:,}; {LIST_PAGE} rows each)", 1, pages, 1,
+                                       key=K_LIST_PAGE)) - 1
+        shown = list_page(view, page)
+        ids = shown["trajectory_id"].astype(str).tolist()
+        st.dataframe(shown, key=K_LIST, on_select=lambda: _on_list_select(ids), selection_mode="single-row",
                      hide_index=True, height=240, width="stretch",
                      column_config={"rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
                                     "avg_rank_clipped": st.column_config.NumberColumn(format="%.2f"),
                                     "avg_surprisal": st.column_config.NumberColumn(format="%.3f")})
-    rows = view.set_index("trajectory_id")
-    ss[K_PICK] = tid
-    st.selectbox("Trajectory", ids, key=K_PICK, on_change=_on_pick,
-                 format_func=lambda t: f"{t} · {rows.at[t, 'teacher']} · problem {rows.at[t, 'problem_id']} · "
-                                       f"RSR {rows.at[t, 'rsr']:.3f} · {rows.at[t, 'n_tokens']} tokens")
+    row = state.trajectory_row(tid)
+    st.markdown(f"**{tid}** · {row['teacher']} · problem {row['problem_id']} · RSR {row['rsr']:.3f} · "
+                f"{int(row['n_tokens']):,} tokens")
     return tid
 
 
@@ -208,10 +226,13 @@ def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds,
     """The token strip of one window of the text, with the view selector and the pager. Returns the page size."""
     ss = st.session_state
     n = len(ts)
-    view = st.radio("Colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=K_VIEW,
+    view = st.radio("Colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=state.keep(K_VIEW),
                     help="Zone thresholds and r_max are in the sidebar; hover a token for all its values.")
+    state.remember(K_VIEW)
     c = st.columns([1, 1, 1])
-    page = int(c[0].selectbox("Tokens per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE), key=K_PAGE))
+    page = int(c[0].selectbox("Tokens per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE),
+                              key=state.keep(K_PAGE)))
+    state.remember(K_PAGE)
     start = min(state.window_start(tid), max(n - 1, 0))
     if n > page:
         ss[K_START] = start
@@ -324,8 +345,7 @@ def side_by_side(tid: str, ts: TokenScores, table: pd.DataFrame, r_max: int, thr
     if not st.toggle("Side by side", key=K_COMPARE,
                      help="Another trajectory of the same problem, or this one under another student."):
         return
-    ss = st.session_state
-    view = ss.get(K_VIEW, "rank")
+    view = state.get(K_VIEW, "rank")
     mode = st.radio("Compare with", ["trajectory", "student"], horizontal=True, key=K_COMPARE_MODE,
                     format_func={"trajectory": "another trajectory of this problem",
                                  "student": "this trajectory under another student"}.get)
@@ -343,16 +363,18 @@ def side_by_side(tid: str, ts: TokenScores, table: pd.DataFrame, r_max: int, thr
         right_row, right_ts = state.trajectory_row(other), state.trajectory_scores(other)
         left_label = f"**{tid}** · {row['teacher']}"
     else:
-        students = [s for s, res in state.other_students().items() if tid in res.scores]
+        students = [s for s in state.other_students() if state.has_results(tid, s)]
         if not students:
             st.info("No other student has scores for this trajectory yet. Pick another student in the sidebar and "
-                    "press Score (the results of each student stay available), or add precomputed demo scores under "
-                    "data/demo/scores/<student>/.")
+                    "press Score (each student's results stay in the dataset's store).")
             return
         other = st.selectbox("Second student", students, key=K_COMPARE_STUDENT)
         left_label = f"**{state.current_student()}**"
         right_label = f"**{other}**"
         right_row, right_ts = state.trajectory_row(tid, other), state.trajectory_scores(tid, other)
+    if right_ts is None:
+        st.info("The per-token data of the second one is not in the store.")
+        return
     longest = max(len(ts), len(right_ts))
     start = 0
     if longest > page:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -152,11 +153,15 @@ def picks_figure(picks: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def export_bytes(selected: pd.DataFrame, fmt: str) -> bytes:
+def export_bytes(selected: pd.DataFrame, fmt: str, messages_of: Callable[[str], list] | None = None) -> bytes:
     """The selected rows as a training file: JSONL `messages` records or Parquet, exactly as
-    `rsr_core.analysis.selection.write_selection` writes them (one record per problem, with provenance)."""
+    `rsr_core.analysis.selection.write_selection` writes them (one record per problem, with provenance).
+
+    messages_of: the conversation of a trajectory id, for tables that carry none (those of a results store)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {tuple(EXPORT_FORMATS)}, not {fmt!r}")
+    if "messages" not in selected and messages_of is not None:
+        selected = selected.assign(messages=[messages_of(str(t)) for t in selected["trajectory_id"]])
     with tempfile.TemporaryDirectory() as tmp:
         path = write_selection(selected, Path(tmp) / EXPORT_FORMATS[fmt][0])
         return path.read_bytes()

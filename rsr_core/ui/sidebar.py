@@ -1,60 +1,67 @@
-"""The sidebar every page shares: the student, the dataset, r_max and the zone thresholds, and Score / Stop with
-live progress. Everything it decides goes to `st.session_state` through `rsr_core.ui.state`.
+"""The sidebar every page shares: the dataset, the student, r_max and the zone thresholds, and Score / Stop with
+live progress. Everything it decides goes to the session through `rsr_core.ui.state`.
 
-The model is loaded once per process (`st.cache_resource`) and shared by every session; it is never changed per
-session, and forward passes run one at a time under a process-wide lock. Scoring runs in a background thread
-(`ScoringJob`), so pages stay usable while it runs and Stop takes effect after the trajectory in flight.
+Results live in results stores (`rsr_core.data.store`), read through `rsr_core.ui.results` once per process:
+the bundled demo's store, a store opened from a folder on the server (or `RSR_STORE` at start-up), or for an
+uploaded or server-side file a store of its own in the cache that Score fills. The model is loaded once per
+process (`st.cache_resource`) and only to score: results already in a store need none. Scoring runs in a
+background thread (`ScoringJob`) that commits batch by batch, so pages show partial results while it runs and
+Stop takes effect after the forward pass in flight.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
+from rsr_core.analysis.metrics import R_MAX
+from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
 from rsr_core.data import demo
 from rsr_core.data.formats import read_trajectories
-from rsr_core.analysis.metrics import R_MAX
+from rsr_core.data.paths import cache_root
 from rsr_core.data.sources import download_hub_dataset, hub_model_cached, hub_reachable, record_fields, save_upload
+from rsr_core.data.store import ResultsStore, StoreError
 from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, is_hub_id, student_name
-from rsr_core.engine.student import Student, StudentError, load_student
-from rsr_core.data.tables import trajectory_table
-from rsr_core.ui import state
-from rsr_core.ui.demo import demo_trajectories, load_demo_scores
 from rsr_core.engine.job import ScoringJob
-from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
+from rsr_core.engine.student import Student, StudentError, load_student
+from rsr_core.ui import results, state
+from rsr_core.ui.demo import demo_trajectories
 
 OTHER_STUDENT = "other"
-DATASET_KINDS = {"demo": "bundled demo", "upload": "upload a file", "path": "file or folder on the server",
-                 "hub": "Hugging Face dataset"}
+DATASET_KINDS = {"demo": "bundled demo", "store": "results store on the server", "upload": "upload a file",
+                 "path": "file or folder on the server", "hub": "Hugging Face dataset"}
+STORE_ENV = "RSR_STORE"
 AUTO = "(auto-detect)"
 MAX_ERRORS_SHOWN = 200
-REFRESH_SECONDS = 5.0  # while scoring, the page is redrawn with partial results at most this often
+REFRESH_SECONDS = 3.0  # while scoring, the page is redrawn with partial results at most this often
 
 # widget keys (the sidebar is drawn on every run, so their values persist across pages)
 W_STUDENT = "sidebar_student"
 W_STUDENT_SPEC = "sidebar_student_spec"
 W_KIND = "sidebar_dataset_kind"
+W_STORE = "sidebar_store_path"
 W_RMAX = "sidebar_r_max"
 W_S0 = "sidebar_zone_s0"
 W_K = "sidebar_zone_k"
 W_LIMIT = "sidebar_score_limit"
+# the sidebar's own bookkeeping in the session
+SEEN_GENERATION = "_sidebar_seen_generation"
+SEEN_AT = "_sidebar_seen_at"
+FINAL_RERUN = "_sidebar_final_rerun"
+HUB_FOLDERS = "_sidebar_hub_folders"
 
 
 # --- shared resources ------------------------------------------------------------------------------------------
 
-_LOADED_SPECS: set[str] = set()  # students loaded in this process: their cached results are looked up at once
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_student(spec: str) -> Student:
     """The student, loaded once per process and shared by every session (read-only)."""
-    student = load_student(spec)
-    _LOADED_SPECS.add(spec)
-    return student
+    return load_student(spec)
 
 
 @st.cache_resource(show_spinner=False)
@@ -74,18 +81,13 @@ def installed_embedded_students() -> list[str]:
             if n == EMBEDDED or importlib.util.find_spec(pkg) is not None]
 
 
-def _keep(key: str) -> str:
-    """Restore a text input's value that Streamlit dropped while the input was hidden (e.g. another dataset kind
-    was picked); returns the key, for `key=_keep(...)`. `_remember` stores the value after drawing."""
-    ss = st.session_state
-    if key not in ss and f"_kept_{key}" in ss:
-        ss[key] = ss[f"_kept_{key}"]
-    return key
+def own_store(key: str) -> str:
+    """Where the results of a dataset that is not a store itself go: a store of its own in the user cache."""
+    return str(cache_root() / "stores" / hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
-def _remember(key: str, value: str) -> str:
-    st.session_state[f"_kept_{key}"] = value
-    return value
+def _demo_key() -> str:
+    return "demo:" + hashlib.sha256(demo.CANDIDATES.read_bytes()).hexdigest()[:16]
 
 
 # --- the sidebar -----------------------------------------------------------------------------------------------
@@ -95,44 +97,61 @@ def render_sidebar() -> None:
     ss = st.session_state
     ss.setdefault(state.RMAX, R_MAX)
     with st.sidebar:
-        spec = _student_picker()
+        student_box = st.container()
         dataset = _dataset_picker()
-        name = student_name(spec) if spec else None
-        if _sync_results(dataset, name) and spec in _LOADED_SPECS and dataset and dataset.trajectories:
-            _start_job(spec, name, dataset, dataset.trajectories, cache_only=True)
+        with student_box:
+            spec, name = _student_picker()
+        state.set_student(name)
         _settings()
         _score_controls(spec, name, dataset)
         _dataset_messages(dataset)
 
 
-def _student_picker() -> str | None:
-    options = installed_embedded_students() + [OTHER_STUDENT]
-    choice = st.selectbox("Student", options, key=W_STUDENT,
-                          format_func=lambda o: "other: Hugging Face id, folder or .gguf" if o == OTHER_STUDENT else o,
-                          help="The model whose ranks and surprisals RSR is computed from. The embedded "
-                               "SmolLM2-135M-Instruct runs on a laptop CPU.")
+def _student_picker() -> tuple[str | None, str | None]:
+    """(spec to load the student by, name its results are filed under)."""
+    ss = st.session_state
+    scored = state.students()
+    options = scored + [n for n in installed_embedded_students() if n not in scored] + [OTHER_STUDENT]
+    if ss.get(W_STUDENT) not in options:
+        ss[W_STUDENT] = EMBEDDED if EMBEDDED in scored or not scored else scored[0]
+    choice = st.selectbox(
+        "Student", options, key=W_STUDENT,
+        format_func=lambda o: ("other: Hugging Face id, folder or .gguf" if o == OTHER_STUDENT
+                               else f"{o} · scored" if o in scored else o),
+        help="The model whose ranks and surprisals RSR is computed from; 'scored' students have results on this "
+             "dataset and need no model to show them. The embedded SmolLM2-135M-Instruct runs on a laptop CPU.")
     if choice != OTHER_STUDENT:
-        return choice
-    spec = _remember(W_STUDENT_SPEC, st.text_input(
-        "Model", key=_keep(W_STUDENT_SPEC), placeholder="Qwen/Qwen2.5-0.5B-Instruct or /models/x.gguf",
-        help="A Hugging Face model id, a local model folder or a .gguf file.")).strip()
-    return spec or None
+        return choice, choice
+    spec = st.text_input("Model", key=state.keep(W_STUDENT_SPEC),
+                         placeholder="Qwen/Qwen2.5-0.5B-Instruct or /models/x.gguf",
+                         help="A Hugging Face model id, a local model folder or a .gguf file.").strip()
+    state.remember(W_STUDENT_SPEC)
+    return (spec, student_name(spec)) if spec else (None, None)
 
 
 def _dataset_picker() -> state.Dataset | None:
+    ss = st.session_state
+    env_store = os.environ.get(STORE_ENV, "").strip()
+    ss.setdefault(W_KIND, "store" if env_store else "demo")
     kind = st.radio("Dataset", list(DATASET_KINDS), format_func=DATASET_KINDS.get, key=W_KIND)
     if kind == "demo":
-        if _dataset_changed("demo"):
+        key = _demo_key()
+        if _dataset_changed(key):
             trajectories, errors = demo_trajectories()
-            state.set_dataset(state.Dataset("demo", "bundled demo pool", trajectories, errors, is_demo=True))
+            mine = own_store(key)
+            state.set_dataset(state.Dataset(key, "bundled demo pool", (mine, str(demo.DEMO_STORE)), mine,
+                                            trajectories, errors, is_demo=True))
         return state.current_dataset()
+    if kind == "store":
+        return _store_dataset(env_store)
     path, label = _source_path(kind)
     if path is None:
         if _dataset_changed(f"{kind}:none"):
             state.set_dataset(state.Dataset(f"{kind}:none", "no data yet"))
         return state.current_dataset()
     prompt_field, response_fields, reasoning_field = _field_pickers(path)
-    key = f"{kind}:{path}:{prompt_field}:{response_fields}:{reasoning_field}"
+    stamp = path.stat().st_mtime_ns if path.exists() else 0
+    key = f"{kind}:{path}:{stamp}:{prompt_field}:{response_fields}:{reasoning_field}"
     if _dataset_changed(key):
         with st.spinner("Reading trajectories…"):
             try:
@@ -141,7 +160,34 @@ def _dataset_picker() -> state.Dataset | None:
                                                          reasoning_field=reasoning_field)
             except Exception as e:  # noqa: BLE001 - shown to the user, never a traceback
                 trajectories, errors = [], [f"{path}: cannot read: {type(e).__name__}: {e}"]
-        state.set_dataset(state.Dataset(key, label, trajectories, errors))
+        mine = own_store(key)
+        state.set_dataset(state.Dataset(key, label, (mine,), mine, trajectories, errors))
+    return state.current_dataset()
+
+
+def _store_dataset(env_store: str) -> state.Dataset | None:
+    """A results store opened as the dataset: its students' results, its conversations to score."""
+    ss = st.session_state
+    if env_store:
+        ss.setdefault(state.KEPT + W_STORE, env_store)
+    text = st.text_input("Results store folder", key=state.keep(W_STORE),
+                         placeholder="/data/rsr-store (written by `python -m rsr_core score ... --out FOLDER`)",
+                         help="A folder written by `score --out FOLDER` or `import-scores`.").strip()
+    state.remember(W_STORE)
+    if not text:
+        if _dataset_changed("store:none"):
+            state.set_dataset(state.Dataset("store:none", "no data yet"))
+        return state.current_dataset()
+    path = str(Path(text).expanduser())
+    key = f"store:{path}"
+    if _dataset_changed(key):
+        try:
+            ResultsStore(path)
+        except (StoreError, OSError) as e:
+            st.error(f"{path}: {e}")
+            state.set_dataset(state.Dataset(f"{key}:bad", "no data yet"))
+            return state.current_dataset()
+        state.set_dataset(state.Dataset(key, path, (path,), path, from_store=True))
     return state.current_dataset()
 
 
@@ -151,7 +197,7 @@ def _dataset_changed(key: str) -> bool:
 
 
 def _source_path(kind: str) -> tuple[Path | None, str | None]:
-    """The local file or folder of a non-demo dataset source, and a label; (None, None) until one is given."""
+    """The local file or folder of a file dataset, and a label; (None, None) until one is given."""
     if kind == "upload":
         up = st.file_uploader("Trajectories", type=["jsonl", "json", "parquet", "csv"], key="sidebar_upload",
                               help="messages, ShareGPT, Alpaca or plain prompt/response columns")
@@ -163,9 +209,9 @@ def _source_path(kind: str) -> tuple[Path | None, str | None]:
             st.error(str(e))
             return None, None
     if kind == "path":
-        text = _remember("sidebar_path", st.text_input(
-            "File or folder on the server", key=_keep("sidebar_path"),
-            placeholder="/data/pool.jsonl or a folder with one subfolder per teacher")).strip()
+        text = st.text_input("File or folder on the server", key=state.keep("sidebar_path"),
+                             placeholder="/data/pool.jsonl or a folder with one subfolder per teacher").strip()
+        state.remember("sidebar_path")
         if not text:
             return None, None
         path = Path(text).expanduser()
@@ -177,13 +223,13 @@ def _source_path(kind: str) -> tuple[Path | None, str | None]:
 
 
 def _hub_source() -> tuple[Path | None, str | None]:
-    repo = _remember("sidebar_hub_repo", st.text_input("Dataset id", key=_keep("sidebar_hub_repo"),
-                                                       placeholder="Umean/RSR_data")).strip()
-    pattern = _remember("sidebar_hub_pattern", st.text_input(
-        "Files to fetch (optional glob)", key=_keep("sidebar_hub_pattern"), placeholder="qwq-32b/*")).strip() or None
+    repo = st.text_input("Dataset id", key=state.keep("sidebar_hub_repo"), placeholder="Umean/RSR_data").strip()
+    pattern = st.text_input("Files to fetch (optional glob)", key=state.keep("sidebar_hub_pattern"),
+                            placeholder="qwq-32b/*").strip() or None
+    state.remember("sidebar_hub_repo", "sidebar_hub_pattern")
     if not repo:
         return None, None
-    fetched = st.session_state.setdefault("_hub_folders", {})
+    fetched = state.get(HUB_FOLDERS) or {}
     if (repo, pattern) in fetched:
         return fetched[(repo, pattern)], repo
     if not _hub_is_reachable():
@@ -197,6 +243,7 @@ def _hub_source() -> tuple[Path | None, str | None]:
             except RuntimeError as e:
                 st.error(str(e))
                 return None, None
+        state.put(HUB_FOLDERS, fetched)
         return fetched[(repo, pattern)], repo
     return None, None
 
@@ -223,35 +270,12 @@ def _field_pickers(path: Path) -> tuple[str | None, list[str] | None, str | None
     return prompt, list(responses), None if reasoning == AUTO else reasoning
 
 
-def _sync_results(dataset: state.Dataset | None, name: str | None) -> bool:
-    """Make the active results those of (dataset, student): precomputed demo scores, or results of this session.
-
-    Returns True when the (dataset, student) pair changed and nothing is known for it yet."""
-    ss = st.session_state
-    target = (dataset.key if dataset else None, name)
-    if ss.get("_results_for") == target:
-        return False
-    previous = ss.get("_results_for")
-    job = ss.get(state.JOB)
-    if job is not None and job.running:
-        job.stop()  # the data or the student changed under it
-    if dataset is not None and dataset.is_demo and (previous is None or previous[0] != dataset.key):
-        for student in demo.available_demo_students():
-            try:
-                state.set_other_student(student, *load_demo_scores(student))
-            except (OSError, ValueError) as e:
-                st.warning(f"Precomputed demo scores for {student} cannot be read: {e}")
-    known = state.switch_student(name) if name is not None else True
-    ss["_results_for"] = target
-    return not known and not (dataset and dataset.is_demo and name in demo.available_demo_students())
-
-
 def _settings() -> None:
     ss = st.session_state
     ss.setdefault(W_RMAX, state.current_r_max())
     st.number_input("r_max (rank clipping)", min_value=1, max_value=1_000_000, step=10, key=W_RMAX,
                     help="Clipped rank = min(rank, r_max); the paper uses 100. Changing it recomputes every "
-                         "number from the stored ranks at once, without running the model.")
+                         "number from the stored rank aggregates at once, without running the model.")
     state.set_r_max(int(ss[W_RMAX]))
     ss.setdefault(W_S0, float(ss.get(state.ZONE_S0, SURPRISAL_THRESHOLD)))
     ss.setdefault(W_K, int(ss.get(state.ZONE_K, RANK_THRESHOLD)))
@@ -260,34 +284,46 @@ def _settings() -> None:
                         help="At or above it a token is informative (surprisal = −ln p).")
         st.number_input("rank threshold", min_value=1, max_value=100_000, step=1, key=W_K,
                         help="An informative token ranked at or above it (1 = top) is in the zone; below it, alien.")
-    ss[state.ZONE_S0], ss[state.ZONE_K] = float(ss[W_S0]), int(ss[W_K])
+    state.put(state.ZONE_S0, float(ss[W_S0]))
+    state.put(state.ZONE_K, int(ss[W_K]))
+
+
+# --- scoring ---------------------------------------------------------------------------------------------------
+
+def _todo(dataset: state.Dataset | None, name: str | None) -> tuple[list[str], int]:
+    """(ids without results under `name`, trajectories in the dataset)."""
+    if dataset is None or not name:
+        return [], 0
+    done = state.scored_ids(name)
+    if dataset.from_store:
+        ids = sorted(results.store(dataset.stores[0]).conversation_ids())
+    else:
+        ids = [t.trajectory_id for t in dataset.trajectories]
+    return [tid for tid in ids if tid not in done], len(ids)
 
 
 def _score_controls(spec: str | None, name: str | None, dataset: state.Dataset | None) -> None:
-    ss = st.session_state
-    job: ScoringJob | None = ss.get(state.JOB)
+    job: ScoringJob | None = state.current_job()
     running = job is not None and job.running
-    scored = state.current_scores()
-    todo = [t for t in dataset.trajectories if t.trajectory_id not in scored] if dataset else []
-    if dataset is not None and dataset.trajectories and name:
-        st.caption(f"{len(dataset.trajectories) - len(todo)} of {len(dataset.trajectories)} trajectories have "
-                   f"scores under **{name}**.")
+    todo, total = _todo(dataset, name)
+    if total and name:
+        st.caption(f"{total - len(todo):,} of {total:,} trajectories have scores under **{name}**.")
     limit = st.number_input("Score at most (0 = all)", min_value=0, value=0, step=10, key=W_LIMIT,
                             help="Trajectories to score in this run, in input order; cached ones cost nothing.")
     left, right = st.columns(2)
-    start = left.button("Score", type="primary", key="sidebar_score", disabled=running or not todo or not spec,
+    start = left.button("Score", type="primary", key="sidebar_score",
+                        disabled=running or not todo or not spec or dataset is None or not dataset.writable,
                         help="Score the trajectories that have no results yet under this student.")
     stop = right.button("Stop", key="sidebar_stop", disabled=not running,
-                        help="Stop after the trajectory in flight; what is scored so far is kept and cached.")
+                        help="Stop after the forward pass in flight; what is scored so far is kept.")
     if stop and job is not None:
         job.stop()
-    if start and spec and dataset is not None and _start_job(spec, name, dataset, todo[:limit] if limit else todo):
+    if start and spec and dataset is not None and _start_job(spec, dataset, todo[:limit] if limit else todo):
         st.rerun()  # redraw the sidebar with Stop enabled and the progress ticking
     _job_status()
 
 
-def _start_job(spec: str, name: str | None, dataset: state.Dataset, todo: list, cache_only: bool = False) -> bool:
-    ss = st.session_state
+def _start_job(spec: str, dataset: state.Dataset, todo: list[str]) -> bool:
     if is_hub_id(spec) and not _hub_is_reachable() and not hub_model_cached(spec):
         st.error(f"The Hugging Face hub cannot be reached from this server and {spec!r} is not in the local Hugging "
                  "Face cache. Download the model elsewhere and give its folder, or a .gguf file.")
@@ -301,78 +337,68 @@ def _start_job(spec: str, name: str | None, dataset: state.Dataset, todo: list, 
     except Exception as e:  # noqa: BLE001 - any failure to load is the user's to read, not a traceback
         st.error(f"cannot load the student {spec!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         return False
-    job = ScoringJob(list(todo), student, scoring_lock(), cache_only=cache_only).start()
-    ss[state.JOB] = job
-    ss["_job_for"] = (dataset.key, name or student.name, student.name)
-    ss["_job_applied"] = 0
-    ss["_job_applied_at"] = time.monotonic()
+    if dataset.from_store:
+        source, known = dataset.stores[0], state.students()
+        job = ScoringJob([], student, scoring_lock(), dataset.writable,
+                         load=lambda: results.store(source).trajectories(todo, known[0] if known else None))
+        job.progress.total = len(todo)
+    else:
+        wanted = set(todo)
+        job = ScoringJob([t for t in dataset.trajectories if t.trajectory_id in wanted], student, scoring_lock(),
+                         dataset.writable)
+    state.set_job(job.start())
+    state.put(FINAL_RERUN, False)
     return True
 
 
 def _job_status() -> None:
-    job: ScoringJob | None = st.session_state.get(state.JOB)
+    job: ScoringJob | None = state.current_job()
     if job is None:
         return
     st.fragment(run_every=1.0 if job.running else None)(_job_status_body)()
 
 
 def _job_status_body() -> None:
-    ss = st.session_state
-    job: ScoringJob | None = ss.get(state.JOB)
+    job: ScoringJob | None = state.current_job()
     if job is None:
         return
     p = job.progress
-    if job.cache_only and job.finished:
-        text = "cache checked"
-    else:
-        text = ("checking the cache… " if job.cache_only else "") + p.describe()
+    text = p.describe()
     if job.running and job.stop_requested:
-        text = "stopping after the trajectory in flight… " + text
+        text = "stopping after the forward pass in flight… " + text
     st.progress(min(1.0, p.done / p.total) if p.total else 1.0, text=text)
-    if job.revision > ss.get("_job_applied", 0) and (
-            job.finished or time.monotonic() - ss.get("_job_applied_at", 0.0) > REFRESH_SECONDS):
-        _apply_job(job)
-        st.rerun()
     if job.finished:
         if job.failure:
             st.error(f"Scoring failed: {job.failure}")
-        elif job.cache_only:
-            st.caption(f"{len(job.scores)} of {p.total} trajectories were already in the cache.")
         elif job.stopped:
-            st.info(f"Stopped: {len(job.scores)} of {p.total} trajectories scored; the rest resumes from the cache "
-                    "with Score.")
+            st.info(f"Stopped: {p.done:,} of {p.total:,} trajectories have scores; Score resumes with the rest.")
         else:
-            st.success(f"Scored {len(job.scores)} trajectories.")
+            st.success(f"Scored {job.written:,} trajectories.")
+        for note in job.notes:
+            st.info(note)
         if job.errors:
             st.warning(f"{len(job.errors)} trajectories could not be scored:\n\n"
                        + "\n".join(f"- {e}" for e in job.errors[:20]))
+    _refresh_pages(job)
 
 
-def _apply_job(job: ScoringJob) -> None:
-    """Merge the job's results so far into the session: the active student's table, or another student's."""
-    ss = st.session_state
-    revision, new_scores = job.snapshot()
-    ss["_job_applied"], ss["_job_applied_at"] = revision, time.monotonic()
-    dataset = state.current_dataset()
-    dataset_key, filed_as, _ = ss.get("_job_for", (None, None, None))
-    if dataset is None or dataset.key != dataset_key:
-        return  # the dataset changed since the run started
-    active = filed_as == state.current_student()
-    if active:
-        table, scores = state.current_table(), dict(state.current_scores())
-    else:
-        known = state.other_students().get(filed_as)
-        table, scores = (known.table, dict(known.scores)) if known else (pd.DataFrame(), {})
-    fresh = {tid: s for tid, s in new_scores.items() if tid not in scores}
-    if not fresh:
-        return
-    added = trajectory_table([t for t in dataset.trajectories if t.trajectory_id in fresh], fresh, filed_as,
-                             state.current_r_max())
-    scores.update(fresh)
-    order = {t.trajectory_id: i for i, t in enumerate(dataset.trajectories)}
-    table = pd.concat([table, added], ignore_index=True) if not table.empty else added
-    table = table.sort_values("trajectory_id", key=lambda c: c.map(order)).reset_index(drop=True)
-    (state.set_results if active else state.set_other_student)(filed_as, table, scores)
+def _refresh_pages(job: ScoringJob) -> None:
+    """Redraw the whole page when new results landed (at most every REFRESH_SECONDS), and once at the end, so
+    the pages show partial results and the Score button comes back."""
+    name = state.current_student()
+    try:
+        gen = results.generation(str(job.store), name) if name and name == job.student.name else None
+    except (StoreError, OSError, KeyError):
+        gen = None
+    if job.finished and not state.get(FINAL_RERUN):
+        state.put(FINAL_RERUN, True)
+        state.put(SEEN_GENERATION, gen)
+        st.rerun()
+    if gen is not None and gen != state.get(SEEN_GENERATION) and \
+            time.monotonic() - (state.get(SEEN_AT) or 0.0) > REFRESH_SECONDS:
+        state.put(SEEN_GENERATION, gen)
+        state.put(SEEN_AT, time.monotonic())
+        st.rerun()
 
 
 def _dataset_messages(dataset: state.Dataset | None) -> None:

@@ -1,42 +1,45 @@
-"""The app's session state: its keys, and the small functions pages use to read and change it.
+"""The app's session state: its keys, and the functions pages use to read and change it.
 
-Keys in `st.session_state` (pages should use the functions below, not the keys):
+A session holds only what is its own: which dataset and student it looks at, r_max, the zone thresholds, what
+is selected, its scoring run and its page settings. The results (trajectory tables, aggregates, per-token data,
+conversations) are read once per server process and shared read-only by every session (`rsr_core.ui.results`),
+so memory does not grow with the number of sessions. Every session-state key is named here; pages use the
+functions below, not `st.session_state`.
 
 | key | type | what |
 | --- | --- | --- |
-| `table` | pd.DataFrame | trajectory table of the active student at the current r_max (empty until scored) |
-| `scores` | dict[str, TokenScores] | per-token results of the active student, by trajectory id |
+| `dataset` | Dataset | the current dataset: label, result stores, trajectories to score, read errors |
+| `student_name` | str | the active student (its results are what the pages show) |
 | `r_max` | int | rank clipping used by every table and view (the sidebar's number input) |
-| `student_name` | str | the student whose numbers `table` holds |
-| `other_students` | dict[str, StudentResults] | other students' results on the same dataset (side by side) |
-| `dataset` | Dataset | the current dataset: label, key, trajectories, read errors |
 | `selected_trajectory` | str | id of the trajectory the inspector shows |
 | `selected_tokens` | dict[str, list[int]] | per trajectory id, the token positions to outline (scatter, span) |
 | `token_window_start` | dict[str, int] | per trajectory id, the first token of the inspector's text window |
 | `scoring_job` | ScoringJob | the running or last scoring run of this session |
 | `zone_surprisal_threshold` | float | zone threshold s0 in nats (the sidebar's; the teaching page reads it too) |
 | `zone_rank_threshold` | int | zone rank threshold k (likewise) |
+| `selection_overrides` | dict[str, str] | Selection page: manual choices {problem or pool id: trajectory id} |
+| `selection_result` | Selection | Selection page: the current selection |
+| `teacher_accuracies` | dict | Teachers page: accuracies per student and teacher |
+| `kept_<key>` | any | the last value of a page widget, restored when its page is drawn again (`keep`) |
+| `_<name>` | any | the sidebar's and pages' own bookkeeping (`get`, `put`) |
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
 
-from rsr_core.data.formats import RecordError
 from rsr_core.analysis.metrics import R_MAX
-from rsr_core.data.tables import rescore_table
+from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD, ZoneThresholds
+from rsr_core.data.formats import RecordError
+from rsr_core.data.store import StoreError
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
-from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD, ZoneThresholds
+from rsr_core.ui import results
 
-TABLE = "table"
-SCORES = "scores"
 RMAX = "r_max"
 STUDENT_NAME = "student_name"
-OTHER_STUDENTS = "other_students"
 DATASET = "dataset"
 SELECTED = "selected_trajectory"
 SELECTED_TOKENS = "selected_tokens"
@@ -44,55 +47,81 @@ WINDOW_START = "token_window_start"
 JOB = "scoring_job"
 ZONE_S0 = "zone_surprisal_threshold"
 ZONE_K = "zone_rank_threshold"
+SELECTION_OVERRIDES = "selection_overrides"
+SELECTION_RESULT = "selection_result"
+TEACHER_ACCURACIES = "teacher_accuracies"
+KEPT = "kept_"
 
 INSPECTOR_PAGE = "pages/inspector.py"
-
-
-@dataclass
-class StudentResults:
-    """One student's results on the current dataset."""
-
-    table: pd.DataFrame
-    scores: dict[str, TokenScores]
+NO_SCORES = ("No scores yet: open the bundled demo pool or a results store, or choose a dataset and a student in "
+             "the sidebar and press **Score**.")
 
 
 @dataclass
 class Dataset:
-    """The dataset the app shows. `key` identifies the source, so the sidebar reloads only when it changes."""
+    """The dataset the app shows. `key` identifies the source, so the sidebar reloads only when it changes.
+
+    stores: the results stores read, in order (the first that holds a student's results serves them);
+    writable: where Score writes; trajectories: what Score scores (empty for a store opened as the dataset,
+    whose own conversations are scored)."""
 
     key: str
     label: str
+    stores: tuple[str, ...] = ()
+    writable: str | None = None
     trajectories: list[Trajectory] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     is_demo: bool = False
+    from_store: bool = False
 
 
 def _ss():
     return st.session_state
 
 
+# --- page keys and widgets -------------------------------------------------------------------------------------
+
+def get(key: str, default=None):
+    """A session value by its key (named in this module's table)."""
+    return _ss().get(key, default)
+
+
+def put(key: str, value) -> None:
+    _ss()[key] = value
+
+
+def pop(key: str, default=None):
+    return _ss().pop(key, default)
+
+
+def keep(key: str, default=None) -> str:
+    """Restore a widget's last value before drawing it (Streamlit drops the state of widgets not drawn, e.g. on
+    another page); pair with `remember(key)` after drawing. Returns the key, for `key=state.keep(...)`."""
+    ss = _ss()
+    if key not in ss:
+        if KEPT + key in ss:
+            ss[key] = ss[KEPT + key]
+        elif default is not None:
+            ss[key] = default
+    return key
+
+
+def remember(*keys: str) -> None:
+    """Store widgets' values so that `keep` brings them back."""
+    ss = _ss()
+    for key in keys:
+        if key in ss:
+            ss[KEPT + key] = ss[key]
+
+
 # --- reading -------------------------------------------------------------------------------------------------
 
-def current_table() -> pd.DataFrame:
-    """Trajectory table of the active student at the current r_max (empty frame before any scores)."""
-    return _ss().get(TABLE, pd.DataFrame())
+def current_dataset() -> Dataset | None:
+    return _ss().get(DATASET)
 
 
-NO_SCORES = ("No scores yet: open the bundled demo pool, or choose a dataset and a student in the sidebar and "
-             "press **Score**.")
-
-
-def scored_table_or_stop() -> pd.DataFrame:
-    """The current trajectory table; when there is none yet, say how to get one and end the page's run."""
-    table = current_table()
-    if table.empty:
-        st.info(NO_SCORES)
-        st.stop()
-    return table
-
-
-def current_scores() -> dict[str, TokenScores]:
-    return _ss().get(SCORES, {})
+def current_student() -> str | None:
+    return _ss().get(STUDENT_NAME)
 
 
 def current_r_max() -> int:
@@ -104,55 +133,103 @@ def current_thresholds() -> ZoneThresholds:
     return ZoneThresholds(float(_ss().get(ZONE_S0, SURPRISAL_THRESHOLD)), int(_ss().get(ZONE_K, RANK_THRESHOLD)))
 
 
-def current_student() -> str | None:
-    return _ss().get(STUDENT_NAME)
+def current_job():
+    return _ss().get(JOB)
 
 
-def current_dataset() -> Dataset | None:
-    return _ss().get(DATASET)
+def student_store(student: str | None = None) -> str | None:
+    """The store that holds a student's results on the current dataset (the active student by default)."""
+    student = student or current_student()
+    dataset = current_dataset()
+    if not student or dataset is None:
+        return None
+    return next((path for path in dataset.stores if student in results.students(path)), None)
 
 
-def other_students() -> dict[str, StudentResults]:
-    """Other students' results on the current dataset, tables at the current r_max."""
-    return _ss().get(OTHER_STUDENTS, {})
+def students() -> list[str]:
+    """Every student with results on the current dataset."""
+    dataset = current_dataset()
+    names: list[str] = []
+    for path in dataset.stores if dataset else ():
+        names += [s for s in results.students(path) if s not in names]
+    return names
+
+
+def other_students() -> list[str]:
+    """Students with results on the current dataset other than the active one (side-by-side views)."""
+    return [s for s in students() if s != current_student()]
+
+
+def student_table(student: str | None = None) -> pd.DataFrame:
+    """A student's trajectory table at the current r_max (shared: read-only); empty before any results."""
+    student = student or current_student()
+    path = student_store(student)
+    if path is None:
+        return pd.DataFrame()
+    return results.table(path, student, current_r_max())
+
+
+def current_table() -> pd.DataFrame:
+    """Trajectory table of the active student at the current r_max (shared: read-only; empty before scores)."""
+    return student_table()
+
+
+def scored_table_or_stop() -> pd.DataFrame:
+    """The current trajectory table; when there is none yet, say how to get one and end the page's run."""
+    table = current_table()
+    if table.empty:
+        st.info(NO_SCORES)
+        st.stop()
+    return table
 
 
 def trajectory_scores(tid: str, student: str | None = None) -> TokenScores | None:
-    """Per-token results of one trajectory under the active student (or a named other student)."""
-    if student is None or student == current_student():
-        return current_scores().get(tid)
-    other = other_students().get(student)
-    return other.scores.get(tid) if other else None
+    """Per-token results of one trajectory under the active student (or a named one); None when unknown."""
+    student = student or current_student()
+    path = student_store(student)
+    return results.token_scores(path, student, tid) if path else None
 
 
 def trajectory_row(tid: str, student: str | None = None) -> pd.Series | None:
     """The trajectory table's row of one trajectory (active or named student)."""
-    if student is None or student == current_student():
-        table = current_table()
-    else:
-        other = other_students().get(student)
-        table = other.table if other else pd.DataFrame()
-    if table.empty:
+    student = student or current_student()
+    path = student_store(student)
+    if path is None:
         return None
-    rows = table[table["trajectory_id"] == tid]
-    return rows.iloc[0] if len(rows) else None
+    row = results.row_index(path, student).get(tid)
+    return None if row is None else results.table(path, student, current_r_max()).iloc[row]
+
+
+def has_results(tid: str, student: str | None = None) -> bool:
+    student = student or current_student()
+    path = student_store(student)
+    return bool(path) and tid in results.row_index(path, student)
 
 
 def trajectory_messages(tid: str) -> list[dict]:
     """The conversation of one trajectory (reasoning in `reasoning_content`), [] when unknown."""
-    row = trajectory_row(tid)
-    if row is None or "messages" not in row or not isinstance(row["messages"], str):
-        return []
-    return json.loads(row["messages"])
+    dataset = current_dataset()
+    for path in dataset.stores if dataset else ():
+        try:
+            return results.conversation(path, tid)["messages"]
+        except (KeyError, OSError, StoreError):
+            continue
+    return []
+
+
+def scored_ids(student: str | None = None) -> frozenset[str]:
+    student = student or current_student()
+    path = student_store(student)
+    return results.scored_ids(path, student) if path else frozenset()
 
 
 def selected_trajectory() -> str | None:
     """The inspector's trajectory: the selected id if it has scores, else the first scored one, else None."""
     table = current_table()
-    tid = _ss().get(SELECTED)
     if table.empty:
         return None
-    if tid in set(table["trajectory_id"]):
+    tid = _ss().get(SELECTED)
+    if tid is not None and has_results(tid):
         return tid
     return str(table["trajectory_id"].iloc[0])
 
@@ -188,61 +265,25 @@ def set_window_start(tid: str, start: int) -> None:
     _ss()[WINDOW_START] = starts
 
 
-def set_results(student: str, table: pd.DataFrame, scores: dict[str, TokenScores]) -> None:
-    """Make `student` the active student with these results (table rescored to the current r_max)."""
-    r_max = current_r_max()
-    if not table.empty and int(table["r_max"].iloc[0]) != r_max:
-        table = rescore_table(table, scores, r_max)
-    _ss()[TABLE], _ss()[SCORES], _ss()[STUDENT_NAME] = table, scores, student
-
-
-def set_other_student(student: str, table: pd.DataFrame, scores: dict[str, TokenScores]) -> None:
-    """Keep another student's results on the same dataset (for side-by-side views)."""
-    others = dict(other_students())
-    r_max = current_r_max()
-    if not table.empty and int(table["r_max"].iloc[0]) != r_max:
-        table = rescore_table(table, scores, r_max)
-    others[student] = StudentResults(table, scores)
-    _ss()[OTHER_STUDENTS] = others
-
-
-def switch_student(student: str) -> bool:
-    """Make `student` active: the active results move to `other_students`, and the new student's results, if
-    known, come back from there. Returns whether results for `student` were known."""
-    others = dict(other_students())
-    current = current_student()
-    if current and current != student and not current_table().empty:
-        others[current] = StudentResults(current_table(), current_scores())
-    known = others.pop(student, None)
-    _ss()[OTHER_STUDENTS] = others
-    if known:
-        set_results(student, known.table, known.scores)
-    else:
-        set_results(student, pd.DataFrame(), {})
-    return known is not None
+def set_student(student: str | None) -> None:
+    _ss()[STUDENT_NAME] = student
 
 
 def set_dataset(dataset: Dataset) -> None:
-    """A new dataset: every result, selection and window of the previous one is dropped."""
+    """A new dataset: every selection and window of the previous one is dropped."""
     _ss()[DATASET] = dataset
-    for key in (OTHER_STUDENTS, SELECTED_TOKENS, WINDOW_START):
+    for key in (SELECTED_TOKENS, WINDOW_START):
         _ss()[key] = {}
-    _ss()[TABLE], _ss()[SCORES] = pd.DataFrame(), {}
     _ss().pop(SELECTED, None)
 
 
 def set_r_max(r_max: int) -> bool:
-    """Change r_max: every table is recomputed from the stored unclipped ranks (no forward pass). Returns whether
-    anything changed."""
-    r_max = int(r_max)
-    if r_max == current_r_max() and (current_table().empty or int(current_table()["r_max"].iloc[0]) == r_max):
-        return False
-    _ss()[RMAX] = r_max
-    if not current_table().empty:
-        _ss()[TABLE] = rescore_table(current_table(), current_scores(), r_max)
-    others = {}
-    for name, res in other_students().items():
-        others[name] = StudentResults(rescore_table(res.table, res.scores, r_max) if not res.table.empty
-                                      else res.table, res.scores)
-    _ss()[OTHER_STUDENTS] = others
-    return True
+    """Change r_max: every table is recomputed from the stored aggregates (no forward pass). Returns whether it
+    changed."""
+    changed = int(r_max) != current_r_max()
+    _ss()[RMAX] = int(r_max)
+    return changed
+
+
+def set_job(job) -> None:
+    _ss()[JOB] = job
