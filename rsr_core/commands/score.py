@@ -48,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="teacher name for every record (default: the record's, else the file's)")
     p.add_argument("--run", help="run name for every record")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="score on a Ray cluster through Ray Data: no ADDRESS starts a local one; 'auto' or "
+                        "HOST:PORT joins a running cluster (one actor per GPU)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --ray: scoring actors (default: one per GPU of the cluster, else one)")
 
 
 def report_errors(errors, stream=sys.stderr) -> None:
@@ -78,7 +83,7 @@ def read_inputs(args) -> tuple[list, list]:
 def run(args: argparse.Namespace) -> int:
     from rsr_core.data.store import StoreError, StoreWriter
     from rsr_core.engine.pipeline import store_settings
-    from rsr_core.engine.student import StudentError, load_student
+    from rsr_core.engine.student import StudentError
 
     trajectories, errors = read_inputs(args)
     report_errors(errors)
@@ -86,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: no readable trajectory in the input", file=sys.stderr)
         return 2
     try:
-        student = load_student(args.student, device=args.device, dtype=args.dtype,
-                               trust_remote_code=args.trust_remote_code)
+        student, scorer = _local(args) if args.ray is None else _distributed(args)
     except StudentError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -105,9 +109,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         try:
-            status = _score_into(writer, trajectories, student, args)
+            status = _score_into(writer, trajectories, student, args, scorer)
         finally:
             writer.close()
+            if args.ray is not None:
+                from rsr_core.engine.distributed import shutdown
+
+                shutdown()
         stopped, counts = status
         counts["skipped"] += len(errors)
         return _finish(store_path, student.name, trajectories, args, to_store, stopped, counts)
@@ -116,13 +124,51 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(store_path, ignore_errors=True)
 
 
-def _score_into(writer, trajectories, student, args) -> tuple[bool, dict]:
+def _local(args):
+    """The student in this process, and a scorer running `score_trajectories` here."""
+    from rsr_core.engine.pipeline import score_trajectories
+    from rsr_core.engine.student import load_student
+
+    student = load_student(args.student, device=args.device, dtype=args.dtype,
+                           trust_remote_code=args.trust_remote_code)
+
+    def scorer(todo, sink, progress):
+        result = score_trajectories(todo, student, cache_dir=args.cache_dir, max_len=args.max_len,
+                                    token_budget=args.token_budget, progress=progress, use_cache=not args.no_cache,
+                                    plain_format=args.plain_format, sink=sink, keep=False)
+        return result.errors, result.rewritten, result.stopped, result.cached
+    return student, scorer
+
+
+def _distributed(args):
+    """The student's tokenizer and settings here (no model), and a scorer that runs on a Ray cluster."""
+    from rsr_core.engine import distributed
+    from rsr_core.engine.student import load_student
+
+    device, dtype = distributed.cluster_device(None if args.ray == "local" else args.ray, args.device, args.dtype)
+    student = load_student(args.student, device="cpu", dtype=dtype, trust_remote_code=args.trust_remote_code,
+                           with_model=False)
+    run = distributed.RayRun(student=args.student, address=None if args.ray == "local" else args.ray,
+                             workers=args.workers, device=device, dtype=dtype, max_len=args.max_len,
+                             token_budget=args.token_budget, plain_format=args.plain_format,
+                             trust_remote_code=args.trust_remote_code)
+
+    def scorer(todo, sink, progress):
+        try:
+            result = distributed.score_with_ray(todo, run, student.tokenizer, sink, progress)
+        except KeyboardInterrupt:
+            return [], 0, True, 0
+        return result.errors, result.rewritten, False, 0
+    return student, scorer
+
+
+def _score_into(writer, trajectories, student, args, scorer) -> tuple[bool, dict]:
     """Score what the store does not hold yet, batch by batch into it. Returns (stopped, counts of cached,
     resumed and skipped trajectories)."""
     from tqdm import tqdm
 
     from rsr_core.data.formats import RecordError
-    from rsr_core.engine.pipeline import score_trajectories, store_sink
+    from rsr_core.engine.pipeline import rewrite_notes, store_sink
 
     changed = writer.changed(trajectories)
     for tid, problem in list(changed.items())[:MAX_ERRORS_SHOWN]:
@@ -131,7 +177,8 @@ def _score_into(writer, trajectories, student, args) -> tuple[bool, dict]:
     done = writer.committed_ids
     todo = [t for t in trajectories if t.trajectory_id not in done and t.trajectory_id not in changed]
     n_reasoning = sum(t.has_reasoning for t in trajectories)
-    print(f"student {student.name} ({student.fingerprint}) on {student.device}, {str(student.dtype)[6:]}; "
+    where = f"a Ray cluster ({args.ray})" if args.ray is not None else str(student.device)
+    print(f"student {student.name} ({student.fingerprint}) on {where}, {str(student.dtype)[6:]}; "
           f"{len(trajectories)} trajectories" + (f", {n_reasoning} with reasoning (scored as <think> ... </think> "
                                                  "before the answer)" if n_reasoning else "")
           + (f"; {len(trajectories) - len(todo) - len(changed)} already in {writer.root}" if done else ""),
@@ -145,16 +192,13 @@ def _score_into(writer, trajectories, student, args) -> tuple[bool, dict]:
         bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {state.cached} cached", refresh=False)
         bar.refresh()
 
-    result = score_trajectories(todo, student, cache_dir=args.cache_dir, max_len=args.max_len,
-                                token_budget=args.token_budget, progress=progress, use_cache=not args.no_cache,
-                                plain_format=args.plain_format, sink=store_sink(writer, student.name, refused),
-                                keep=False)
+    errors, rewritten, stopped, cached = scorer(todo, store_sink(writer, student.name, refused), progress)
     bar.close()
-    for note in result.notes():
+    for note in rewrite_notes(rewritten):
         print(f"note: {note}", file=sys.stderr)
-    report_errors(result.errors + [RecordError(str(writer.root), None, m) for m in refused])
-    return result.stopped, {"cached": result.cached, "resumed": len(trajectories) - len(todo) - len(changed),
-                            "skipped": len(result.errors) + len(refused) + len(changed)}
+    report_errors(errors + [RecordError(str(writer.root), None, m) for m in refused])
+    return stopped, {"cached": cached, "resumed": len(trajectories) - len(todo) - len(changed),
+                     "skipped": len(errors) + len(refused) + len(changed)}
 
 
 def _finish(store_path: Path, student: str, trajectories, args, to_store: bool, stopped: bool, counts: dict) -> int:

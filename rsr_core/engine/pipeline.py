@@ -36,11 +36,11 @@ CACHED_BATCH = 64  # cached results handed to the sink together
 class ScoringProgress:
     """Where a scoring run stands: trajectories done (cached ones included) and the forward-pass rate."""
 
-    done: int
-    total: int
-    cached: int
-    tokens: int  # response tokens scored by forward passes so far
-    seconds: float
+    done: int = 0
+    total: int = 0
+    cached: int = 0
+    tokens: int = 0  # response tokens scored by forward passes so far
+    seconds: float = 0.0  # time spent in forward passes so far
 
     @property
     def tokens_per_s(self) -> float:
@@ -48,11 +48,11 @@ class ScoringProgress:
 
     @property
     def seconds_left(self) -> float | None:
-        """Estimate from the rate so far; None before the first forward pass."""
-        if self.tokens == 0 or self.done == self.cached:
+        """Estimate from the time per scored trajectory so far; None before the first forward pass."""
+        scored = self.done - self.cached
+        if scored <= 0 or self.seconds <= 0:
             return None
-        per_traj = self.seconds / (self.done - self.cached)
-        return per_traj * (self.total - self.done)
+        return self.seconds / scored * (self.total - self.done)
 
 
 @dataclass
@@ -61,16 +61,24 @@ class ScoringResult:
     errors: list[RecordError] = field(default_factory=list)
     cached: int = 0
     stopped: bool = False  # stopped early (should_stop or interrupt); what was scored is kept and cached
-    rewritten: int = 0  # conversations whose template would rewrite the assistant text: scored verbatim in its context
+    rewritten_ids: set[str] = field(default_factory=set)  # the template would rewrite their assistant text
     n_scored: int = 0  # results handed to the sink and not kept (keep=False)
+
+    @property
+    def rewritten(self) -> int:
+        return len(self.rewritten_ids)
 
     def notes(self) -> list[str]:
         """What a user should hear once per run."""
-        if not self.rewritten:
-            return []
-        return [f"the student's chat template rewrites or drops part of the assistant text (such as the reasoning) "
-                f"in {self.rewritten} conversation(s); the teacher's trace was scored verbatim in the template's "
-                "context"]
+        return rewrite_notes(self.rewritten)
+
+
+def rewrite_notes(count: int) -> list[str]:
+    """The note for conversations whose template would rewrite the assistant text (scored verbatim anyway)."""
+    if not count:
+        return []
+    return [f"the student's chat template rewrites or drops part of the assistant text (such as the reasoning) "
+            f"in {count} conversation(s); the teacher's trace was scored verbatim in the template's context"]
 
 
 def default_token_budget(student: Student) -> int:
@@ -142,7 +150,8 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
                 result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
                 state.done += 1
                 continue
-            result.rewritten += enc.rewritten
+            if enc.rewritten:
+                result.rewritten_ids.add(t.trajectory_id)
             window.append((t, key, enc))
             size += len(enc.input_ids)
             if size >= WINDOW_TOKENS:

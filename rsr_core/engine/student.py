@@ -36,7 +36,7 @@ class Student:
     name: str
     fingerprint: str  # identifies the weights: a changed model never reuses cached scores
     tokenizer: object
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None: tokenizer and configuration only (load_student(with_model=False))
     device: torch.device
     dtype: torch.dtype
 
@@ -176,24 +176,32 @@ def locate(name_or_path: str | None) -> tuple[str, Path | str]:
 
 
 def load_student(name_or_path: str | None = None, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False) -> Student:
-    """Load tokenizer and model once, in eval mode, on `device` in `dtype` (see `resolve_device`/`resolve_dtype`)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+                 trust_remote_code: bool = False, with_model: bool = True) -> Student:
+    """Load tokenizer and model once, in eval mode, on `device` in `dtype` (see `resolve_device`/`resolve_dtype`).
+
+    with_model=False loads the tokenizer and the configuration only (model None): what a process needs that
+    writes results but runs no forward pass (the driver of a distributed run)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     name, where = locate(name_or_path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, trust_remote_code=trust_remote_code)
+        if with_model:
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, trust_remote_code=trust_remote_code)
+            config = model.config
+        else:
+            model, config = None, AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise StudentError(f"cannot load the student {name_or_path!r}: {str(e).splitlines()[0]}") from e
     if not getattr(tok, "is_fast", False):
         raise StudentError(f"the student {name!r} has no fast tokenizer; character offsets need one")
-    model.to(dev).eval()
+    if model is not None:
+        model.to(dev).eval()
     if isinstance(where, Path):
         source = where / "rsr_source.json"
         fingerprint = json.loads(source.read_text())["fingerprint"][:16] if source.exists() else folder_fingerprint(where)
     else:
-        fingerprint = str(getattr(model.config, "_commit_hash", None) or name)
+        fingerprint = str(getattr(config, "_commit_hash", None) or name)
     return Student(name=name, fingerprint=fingerprint, tokenizer=tok, model=model, device=dev, dtype=dt)
