@@ -96,7 +96,8 @@ def vocabulary(size: int = VOCAB) -> pa.Array:
     """Decoded token texts: the special ones, then short syllable words, most with a leading space, some
     punctuation, digits and a few non-ASCII symbols. Never contains a think tag."""
     syllables = ["ka", "lo", "mi", "ne", "su", "ta", "re", "vi", "do", "pa", "the", "ing", "ion", "er", "al", "st"]
-    marks = [".", ",", ":", ";", "?", " =", " +", " -", " (", ")", "\n", " \\(", "\\)", " √", " π", " ≤", "²", " ×"]
+    marks = [".", ",", ":", ";", "?", " =", " +", " -", " (", ")", "\n", " \\(", "\\)",
+             " √", " π", " ≤", "²", " ×"]
     out = list(SPECIAL)
     for i in range(len(SPECIAL), size):
         if i % 23 == 0:
