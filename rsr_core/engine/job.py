@@ -26,27 +26,10 @@ CHUNK = 16
 
 
 @dataclass
-class JobProgress:
+class JobProgress(ScoringProgress):
     """Where the whole job stands (all chunks together)."""
 
-    done: int = 0  # trajectories with results (cached and already stored included)
-    total: int = 0
-    cached: int = 0
-    tokens: int = 0  # response tokens scored by forward passes
-    seconds: float = 0.0  # time spent in forward passes so far
     waiting: bool = False  # waiting for another session's forward pass
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def seconds_left(self) -> float | None:
-        """Estimate from the time per scored trajectory so far; None before the first forward pass."""
-        scored = self.done - self.cached
-        if scored <= 0 or self.seconds <= 0:
-            return None
-        return self.seconds / scored * (self.total - self.done)
 
     def describe(self) -> str:
         """e.g. `12 / 79 trajectories · 35 tokens/s · about 2 min 10 s left`."""

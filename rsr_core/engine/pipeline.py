@@ -36,11 +36,11 @@ CACHED_BATCH = 64  # cached results handed to the sink together
 class ScoringProgress:
     """Where a scoring run stands: trajectories done (cached ones included) and the forward-pass rate."""
 
-    done: int
-    total: int
-    cached: int
-    tokens: int  # response tokens scored by forward passes so far
-    seconds: float
+    done: int = 0  # trajectories with results (cached and already stored included)
+    total: int = 0
+    cached: int = 0
+    tokens: int = 0  # response tokens scored by forward passes so far
+    seconds: float = 0.0  # time spent in forward passes so far
 
     @property
     def tokens_per_s(self) -> float:
@@ -48,11 +48,11 @@ class ScoringProgress:
 
     @property
     def seconds_left(self) -> float | None:
-        """Estimate from the rate so far; None before the first forward pass."""
-        if self.tokens == 0 or self.done == self.cached:
+        """Estimate from the time per scored trajectory so far; None before the first forward pass."""
+        scored = self.done - self.cached
+        if scored <= 0 or self.seconds <= 0:
             return None
-        per_traj = self.seconds / (self.done - self.cached)
-        return per_traj * (self.total - self.done)
+        return self.seconds / scored * (self.total - self.done)
 
 
 @dataclass
@@ -116,7 +116,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
     result = ScoringResult()
     dtype = str(student.dtype).replace("torch.", "")
     template = None if plain_format else student.chat_template
-    state = ScoringProgress(done=0, total=len(trajectories), cached=0, tokens=0, seconds=0.0)
+    state = ScoringProgress(total=len(trajectories))
     run = _Run(student, token_budget or default_token_budget(student), cache, result, state, progress, sink, keep)
     window: list[tuple[Trajectory, str, Encoded]] = []
     hits: list[tuple[Trajectory, TokenScores]] = []
