@@ -25,8 +25,8 @@ st.caption(f"Dataset: **{dataset.label if dataset else 'none'}** · student: **{
            f"r_max = {state.current_r_max()}")
 
 st.subheader("Teachers on this dataset")
-tables = [state.student_table(s) for s in ([student] if student else []) + state.other_students()]
-tables = [t for t in tables if not t.empty]
+tables = {s: state.student_table(s) for s in ([student] if student else []) + state.other_students()}
+tables = {s: t for s, t in tables.items() if not t.empty}
 if not tables:
     st.info(state.NO_SCORES)
 else:

@@ -12,12 +12,12 @@ import streamlit as st
 from rsr_core.analysis.pools import students_of
 from rsr_core.analysis.teachers import ranking_agreement, run_table
 from rsr_core.ui import state
-from rsr_core.ui.accuracy_input import CORRELATION_COLUMNS, accuracy_input, correlate, correlation_display
+from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
 from rsr_core.ui.metric_labels import metric_label
-from rsr_core.ui.analysis_cache import cached_budget_selection, cached_student_rankings, cached_teacher_table
-from rsr_core.ui.teacher_figures import (budget_figure, combined_tables, correlation_figure, rank_surprisal_figure,
-                                         rsr_distribution_figure, teacher_display_table, teacher_from_selection,
-                                         teacher_scatter, teacher_trajectories, with_accuracy)
+from rsr_core.ui.analysis_cache import cached_budget_selection, cached_student_rankings, cached_teacher_table, combined
+from rsr_core.ui.teacher_figures import (budget_figure, rank_surprisal_figure, rsr_distribution_figure,
+                                         teacher_display_table, teacher_from_selection, teacher_scatter,
+                                         teacher_trajectories, with_accuracy)
 from rsr_core.ui.navigation import ensure_app_runs
 
 ensure_app_runs()
@@ -127,32 +127,24 @@ def accuracy_section(teachers, student) -> None:
         if len(acc) >= 2:
             _clickable_chart(teacher_scatter(with_accuracy(teachers, acc), "accuracy", "rsr",
                                              "RSR against post-training accuracy"), CHARTS[2])
-    corr, best, message = correlate(teachers, acc)
-    if corr is None:
-        st.info(message)
-        return
-    st.markdown(f"**Best predictor** {message}: **{metric_label(best)}** "
-                f"(Spearman {corr.set_index('metric').loc[best, 'spearman']:+.3f}).")
-    st.dataframe(correlation_display(corr), hide_index=True, width="stretch", key="teachers_correlations",
-                 column_config=CORRELATION_COLUMNS)
-    st.caption("Intervals: 95 % percentile bootstrap over teachers. With a dozen teachers they are wide; read them "
-               "before trusting a ranking of metrics.")
-    st.plotly_chart(correlation_figure(corr), width="stretch", key="teachers_chart_correlations")
+    correlation_section(teachers, acc, "teachers_correlations", "teachers_chart_correlations",
+                        caption="Intervals: 95 % percentile bootstrap over teachers. With a dozen teachers they are "
+                                "wide; read them before trusting a ranking of metrics.")
 
 
 def students_section(table) -> None:
     tables = {state.current_student() or "": table}
     tables.update({name: state.student_table(name) for name in state.other_students()})
-    combined = combined_tables(tables)
-    if combined.empty or len(students_of(combined)) < 2:
+    students = combined(tables)
+    if students.empty or len(students_of(students)) < 2:
         return
     st.subheader("The same teachers under each student")
     st.caption("Teacher score and rank under each student, sorted by the mean rank. A teacher that suits one "
                "student may not suit another: RSR depends on the student.")
-    st.dataframe(cached_student_rankings(combined), hide_index=True, width="stretch", key="teachers_students",
+    st.dataframe(cached_student_rankings(students), hide_index=True, width="stretch", key="teachers_students",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in combined.columns if c.endswith(" score")})
-    agreement = ranking_agreement(cached_teacher_table(combined))
+                                for c in students.columns if c.endswith(" score")})
+    agreement = ranking_agreement(cached_teacher_table(students))
     with st.expander("Agreement of the rankings (Spearman between students)"):
         st.dataframe(agreement, width="stretch")
 

@@ -10,10 +10,8 @@ import streamlit as st
 from rsr_core.analysis.paper import reproduction_table
 from rsr_core.analysis.pools import students_of
 from rsr_core.ui import state
-from rsr_core.ui.accuracy_input import CORRELATION_COLUMNS, accuracy_input, correlate, correlation_display
-from rsr_core.ui.metric_labels import metric_label
+from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
 from rsr_core.ui.analysis_cache import cached_teacher_table
-from rsr_core.ui.teacher_figures import correlation_figure
 from rsr_core.ui.validation_figures import abs_rho_figure, corrections_table, rsr_student_table
 from rsr_core.ui.navigation import ensure_app_runs
 
@@ -79,15 +77,7 @@ def own_data_section() -> None:
                 f"type them below: every metric of the {len(teachers)} teachers is correlated with them, as in the "
                 "paper's Table 4.")
     acc = accuracy_input(teachers["teacher"].astype(str).tolist(), student, key="validation_acc")
-    corr, best, message = correlate(teachers, acc)
-    if corr is None:
-        st.info(message)
-        return
-    rho = corr.set_index("metric").loc[best, "spearman"]
-    st.markdown(f"**Best predictor** {message}: **{metric_label(best)}** (Spearman {rho:+.3f}).")
-    st.dataframe(correlation_display(corr), hide_index=True, width="stretch", key="validation_own_correlations",
-                 column_config=CORRELATION_COLUMNS)
-    st.plotly_chart(correlation_figure(corr), width="stretch", key="validation_chart_own")
+    correlation_section(teachers, acc, "validation_own_correlations", "validation_chart_own")
 
 
 st.title("Validation against the paper")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rsr_core.analysis.metrics import trajectory_metrics
+from rsr_core.analysis.metrics import clipped_rank, trajectory_metrics
 from rsr_core.ui import state
 from rsr_core.ui.navigation import ensure_app_runs
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
@@ -125,7 +125,7 @@ def token_section(sim: dict, r_max: int, thresholds: ZoneThresholds) -> None:
     rank = placed.rank
     if manual:
         rank = c2.slider("rank", 1, max(r_max, 2), min(placed.rank, r_max), key="zpd_token_rank")
-    clipped = min(rank, r_max)
+    clipped = int(clipped_rank(rank, r_max))
     rest_rank, rest_s = sample_trajectory(cfg, n_rest, "D", r_max)
     contrib = rsr_contribution(clipped, placed.surprisal, float(rest_rank.sum()), float(rest_s.sum()))
     m = st.columns(5)

@@ -1,10 +1,12 @@
 """Every input format and schema, metadata carried through, and bad records reported with file and line."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from rsr_core.data.formats import read_trajectories
+from rsr_core.data.trajectory import correct_column, parse_correct
 from tests.conftest import write_jsonl
 
 MSG = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "2 + 2 = 4."}]
@@ -23,6 +25,26 @@ def test_messages_jsonl_with_metadata(tmp_path):
     assert b.trajectory_id.startswith("t-") and b.problem_id.startswith("p-")
     # ids and problem ids are stable across reads
     assert read_trajectories(f)[0][1].trajectory_id == b.trajectory_id
+
+
+def test_correctness_is_read_from_every_spelling_and_unknown_otherwise(tmp_path):
+    for value in (True, 1, 1.0, np.int64(1), np.bool_(True), "true", " TRUE ", "1", "1.0", "yes", "Y", "t",
+                  "correct"):
+        assert parse_correct(value) is True, value
+    for value in (False, 0, 0.0, np.float64(0), "false", "0", "0.0", "No", "n", "F", "incorrect", "wrong"):
+        assert parse_correct(value) is False, value
+    for value in (None, float("nan"), pd.NA, "", "  ", "maybe", 2, 0.5, [1], {"is_correct": True}):
+        assert parse_correct(value) is None, value
+    column = correct_column(pd.Series(["yes", None, 0, "F", np.nan, "x", True], index=range(5, 12)))
+    assert str(column.dtype) == "boolean" and list(column.index) == list(range(5, 12))
+    assert [None if pd.isna(v) else bool(v) for v in column] == [True, None, False, False, None, None, True]
+    f = write_jsonl(tmp_path / "c.jsonl", [
+        {"id": "a", "correct": "Yes", "messages": MSG}, {"id": "b", "is_correct": 0, "messages": MSG},
+        {"id": "c", "correct": "unsure", "is_correct": "t", "messages": MSG},
+        {"id": "d", "question": "Q?", "answer": {"solution": "A.", "is_correct": "false"}},
+        {"id": "e", "correct": "", "messages": MSG}])
+    ts, errors = read_trajectories(f)
+    assert errors == [] and [t.correct for t in ts] == [True, False, True, False, None]
 
 
 def test_same_problem_matches_across_files_by_prompt_text(tmp_path):

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from rsr_core.analysis.metrics import trajectory_metrics
-from rsr_core.analysis.pools import assign_pools, normalise_prompt, normalise_table, pool_summary, read_table
+from rsr_core.analysis.pools import assign_pools, normalise_prompt, pool_summary
+from rsr_core.data.tables import normalise_table, read_table
+from rsr_core.data.trajectory import problem_hash
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -45,7 +47,9 @@ def test_pools_fall_back_to_normalised_prompt_when_ids_are_missing():
     assert pooled.attrs["pool_by"] == "prompt"
     pools = pooled.groupby("pool_id")["trajectory_id"].apply(sorted).tolist()
     assert sorted(pools) == [["a1", "b1", "c1"], ["a2"]]
-    assert all(p.startswith("prompt-") for p in pooled["pool_id"])
+    assert pooled.set_index("trajectory_id")["pool_id"].to_dict() == {
+        "a1": problem_hash("what is 2+2?"), "b1": problem_hash("what is 2+2?"), "c1": problem_hash("what is 2+2?"),
+        "a2": problem_hash("What is 3+3?")}
 
 
 def test_forcing_problem_id_with_missing_ids_is_an_error_and_prompt_mode_ignores_ids():

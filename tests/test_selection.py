@@ -17,6 +17,7 @@ from rsr_core.analysis.selection import (
     selection_summary,
     write_selection,
 )
+from rsr_core.data.trajectory import problem_hash
 
 TEACHERS = ("QwQ", "R1", "Phi")
 
@@ -246,7 +247,7 @@ def test_records_carry_messages_and_provenance():
 def test_records_write_null_for_undefined_rsr_and_fill_a_missing_problem_id():
     table = pd.DataFrame([row("a", "", "A", surprisal=0.0, prompt="Q")])
     rec = selection_records(select(table).selected)[0]
-    assert rec["rsr"] is None and rec["problem_id"] == rec["pool_id"] and rec["pool_id"].startswith("prompt-")
+    assert rec["rsr"] is None and rec["problem_id"] == rec["pool_id"] and rec["pool_id"] == problem_hash("Q")
 
 
 def test_export_without_messages_is_an_error():

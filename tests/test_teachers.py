@@ -11,6 +11,8 @@ from scipy import stats
 
 from rsr_core.commands import teachers as teachers_command
 from rsr_core.analysis.metrics import dataset_rsr, trajectory_metrics
+from rsr_core.analysis.report import COLUMNS as REPORT_COLUMNS
+from rsr_core.analysis.report import teacher_report
 from rsr_core.analysis.teachers import (
     accuracy_correlations,
     best_predictor,
@@ -57,6 +59,39 @@ def test_teacher_rsr_is_eq9_and_teacher_score_is_the_mean_over_runs():
     assert out.loc["B", "teacher_score"] == pytest.approx(out.loc["B", "rsr"]) == pytest.approx(6 / 1.5)
     assert out.loc["A", "rank"] == 1 and out.loc["B", "rank"] == 2
     assert out.loc["A", "avg_length"] == 20 and np.isnan(out.loc["A", "correct_rate"])
+
+
+def test_the_report_is_the_teacher_table_in_first_appearance_order_of_students():
+    table = pd.concat([teachers_table({"B": 4.0, "A": 3.0, "C": 3.5}, n=12, student="zeta"),
+                       teachers_table({"A": 3.5, "C": 2.0}, n=12, student="alpha")], ignore_index=True)
+    report = teacher_report(table)
+    assert list(report.columns) == ["student", *REPORT_COLUMNS, "n_runs"]
+    assert list(dict.fromkeys(report["student"])) == ["zeta", "alpha"]
+    assert all(frame["rsr"].is_monotonic_increasing for _, frame in report.groupby("student"))
+    full = teacher_table(table, n_resamples=0)
+    assert full["rsr_low"].isna().all() and full["rsr_high"].isna().all()
+    key = ["student", "teacher"]
+    pd.testing.assert_frame_equal(report.set_index(key).sort_index(),
+                                  full.set_index(key).sort_index()[list(report.columns[2:])])
+    assert "correct_rate" not in teacher_report(table.drop(columns="correct"))
+
+
+def test_report_and_teacher_table_take_store_tables_with_categorical_columns_and_missing_values():
+    """A results store gives teacher, student, run and problem_id as Categorical columns with missing values."""
+    plain = pd.concat([teachers_table({"B": 4.0, "A": 3.0}, n=12, student="zeta"),
+                       teachers_table({"A": 3.5, "C": 2.0}, n=12, student="alpha")], ignore_index=True)
+    plain.loc[plain.index % 4 == 0, "run"] = None
+    plain.loc[plain.index % 5 == 0, "problem_id"] = None
+    plain.loc[plain.index[:3], "teacher"] = None
+    store = plain.astype({c: "category" for c in ("teacher", "student", "run", "problem_id")})
+    assert store["run"].isna().any() and isinstance(store["teacher"].dtype, pd.CategoricalDtype)
+    for compute in (teacher_report, lambda t: teacher_table(t, n_resamples=20), run_table,
+                    lambda t: budget_selection(t, n_per_teacher=5, n_resamples=5).table):
+        pd.testing.assert_frame_equal(compute(store), compute(plain))
+    report = teacher_report(store)
+    assert list(dict.fromkeys(report["student"])) == ["zeta", "alpha"]
+    assert set(report["teacher"]) == {"", "A", "B", "C"} and report["n_trajectories"].sum() == len(store)
+    assert report.set_index(["student", "teacher"]).loc[("zeta", "B"), "n_runs"] == 4  # r0, r1, r2 and no run
 
 
 def test_teacher_table_metrics_interval_and_correctness():

@@ -115,12 +115,17 @@ def teacher_score(run_dataset_rsrs: Sequence[float]) -> float:
     return simple_average_rsr(run_dataset_rsrs)
 
 
+def scored_rows(table):
+    """The rows of a trajectory table (pandas DataFrame) that have scored tokens: all of them without `n_tokens`."""
+    return table[table["n_tokens"] > 0] if "n_tokens" in table else table
+
+
 def dataset_metrics(table) -> dict[str, float]:
     """Dataset-level metrics of a trajectory table (one row per trajectory; pandas DataFrame).
 
     Means over trajectories for the baselines; Eq. 9 for `rsr`; the rank/surprisal combinations of the paper.
     """
-    t = table[table["n_tokens"] > 0] if "n_tokens" in table else table
+    t = scored_rows(table)
     mr, ms = t["avg_rank_clipped"].to_numpy(float), t["avg_surprisal"].to_numpy(float)
     out = {
         "n_trajectories": int(len(t)),

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from rsr_core.analysis.metrics import clipped_rank
+
 SOURCES = ("A", "B", "C", "D")
 SOURCE_LABELS = {
     "A": "X_A: major mode (too familiar)",
@@ -188,7 +190,7 @@ def place_token(probability: float, others: np.ndarray, r_max: int = 100) -> Tok
     o = o / o.sum() * (1.0 - p) if o.sum() > 0 else o
     rank = 1 + int((o > p).sum())
     s = -np.log(p)
-    clipped = min(rank, r_max) if r_max and r_max > 0 else rank
+    clipped = int(clipped_rank(rank, r_max))
     return TokenPlacement(probability=p, surprisal=float(s), rank=rank, clipped_rank=clipped,
                           ratio=float(clipped / s) if s > 0 else float("inf"))
 
@@ -225,4 +227,4 @@ def sample_trajectory(cfg: SimulationConfig, n_tokens: int, source: str = "D",
     z = student_distribution(cfg)
     x = rng.choice(cfg.vocab_size, size=n_tokens, p=source_distributions(cfg)[source])
     _, s, r = token_stats(x, z)
-    return np.minimum(r, r_max) if r_max and r_max > 0 else r, s
+    return clipped_rank(r, r_max), s

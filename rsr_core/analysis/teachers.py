@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.analysis.metrics import dataset_metrics, dataset_rsr, teacher_score
-from rsr_core.analysis.pools import normalise_table
+from rsr_core.analysis.metrics import dataset_metrics, dataset_rsr, scored_rows, teacher_score
 from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr
+from rsr_core.data.tables import normalise_table
 
 CORRELATION_METRICS = (
     "rsr", "teacher_score", "rsr_simple_average", "avg_surprisal", "avg_rank_clipped", "avg_rank",
@@ -35,9 +35,8 @@ def _prepared(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _run_rsr(frame: pd.DataFrame) -> float:
-    ok = frame["n_tokens"] > 0 if "n_tokens" in frame else np.ones(len(frame), bool)
-    return dataset_rsr(frame.loc[ok, "avg_rank_clipped"].to_numpy(float),
-                       frame.loc[ok, "avg_surprisal"].to_numpy(float))
+    scored = scored_rows(frame)
+    return dataset_rsr(scored["avg_rank_clipped"].to_numpy(float), scored["avg_surprisal"].to_numpy(float))
 
 
 def run_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -54,22 +53,24 @@ def teacher_table(table: pd.DataFrame, *, n_resamples: int = 1000, confidence: f
     """One row per (student, teacher): dataset metrics, n_runs, teacher_score, a bootstrap CI of `rsr`, and
     `rank` (1 = lowest teacher_score under that student).
 
-    `rsr_low`/`rsr_high`: percentile bootstrap interval of the Eq. 9 dataset RSR, resampling trajectories.
-    `correct_rate` is NaN when the data has no correctness.
+    `rsr_low`/`rsr_high`: percentile bootstrap interval of the Eq. 9 dataset RSR, resampling trajectories (NaN
+    with `n_resamples=0`, which skips the bootstrap). `correct_rate` is NaN when the data has no correctness.
     """
     t = _prepared(table)
     rows = []
     for (student, teacher), frame in t.groupby(["student", "teacher"], sort=True):
         run_rsrs = [_run_rsr(run) for _, run in frame.groupby("_run", sort=True)]
-        scored = frame[frame["n_tokens"] > 0] if "n_tokens" in frame else frame
-        ci = bootstrap_dataset_rsr(scored["avg_rank_clipped"].to_numpy(float),
-                                   scored["avg_surprisal"].to_numpy(float),
-                                   n_resamples=n_resamples, confidence=confidence, seed=seed)
+        low = high = float("nan")
+        if n_resamples > 0:
+            scored = scored_rows(frame)
+            ci = bootstrap_dataset_rsr(scored["avg_rank_clipped"].to_numpy(float),
+                                       scored["avg_surprisal"].to_numpy(float),
+                                       n_resamples=n_resamples, confidence=confidence, seed=seed)
+            low, high = ci.low, ci.high
         metrics = dataset_metrics(frame)
         metrics.setdefault("correct_rate", float("nan"))
         rows.append({"student": student, "teacher": teacher, "n_runs": len(run_rsrs),
-                     "teacher_score": teacher_score(run_rsrs), "rsr_low": ci.low, "rsr_high": ci.high,
-                     **metrics})
+                     "teacher_score": teacher_score(run_rsrs), "rsr_low": low, "rsr_high": high, **metrics})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -192,9 +193,7 @@ def budget_selection(table: pd.DataFrame, *, n_per_teacher: int = 200, top_k: in
     (share of draws in which the teacher is in the top k). `same_set_rate[student]`: share of draws whose top-k
     set equals the full-data top k.
     """
-    t = _prepared(table)
-    if "n_tokens" in t:
-        t = t[t["n_tokens"] > 0]
+    t = scored_rows(_prepared(table))
     rng = np.random.default_rng(seed)
     n_draws = max(1, n_resamples)
     rows, same = [], {}

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rsr_core.analysis.metrics import clipped_rank
+
 ZONES = ("too_familiar", "zone", "alien", "neutral")
 ZONE_LABELS = {
     "too_familiar": "too familiar",
@@ -77,7 +79,7 @@ def zone_summary(rank: np.ndarray, surprisal: np.ndarray, r_max: int = 100,
     """Per zone: token count, share of tokens, and share of the RSR numerator (clipped ranks) and denominator
     (surprisals) it supplies, so a page can say which zone drives a trajectory's RSR. rank, surprisal: [T]."""
     zones = classify_zones(rank, surprisal, thresholds)
-    rc = np.minimum(np.asarray(rank, dtype=np.float64), r_max) if r_max and r_max > 0 else np.asarray(rank, float)
+    rc = clipped_rank(rank, r_max)
     s = np.asarray(surprisal, dtype=np.float64)
     n, rank_total, s_total = len(s), rc.sum(), s.sum()
     out = {}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rsr_core.analysis.pools import POOL_BY, read_table
+from rsr_core.analysis.pools import POOL_BY
 from rsr_core.analysis.selection import read_overrides, select, selection_summary, write_selection
+from rsr_core.data.tables import read_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

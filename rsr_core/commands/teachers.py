@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 
-from rsr_core.analysis.pools import read_table
+from rsr_core.data.tables import read_table
 from rsr_core.analysis.teachers import (
     accuracy_correlations,
     best_predictor,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rsr_core.data.trajectory import Trajectory, normalise_message, problem_hash, stable_hash
+from rsr_core.data.trajectory import Trajectory, normalise_message, parse_correct, problem_hash, stable_hash
 
 SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -62,6 +62,14 @@ def iter_input_files(path: Path) -> Iterator[tuple[Path, str | None, str | None]
         yield path, path.stem, None
 
 
+def json_records(data: Any) -> Any:
+    """The records of a .json file's content: the array itself, else the first array under a top-level key, else
+    the one object."""
+    if isinstance(data, dict):
+        return next((v for v in data.values() if isinstance(v, list)), [data])
+    return data
+
+
 def _raw_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """Yield (record number, raw record or None, error message or None) for one file."""
     suffix = path.suffix.lower()
@@ -75,10 +83,7 @@ def _raw_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                 except json.JSONDecodeError as e:
                     yield n, None, f"invalid JSON ({e.msg} at column {e.colno})"
     elif suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            data = next((v for v in data.values() if isinstance(v, list)), [data])
-        for n, rec in enumerate(data):
+        for n, rec in enumerate(json_records(json.loads(path.read_text(encoding="utf-8")))):
             yield n, rec, None
     elif suffix in (".parquet", ".csv"):
         import pandas as pd
@@ -251,16 +256,13 @@ def to_messages(rec: dict, prompt_field: str | None = None, response_field: str 
 
 
 def _correct(rec: dict, response_field: str | None) -> bool | None:
+    """The first known correctness of the record's `correct`/`is_correct`, else of its response column's dict."""
     nested = rec.get(response_field) if response_field else None
     for source in (rec, nested if isinstance(nested, dict) else {}):
         for f in CORRECT_FIELDS:
-            v = source.get(f)
-            if isinstance(v, bool):
+            v = parse_correct(source.get(f))
+            if v is not None:
                 return v
-            if isinstance(v, str) and v.lower() in ("true", "false", "1", "0"):
-                return v.lower() in ("true", "1")
-            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) and v in (0, 1):
-                return bool(v)
     return None
 
 

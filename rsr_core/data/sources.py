@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rsr_core.data.formats import SUFFIXES
+from rsr_core.data.formats import SUFFIXES, json_records
 from rsr_core.data.paths import cache_root
 
 HUB_ENDPOINT = "https://huggingface.co"
@@ -66,9 +66,7 @@ def record_fields(path: str | Path) -> list[str]:
                         return list(rec) if isinstance(rec, dict) else []
             return []
         if suffix == ".json":
-            data = json.loads(f.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                data = next((v for v in data.values() if isinstance(v, list)), [data])
+            data = json_records(json.loads(f.read_text(encoding="utf-8")))
             return list(data[0]) if data and isinstance(data[0], dict) else []
         import pyarrow.parquet as pq
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from rsr_core.analysis.metrics import R_MAX
 from rsr_core.data.store import (CONVERSATION_COLUMNS, ResultsStore, StoreError, StoreWriter, StudentSettings,
                                  TokenColumns)
-from rsr_core.data.trajectory import Trajectory
+from rsr_core.data.trajectory import Trajectory, correct_column
 
 TABLE_BATCH_ROWS = 1024  # rows of the trajectory table at a time (each holds a whole conversation)
 TOKEN_BATCH_ROWS = 1 << 16  # token rows read at a time
@@ -86,15 +86,6 @@ def _text(value) -> str | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def _booleans(values: pd.Series) -> pd.Series:
-    """A column of booleans as read from Parquet, CSV ("True", "false", "1", "") or JSON, as nullable booleans."""
-    words = {"true": True, "1": True, "1.0": True, "yes": True, "false": False, "0": False, "0.0": False, "no": False}
-    mapped = [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
-              else bool(v) if isinstance(v, (bool, np.bool_, int, np.integer)) else words.get(str(v).strip().lower())
-              for v in values.astype(object)]
-    return pd.Series(pd.array(mapped, dtype="boolean"), index=values.index)
-
-
 def _trajectory(rec: dict) -> Trajectory:
     """A Trajectory from one table row (messages as JSON text); ValueError saying what is wrong."""
     tid = _text(rec.get("trajectory_id"))
@@ -151,7 +142,7 @@ class _TableImport:
         slim = slim.assign(trajectory_id=[t.trajectory_id for t in trajectories])
         for name in ("correct", "truncated"):
             if name in slim.columns:
-                slim[name] = _booleans(slim[name])
+                slim[name] = correct_column(slim[name])
         self.rows.append(slim)
 
     def _row_problem(self, rec: dict, tid: str) -> str | None:

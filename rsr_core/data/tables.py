@@ -2,6 +2,7 @@
 
 Both are plain pandas frames that write to Parquet, CSV or JSONL. The token table keeps unclipped ranks, so the
 trajectory table can be recomputed for any r_max without another forward pass (`trajectory_table` again).
+`read_table` gives a table back in one form whatever the file format (`normalise_table`).
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import pandas as pd
 
 from rsr_core.analysis.metrics import R_MAX, trajectory_metrics
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.data.trajectory import Trajectory, assistant_texts
+from rsr_core.data.trajectory import Trajectory, assistant_texts, correct_column
 
 ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
 TAIL_COLUMNS = ["coverage", "truncated", "n_context", "correct", "r_max", "source", "record", "prompt", "messages"]
+TEXT_COLUMNS = ("trajectory_id", "problem_id", "teacher", "student", "source", "prompt")
 
 
 def coverage(scores: TokenScores, messages: list[dict]) -> float:
@@ -165,7 +167,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a table written by `write_table` (or a JSON array), with id columns as text."""
+    """Read a table written by `write_table` (or a JSON array), normalised with `normalise_table`."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -179,7 +181,38 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
     else:
         raise ValueError(f"{path}: unknown table format {suffix!r} (use .parquet, .csv, .jsonl or .json)")
-    for col in ("trajectory_id", "problem_id", "teacher"):
-        if col in frame:
-            frame[col] = frame[col].astype(str)
-    return frame
+    return normalise_table(frame)
+
+
+def text_column(column: pd.Series) -> pd.Series:
+    """str values ('' where missing) as an object column."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # each category converted once
+        names = np.array([str(c) for c in column.cat.categories] + [""], dtype=object)
+        return pd.Series(names[column.cat.codes.to_numpy()], index=column.index, name=column.name, dtype=object)
+    values = column.astype(object)
+    return values.where(values.notna(), "").astype(str).astype(object)
+
+
+def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the id columns as str ('' where missing), `run` as str or None, `correct` as pandas 'boolean'.
+
+    Tables read back from CSV or JSON lose these types (ids like '007' become 7, empty runs become NaN), and
+    tables from a results store hold categorical columns; after this, grouping and export behave the same
+    whatever the source.
+    """
+    out = table.copy()
+    for col in TEXT_COLUMNS:
+        if col in out:
+            out[col] = text_column(out[col])
+    if "trajectory_id" not in out:
+        out["trajectory_id"] = [str(i) for i in range(len(out))]
+    if "teacher" not in out:
+        out["teacher"] = ""
+    if "run" in out:
+        runs = text_column(out["run"])
+        out["run"] = runs.where(runs != "", None)  # object keeps None (a str dtype would make it NaN)
+    else:
+        out["run"] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    out["correct"] = correct_column(out["correct"]) if "correct" in out \
+        else pd.Series(pd.array([pd.NA] * len(out), dtype="boolean"), index=out.index)
+    return out

@@ -36,7 +36,7 @@ CACHED_BATCH = 64  # cached results handed to the sink together
 class ScoringProgress:
     """Where a scoring run stands: trajectories done (cached ones included) and the forward-pass rate."""
 
-    done: int = 0
+    done: int = 0  # trajectories with results (cached and already stored included)
     total: int = 0
     cached: int = 0
     tokens: int = 0  # response tokens scored by forward passes so far
@@ -124,7 +124,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
     result = ScoringResult()
     dtype = str(student.dtype).replace("torch.", "")
     template = None if plain_format else student.chat_template
-    state = ScoringProgress(done=0, total=len(trajectories), cached=0, tokens=0, seconds=0.0)
+    state = ScoringProgress(total=len(trajectories))
     run = _Run(student, token_budget or default_token_budget(student), cache, result, state, progress, sink, keep)
     window: list[tuple[Trajectory, str, Encoded]] = []
     hits: list[tuple[Trajectory, TokenScores]] = []

@@ -18,6 +18,7 @@ from rsr_core.ui import state
 
 from rsr_core.analysis.teachers import accuracy_correlations, best_predictor, read_accuracies
 from rsr_core.ui.metric_labels import metric_label
+from rsr_core.ui.teacher_figures import correlation_figure
 
 ACCURACIES_KEY = "teacher_accuracies"
 MIN_TEACHERS = 3  # a correlation over fewer teachers means nothing
@@ -144,3 +145,20 @@ def accuracy_input(teachers: list[str], student: str | None, key: str) -> dict[s
     if values != known:
         store_accuracies(student, values)
     return values
+
+
+def correlation_section(teachers: pd.DataFrame, accuracies: dict[str, float], table_key: str, chart_key: str,
+                        caption: str | None = None) -> None:
+    """The best predictor, the Table 4 layout and its chart for `correlate(teachers, accuracies)`; the reason
+    instead when there are too few accuracies. `caption` goes under the table."""
+    corr, best, message = correlate(teachers, accuracies)
+    if corr is None:
+        st.info(message)
+        return
+    st.markdown(f"**Best predictor** {message}: **{metric_label(best)}** "
+                f"(Spearman {corr.set_index('metric').loc[best, 'spearman']:+.3f}).")
+    st.dataframe(correlation_display(corr), hide_index=True, width="stretch", key=table_key,
+                 column_config=CORRELATION_COLUMNS)
+    if caption:
+        st.caption(caption)
+    st.plotly_chart(correlation_figure(corr), width="stretch", key=chart_key)

@@ -7,13 +7,16 @@ read-only result.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis.report import teacher_report
 from rsr_core.analysis.selection import SelectionSummary, select, selection_summary
 from rsr_core.analysis.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
-from rsr_core.ui.results import table_key
+from rsr_core.ui.results import TABLE_KEY, table_key
+from rsr_core.ui.teacher_figures import combined_tables
 
 HEAVY_COLUMNS = ("messages", "prompt", "source")
 _HASH = {pd.DataFrame: table_key}
@@ -29,13 +32,14 @@ def metric_view(table: pd.DataFrame, keep_prompt: bool = False) -> pd.DataFrame:
     return view
 
 
-def combined(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Several students' tables as one, keyed by their keys."""
-    if len(tables) == 1:
-        return tables[0]
-    out = pd.concat([t.astype({c: object for c in t.columns if isinstance(t[c].dtype, pd.CategoricalDtype)})
-                     for t in tables], ignore_index=True)
-    out.attrs = {"rsr_key": tuple(table_key(t) for t in tables)}
+def combined(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Several students' tables (student -> table) as one, `teacher_figures.combined_tables`, keyed by their
+    keys; a single non-empty table as it is."""
+    frames = {student: t for student, t in tables.items() if t is not None and not t.empty}
+    if len(frames) == 1:
+        return next(iter(frames.values()))
+    out = combined_tables(frames)
+    out.attrs = {TABLE_KEY: tuple(table_key(t) for t in frames.values())}
     return out
 
 
@@ -44,9 +48,10 @@ def _report(table: pd.DataFrame) -> pd.DataFrame:
     return teacher_report(table)
 
 
-def cached_teacher_report(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """`report.teacher_report` of one or more students' tables (the first student's rows first)."""
-    return _report(combined(tables))
+def cached_teacher_report(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """`report.teacher_report` of one or more students' tables (student -> table; the first student's rows
+    first)."""
+    return _report(metric_view(combined(tables)))
 
 
 @st.cache_resource(show_spinner="Computing the teacher table…", max_entries=16, hash_funcs=_HASH)

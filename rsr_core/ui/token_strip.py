@@ -13,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from rsr_core.analysis.metrics import clipped_rank
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, RANK_SCALE, SURPRISAL_MAX, SURPRISAL_SCALE, ZONES,
                             ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, classify_zones, rank_bin_colour, rank_colour,
@@ -91,7 +92,7 @@ def _tooltip(scores: TokenScores, t: int, zone: str, r_max: int) -> str:
         f'<span class="rsr-tip-head">{html.escape(visible(scores.tokens[t]))} '
         f'<span style="font-weight:400;opacity:0.7">#{t}</span></span>',
         f'<span class="rsr-tip-row">surprisal <b>{s:.3f}</b> nats &middot; p <b>{_fmt_prob(p)}</b></span>',
-        f'<span class="rsr-tip-row">rank <b>{r}</b> &middot; clipped rank <b>{min(r, r_max)}</b> '
+        f'<span class="rsr-tip-row">rank <b>{r}</b> &middot; clipped rank <b>{int(clipped_rank(r, r_max))}</b> '
         f'(r_max {r_max})</span>',
         f'<span class="rsr-tip-row">entropy <b>{float(scores.entropy[t]):.3f}</b> nats &middot; '
         f'{html.escape(ZONE_LABELS[zone])}</span>',
