@@ -44,3 +44,16 @@ def test_lower_layers_do_not_import_upper_ones():
         for p in (ROOT / "rsr_core" / layer).rglob("*.py"):
             offenders += [f"{p.relative_to(ROOT)}: {n}" for n in _imports(p) if n.startswith(banned)]
     assert offenders == []
+
+
+def test_session_state_is_touched_only_through_ui_state():
+    """Every session-state key goes through `rsr_core.ui.state` (it names them all)."""
+    offenders = []
+    for p in [*(ROOT / "pages").glob("*.py"), *(ROOT / "rsr_core").rglob("*.py"), ROOT / "app.py"]:
+        if p == ROOT / "rsr_core" / "ui" / "state.py":
+            continue
+        code = [line for line in p.read_text().splitlines() if not line.lstrip().startswith("#")]
+        if any("st.session_state" in line and '"' not in line.split("st.session_state")[0][-1:]
+               for line in code if "`st.session_state`" not in line):
+            offenders.append(str(p.relative_to(ROOT)))
+    assert offenders == []

@@ -224,7 +224,6 @@ def metrics_row(row: pd.Series, r_max: int) -> None:
 def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, worst: explain.Span | None,
               answers: list[int] = ()) -> int:
     """The token strip of one window of the text, with the view selector and the pager. Returns the page size."""
-    ss = st.session_state
     n = len(ts)
     view = st.radio("Colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=state.keep(K_VIEW),
                     help="Zone thresholds and r_max are in the sidebar; hover a token for all its values.")
@@ -235,7 +234,7 @@ def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds,
     state.remember(K_PAGE)
     start = min(state.window_start(tid), max(n - 1, 0))
     if n > page:
-        ss[K_START] = start
+        state.put(K_START, start)
         c[1].number_input("First token", min_value=0, max_value=max(n - 1, 0), step=page, key=K_START,
                           on_change=_on_start, args=(tid,), help=f"Pages of {page} tokens; 0-based positions.")
     else:

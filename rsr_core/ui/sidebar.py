@@ -94,8 +94,7 @@ def _demo_key() -> str:
 
 def render_sidebar() -> None:
     """Draw the sidebar and bring the session state in line with it (call once per run, before the page)."""
-    ss = st.session_state
-    ss.setdefault(state.RMAX, R_MAX)
+    state.setdefault(state.RMAX, R_MAX)
     with st.sidebar:
         student_box = st.container()
         dataset = _dataset_picker()
@@ -109,11 +108,10 @@ def render_sidebar() -> None:
 
 def _student_picker() -> tuple[str | None, str | None]:
     """(spec to load the student by, name its results are filed under)."""
-    ss = st.session_state
     scored = state.students()
     options = scored + [n for n in installed_embedded_students() if n not in scored] + [OTHER_STUDENT]
-    if ss.get(W_STUDENT) not in options:
-        ss[W_STUDENT] = EMBEDDED if EMBEDDED in scored or not scored else scored[0]
+    if state.get(W_STUDENT) not in options:
+        state.put(W_STUDENT, EMBEDDED if EMBEDDED in scored or not scored else scored[0])
     choice = st.selectbox(
         "Student", options, key=W_STUDENT,
         format_func=lambda o: ("other: Hugging Face id, folder or .gguf" if o == OTHER_STUDENT
@@ -130,9 +128,8 @@ def _student_picker() -> tuple[str | None, str | None]:
 
 
 def _dataset_picker() -> state.Dataset | None:
-    ss = st.session_state
     env_store = os.environ.get(STORE_ENV, "").strip()
-    ss.setdefault(W_KIND, "store" if env_store else "demo")
+    state.setdefault(W_KIND, "store" if env_store else "demo")
     kind = st.radio("Dataset", list(DATASET_KINDS), format_func=DATASET_KINDS.get, key=W_KIND)
     if kind == "demo":
         key = _demo_key()
@@ -167,9 +164,8 @@ def _dataset_picker() -> state.Dataset | None:
 
 def _store_dataset(env_store: str) -> state.Dataset | None:
     """A results store opened as the dataset: its students' results, its conversations to score."""
-    ss = st.session_state
     if env_store:
-        ss.setdefault(state.KEPT + W_STORE, env_store)
+        state.setdefault(state.KEPT + W_STORE, env_store)
     text = st.text_input("Results store folder", key=state.keep(W_STORE),
                          placeholder="/data/rsr-store (written by `python -m rsr_core score ... --out FOLDER`)",
                          help="A folder written by `score --out FOLDER` or `import-scores`.").strip()
@@ -271,21 +267,20 @@ def _field_pickers(path: Path) -> tuple[str | None, list[str] | None, str | None
 
 
 def _settings() -> None:
-    ss = st.session_state
-    ss.setdefault(W_RMAX, state.current_r_max())
+    state.setdefault(W_RMAX, state.current_r_max())
     st.number_input("r_max (rank clipping)", min_value=1, max_value=1_000_000, step=10, key=W_RMAX,
                     help="Clipped rank = min(rank, r_max); the paper uses 100. Changing it recomputes every "
                          "number from the stored rank aggregates at once, without running the model.")
-    state.set_r_max(int(ss[W_RMAX]))
-    ss.setdefault(W_S0, float(ss.get(state.ZONE_S0, SURPRISAL_THRESHOLD)))
-    ss.setdefault(W_K, int(ss.get(state.ZONE_K, RANK_THRESHOLD)))
+    state.set_r_max(int(state.get(W_RMAX)))
+    state.setdefault(W_S0, float(state.get(state.ZONE_S0, SURPRISAL_THRESHOLD)))
+    state.setdefault(W_K, int(state.get(state.ZONE_K, RANK_THRESHOLD)))
     with st.expander("Zone thresholds"):
         st.number_input("surprisal threshold (nats)", min_value=0.05, max_value=20.0, step=0.25, key=W_S0,
                         help="At or above it a token is informative (surprisal = −ln p).")
         st.number_input("rank threshold", min_value=1, max_value=100_000, step=1, key=W_K,
                         help="An informative token ranked at or above it (1 = top) is in the zone; below it, alien.")
-    state.put(state.ZONE_S0, float(ss[W_S0]))
-    state.put(state.ZONE_K, int(ss[W_K]))
+    state.put(state.ZONE_S0, float(state.get(W_S0)))
+    state.put(state.ZONE_K, int(state.get(W_K)))
 
 
 # --- scoring ---------------------------------------------------------------------------------------------------

@@ -94,6 +94,11 @@ def pop(key: str, default=None):
     return _ss().pop(key, default)
 
 
+def setdefault(key: str, default):
+    """The session value of `key`, set to `default` first when it has none."""
+    return _ss().setdefault(key, default)
+
+
 def keep(key: str, default=None) -> str:
     """Restore a widget's last value before drawing it (Streamlit drops the state of widgets not drawn, e.g. on
     another page); pair with `remember(key)` after drawing. Returns the key, for `key=state.keep(...)`."""
