@@ -170,6 +170,20 @@ def test_teacher_trajectories_and_distribution(demo_data, teachers):
         rsr_distribution_figure(table, order, "histogram")
 
 
+def test_distribution_of_a_large_table_sends_no_per_trajectory_data(demo_data, teachers):
+    table = demo_data[0]
+    order = list(teachers["teacher"])
+    boxes = rsr_distribution_figure(table, order, "box", max_points=20)
+    for trace, teacher in zip(boxes.data, order):
+        rsr = table.loc[table["teacher"] == teacher, "rsr"].to_numpy(float)
+        assert trace.x is None and trace.customdata is None
+        assert np.allclose([trace.q1[0], trace.median[0], trace.q3[0]], np.percentile(rsr, [25, 50, 75]))
+        assert rsr.min() <= trace.lowerfence[0] <= trace.q1[0] and trace.q3[0] <= trace.upperfence[0] <= rsr.max()
+    assert "quartiles of all" in boxes.layout.title.text
+    violins = rsr_distribution_figure(table, order, "violin", max_points=20)
+    assert 0 < sum(len(t.x) for t in violins.data) <= 20 + len(order) and "a sample of 20" in violins.layout.title.text
+
+
 def test_display_table_drops_empty_columns(teachers):
     shown = teacher_display_table(teachers.assign(correct_rate=np.nan))
     assert "correct_rate" not in shown and shown.columns[0] == "teacher"

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from rsr_core.analysis.metrics import dataset_rsr
-from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr, correlation, percentile_interval
+from rsr_core.analysis.statistics import (bootstrap_correlation, bootstrap_dataset_rsr, correlation, normal_dataset_rsr,
+                                          percentile_interval)
 
 
 def sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +41,18 @@ def test_dataset_rsr_interval_narrows_with_more_trajectories_and_covers_the_trut
     big = bootstrap_dataset_rsr(r_big, s_big, n_resamples=400)
     assert (big.high - big.low) < 0.5 * (small.high - small.low)
     assert big.low < 3.0 < big.high  # E[r] / E[s] = 3 by construction
+
+
+def test_normal_interval_of_many_trajectories_equals_the_bootstrap():
+    r, s = sample(6000, seed=7)
+    boot = bootstrap_dataset_rsr(r, s, n_resamples=2000, seed=1, normal_above=None)
+    normal = bootstrap_dataset_rsr(r, s)  # 6,000 > NORMAL_ABOVE: the normal interval
+    assert normal == normal_dataset_rsr(r, s) and normal.estimate == pytest.approx(dataset_rsr(r, s))
+    width = boot.high - boot.low
+    assert abs(normal.low - boot.low) < 0.05 * width and abs(normal.high - boot.high) < 0.05 * width
+    assert normal.low < normal.estimate < normal.high
+    few = bootstrap_dataset_rsr(r[:100], s[:100], n_resamples=300, seed=2)
+    assert few != normal_dataset_rsr(r[:100], s[:100])  # few trajectories: still the percentile bootstrap
 
 
 def test_dataset_rsr_interval_edge_cases():

@@ -42,6 +42,7 @@ aggregates of many trajectories are a handful of numpy arrays (or Arrow list col
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -393,6 +394,13 @@ def rmax_columns(aggs: RankAggregates, r_max: int) -> dict[str, np.ndarray]:
     }
 
 
+def rmax_columns_of_parts(parts: Sequence[RankAggregates], r_max: int) -> dict[str, np.ndarray]:
+    """`rmax_columns` of parts that follow each other (e.g. a store's files, memory-mapped), without first
+    copying them into one set of arrays."""
+    columns = [rmax_columns(part, r_max) for part in parts]
+    return {name: np.concatenate([c[name] for c in columns]) if columns else np.zeros(0) for name in RMAX_METRICS}
+
+
 def metric_columns(aggs: RankAggregates, r_max: int) -> dict[str, np.ndarray]:
     """[N] columns of every metric of `metrics.TRAJECTORY_METRICS`, in that order."""
     n = aggs.n.astype(np.float64)
@@ -418,7 +426,10 @@ def to_arrow(aggs: RankAggregates) -> pa.Table:
 
 def _list_parts(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.StructArray]:
     """(offsets [N + 1] int64, struct values) of a list column, chunks combined, slices honoured."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):  # one chunk: as it is (combining would copy it)
+        arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    else:
+        arr = column
     offsets = np.asarray(arr.offsets, dtype=np.int64)
     values = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
     return offsets - offsets[0], values

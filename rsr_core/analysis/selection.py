@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rsr_core.analysis.metrics import dataset_metrics
-from rsr_core.analysis.pools import assign_pools, for_student, pool_summary
+from rsr_core.analysis.pools import assign_pools, for_student, pool_summary, sort_codes
 
 MODES = ("min", "max", "random")
 DEFAULT_RANDOM_SEEDS = (0, 1, 2, 3, 4)
@@ -42,7 +42,7 @@ EXPORT_FIELDS = (
     "correct_filter_fallback", "correct", "n_tokens", "avg_surprisal", "avg_rank_clipped", "truncated",
     "source", "record",
 )
-_HELPER_COLUMNS = ["_order", "_value", "_nan"]
+_HELPER_COLUMNS = ["_order", "_value", "_nan", "_pool", "_id_rank"]
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _metric_values(pooled: pd.DataFrame, by: str, mode: str) -> np.ndarray:
 
 def _random_values(pooled: pd.DataFrame, seed: int | None) -> np.ndarray:
     """[n] uniform draws assigned in (pool_id, trajectory_id) order, so the pick ignores the input row order."""
-    order = np.lexsort((pooled["trajectory_id"].to_numpy(str), pooled["pool_id"].to_numpy(str)))
+    order = np.lexsort((pooled["_id_rank"].to_numpy(), pooled["_pool"].to_numpy()))
     values = np.empty(len(pooled))
     values[order] = np.random.default_rng(seed).random(len(pooled))
     return values
@@ -115,8 +115,19 @@ def _random_values(pooled: pd.DataFrame, seed: int | None) -> np.ndarray:
 
 def _best_per_pool(frame: pd.DataFrame) -> pd.DataFrame:
     """The first row of each pool after sorting by (defined first, value, trajectory id)."""
-    ordered = frame.sort_values(["pool_id", "_nan", "_value", "trajectory_id"], kind="stable")
-    return ordered.drop_duplicates("pool_id", keep="first")
+    order = np.lexsort((frame["_id_rank"].to_numpy(), frame["_value"].to_numpy(float),
+                        frame["_nan"].to_numpy(bool), frame["_pool"].to_numpy()))
+    codes = frame["_pool"].to_numpy()[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = codes[1:] != codes[:-1]
+    return frame.iloc[order[first]]
+
+
+def _with_codes(pooled: pd.DataFrame) -> pd.DataFrame:
+    """The pooled table with integer codes that sort as `pool_id` and `trajectory_id` do (sorting strings once)."""
+    if "_pool" in pooled and "_id_rank" in pooled:
+        return pooled
+    return pooled.assign(_pool=sort_codes(pooled["pool_id"]), _id_rank=sort_codes(pooled["trajectory_id"]))
 
 
 def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapping[str, str]) -> pd.DataFrame:
@@ -158,8 +169,19 @@ def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int
         mode = "random"
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    pooled = assign_pools(for_student(table, student), pool_by)
+    pooled = _with_codes(assign_pools(for_student(table, student), pool_by))
+    return _select_pooled(pooled, by=by, mode=mode, seed=seed, correct_only=correct_only,
+                          keep_pools_without_correct=keep_pools_without_correct, overrides=overrides,
+                          student=student)
+
+
+def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None, correct_only: bool,
+                   keep_pools_without_correct: bool, overrides: Mapping[str, str] | None,
+                   student: str | None, summary: pd.DataFrame | None = None) -> Selection:
+    """`select` on a table `assign_pools` and `_with_codes` have prepared (left unchanged); `summary`: its
+    `pool_summary` indexed by pool_id, when already computed."""
     pool_by = pooled.attrs["pool_by"]
+    pooled = pooled.copy(deep=False)
     pooled["_order"] = np.arange(len(pooled))
     if mode == "random":
         pooled["_value"], pooled["_nan"] = _random_values(pooled, seed), False
@@ -171,7 +193,8 @@ def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int
     eligible = pooled["correct"].fillna(False).astype(bool).to_numpy() if correct_only \
         else np.ones(len(pooled), dtype=bool)
 
-    summary = pool_summary(pooled).set_index("pool_id")
+    if summary is None:
+        summary = pool_summary(pooled).set_index("pool_id")
     chosen = _best_per_pool(pooled[eligible]).assign(correct_filter_fallback=False)
     missing = summary.index.difference(pd.Index(chosen["pool_id"]))
     if keep_pools_without_correct and len(missing):
@@ -229,14 +252,18 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
     table = for_student(table, selection.student)
     rows = [{"set": f"selected ({selection.rule})", **set_metrics(selection.selected)}]
     seeds = list(random_seeds)
+    full = assign_pools(table, selection.pool_by)
     if seeds:
-        runs = [set_metrics(select(table, by="random", seed=s, correct_only=selection.correct_only,
-                                   keep_pools_without_correct=selection.keep_pools_without_correct,
-                                   pool_by=selection.pool_by).selected) for s in seeds]
+        pooled = _with_codes(full)
+        summary = pool_summary(pooled).set_index("pool_id")
+        runs = [set_metrics(_select_pooled(pooled, by="random", mode="random", seed=s,
+                                           correct_only=selection.correct_only,
+                                           keep_pools_without_correct=selection.keep_pools_without_correct,
+                                           overrides=None, student=selection.student, summary=summary).selected)
+                for s in seeds]
         rows.append({"set": f"random (mean of {len(seeds)} seeds)",
                      **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)
                         else float("nan") for k in runs[0]}})
-    full = assign_pools(table, selection.pool_by)
     for teacher, frame in full.groupby("teacher", sort=True):
         rows.append({"set": f"teacher {teacher} (all)", **set_metrics(frame)})
     comparison = pd.DataFrame(rows)

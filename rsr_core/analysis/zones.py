@@ -123,24 +123,41 @@ def _rgb_to_hex(rgb) -> str:
 
 def interpolate(scale: tuple[str, ...], t: float) -> str:
     """Colour at position t in [0, 1] (clipped) along evenly spaced stops of `scale`."""
-    t = float(np.clip(t if np.isfinite(t) else 1.0, 0.0, 1.0))
+    return interpolate_many(scale, np.array([t], dtype=np.float64))[0]
+
+
+def interpolate_many(scale: tuple[str, ...], t: np.ndarray) -> list[str]:
+    """[T] colours at positions t [T] in [0, 1] (clipped; NaN and inf: 1) along evenly spaced stops of `scale`."""
+    t = np.asarray(t, dtype=np.float64)
+    t = np.clip(np.where(np.isfinite(t), t, 1.0), 0.0, 1.0)
+    stops = np.array([_hex_to_rgb(c) for c in scale], dtype=np.float64)  # [K, 3]
     pos = t * (len(scale) - 1)
-    i = min(int(pos), len(scale) - 2)
-    f = pos - i
-    a, b = np.array(_hex_to_rgb(scale[i]), float), np.array(_hex_to_rgb(scale[i + 1]), float)
-    return _rgb_to_hex(a + (b - a) * f)
+    i = np.minimum(pos.astype(np.int64), len(scale) - 2)
+    f = (pos - i)[:, None]
+    rgb = np.rint(np.clip(stops[i] + (stops[i + 1] - stops[i]) * f, 0, 255)).astype(np.int64)  # [T, 3]
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()]
 
 
 def rank_colour(rank: float, r_max: int = 100) -> str:
     """Clipped-rank view: green at rank 1, yellow around sqrt(r_max), red at r_max and beyond (log scale)."""
+    return rank_colours(np.array([rank], dtype=np.float64), r_max)[0]
+
+
+def rank_colours(rank: np.ndarray, r_max: int = 100) -> list[str]:
+    """[T] `rank_colour` of ranks [T]."""
     r_max = max(int(r_max), 2)
-    r = min(max(float(rank), 1.0), float(r_max))
-    return interpolate(RANK_SCALE, np.log(r) / np.log(r_max))
+    r = np.clip(np.asarray(rank, dtype=np.float64), 1.0, float(r_max))
+    return interpolate_many(RANK_SCALE, np.log(r) / np.log(r_max))
 
 
 def surprisal_colour(surprisal: float, surprisal_max: float = SURPRISAL_MAX) -> str:
     """Surprisal view: near white at 0 nats, dark red at surprisal_max nats and beyond (linear)."""
-    return interpolate(SURPRISAL_SCALE, float(surprisal) / surprisal_max)
+    return surprisal_colours(np.array([surprisal], dtype=np.float64), surprisal_max)[0]
+
+
+def surprisal_colours(surprisal: np.ndarray, surprisal_max: float = SURPRISAL_MAX) -> list[str]:
+    """[T] `surprisal_colour` of surprisals [T] (nats)."""
+    return interpolate_many(SURPRISAL_SCALE, np.asarray(surprisal, dtype=np.float64) / surprisal_max)
 
 
 def zone_colour(zone: str) -> str:

@@ -63,7 +63,8 @@ API: `StoreWriter(path, StudentSettings(...), vocabulary=None)` with `.append(tr
 `.append_columns(...)` (per-token columns, `store_columns.TokenColumns`), `.append_aggregates(...)` (no
 per-token data), `.committed_ids`, `.compact()`; `ResultsStore(path)` with `.students()`, `.settings(s)`,
 `.trajectory_table(s, columns=None, r_max=None)`, `.aggregates(s)` (Arrow), `.rank_aggregates(s)` (numpy),
-`.scored_ids(s)`, `.token_scores(s, id)`, `.conversation(id)`, `.conversations(ids)`, `.trajectory(id, s)`,
+`.rank_aggregate_parts(s)` (numpy views of the memory-mapped files), `.scored_ids(s)`, `.scored_index(s)`,
+`.unscored_ids(scored)`, `.token_scores(s, id)`, `.conversation(id)`, `.conversations(ids)`, `.trajectory(id, s)`,
 `.vocabulary(s)`; `compact(path)`. `rsr_core.data.store_import` imports flat score files. The file mechanics
 live in `store_files.py`, the per-token columns and their checks in `store_columns.py`.
 """
@@ -75,7 +76,7 @@ import threading
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -895,7 +896,7 @@ class ResultsStore:
         del table, tables
         pa.default_memory_pool().release_unused()
         if r_max is not None and r_max != self.settings(student).r_max:
-            new = agg.rmax_columns(self.rank_aggregates(student), r_max)
+            new = agg.rmax_columns_of_parts(self.rank_aggregate_parts(student), r_max)
             for name, values in new.items():
                 if name in frame.columns:
                     frame[name] = values
@@ -930,9 +931,24 @@ class ResultsStore:
         pa.default_memory_pool().release_unused()  # what loading needed for a moment goes back to the system
         return out
 
+    def rank_aggregate_parts(self, student: str) -> list[agg.RankAggregates]:
+        """The aggregates as numpy views of the store's memory-mapped files, one per record batch, rows as
+        `trajectory_table`: nothing is copied, so opening them is immediate and their pages are the operating
+        system's file cache, shared by every process that reads the store (`aggregates.rmax_columns_of_parts`)."""
+        def read():
+            folder, parts = self._parts(student)
+            return [agg.from_arrow(pa.Table.from_batches([batch]))
+                    for p in parts for batch in files.read_ipc(folder / f"{p['id']}.aggs.arrow").to_batches()
+                    if batch.num_rows]
+        return self._retry(student, read)
+
     def scored_ids(self, student: str) -> set[str]:
         """Ids of the trajectories with results of this student."""
         return set(self._index(student).ids)
+
+    def scored_index(self, student: str) -> pd.Index:
+        """The same ids as a pandas Index (hash look-ups without building a set)."""
+        return self._index(student).ids
 
     def has_tokens(self, student: str, trajectory_id: str) -> bool:
         """Whether the store holds this trajectory's per-token data (KeyError: no results at all)."""
@@ -1021,6 +1037,22 @@ class ResultsStore:
     def conversation_ids(self) -> set[str]:
         """Ids of every conversation in the store."""
         return set(self._conversation_index().ids)
+
+    def conversations_stamp(self) -> tuple:
+        """Changes whenever conversations are added to the store (() while there are none)."""
+        try:
+            st = (self.root / "conversations" / "manifest.json").stat()
+        except FileNotFoundError:
+            return ()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def unscored_ids(self, scored: Collection[str] | pd.Index) -> tuple[list[str], int]:
+        """(ids of the store's conversations not in `scored`, sorted; how many conversations there are)."""
+        ids = self._conversation_index().ids
+        values = pa.array(ids, pa.string())
+        known = pc.is_in(values, value_set=pa.array(list(scored) if isinstance(scored, (set, frozenset)) else scored,
+                                                    pa.string()))
+        return sorted(pc.filter(values, pc.invert(known)).to_pylist()), len(ids)
 
     def conversation(self, trajectory_id: str) -> dict:
         """{trajectory_id, prompt, messages (list of {role, content}), source, record} of one trajectory."""

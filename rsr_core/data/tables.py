@@ -189,6 +189,8 @@ def text_column(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.CategoricalDtype):  # each category converted once
         names = np.array([str(c) for c in column.cat.categories] + [""], dtype=object)
         return pd.Series(names[column.cat.codes.to_numpy()], index=column.index, name=column.name, dtype=object)
+    if isinstance(column.dtype, pd.StringDtype):  # already str: only the missing ones change
+        return pd.Series(column.fillna("").to_numpy(dtype=object), index=column.index, name=column.name, dtype=object)
     values = column.astype(object)
     return values.where(values.notna(), "").astype(str).astype(object)
 

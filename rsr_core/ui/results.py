@@ -44,8 +44,8 @@ def _stored_table(path: str, student: str, gen: int) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner="Reading the rank aggregates…", max_entries=4)
-def _aggregates(path: str, student: str, gen: int) -> agg.RankAggregates:
-    return store(path).rank_aggregates(student)
+def _aggregates(path: str, student: str, gen: int) -> list[agg.RankAggregates]:
+    return store(path).rank_aggregate_parts(student)
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
@@ -54,7 +54,7 @@ def _table(path: str, student: str, r_max: int, gen: int) -> pd.DataFrame:
     if r_max == store(path).settings(student).r_max:
         frame = stored.copy(deep=False)
     else:
-        columns = agg.rmax_columns(_aggregates(path, student, gen), r_max)
+        columns = agg.rmax_columns_of_parts(_aggregates(path, student, gen), r_max)
         frame = stored.assign(**{k: v for k, v in columns.items() if k in stored.columns})
         if "r_max" in frame:
             frame["r_max"] = np.int64(r_max)
@@ -104,6 +104,20 @@ def _scored_ids(path: str, student: str, gen: int) -> frozenset[str]:
 
 def scored_ids(path: str, student: str) -> frozenset[str]:
     return _scored_ids(path, student, generation(path, student))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _unscored(path: str, stamp: tuple, student_path: str | None, student: str, gen: int) -> tuple[list[str], int]:
+    done = store(student_path).scored_index(student) if student_path else frozenset()
+    return store(path).unscored_ids(done)
+
+
+def unscored_ids(path: str, student_path: str | None, student: str) -> tuple[list[str], int]:
+    """(ids of the conversations in the store at `path` without results of `student`, whose results are in the
+    store at `student_path` (None: nowhere yet), sorted; how many conversations there are). Shared, do not
+    change the list."""
+    gen = generation(student_path, student) if student_path else -1
+    return _unscored(path, store(path).conversations_stamp(), student_path, student, gen)
 
 
 def table_key(frame: pd.DataFrame) -> object:

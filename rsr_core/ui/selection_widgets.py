@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from rsr_core.analysis.pools import sort_codes
 from rsr_core.analysis.selection import Selection, SelectionSummary, write_selection
 from rsr_core.ui.metric_labels import metric_label
 
@@ -65,10 +66,12 @@ def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr") ->
     'fallback ...' or 'dropped: <reason>'), n_candidates, n_eligible, candidates ('teacher run: rsr' for each,
     best RSR first), prompt (its first 120 characters).
     """
-    ordered = pooled.sort_values(["pool_id", "rsr", "trajectory_id"], na_position="last", kind="stable")
-    runs = ordered["run"].map(lambda r: f" {r}" if r else "")
-    rsr = ordered["rsr"].map(lambda v: _fmt(float(v)))
-    labels = ordered["teacher"].astype(str) + runs + ": " + rsr
+    rsr_values = pooled["rsr"].to_numpy(float)
+    ordered = pooled.iloc[np.lexsort((sort_codes(pooled["trajectory_id"]), rsr_values,  # NaN sorts last
+                                      sort_codes(pooled["pool_id"])))]
+    labels = [f"{t}{' ' + r if r else ''}: {_fmt(v)}" for t, r, v in
+              zip(ordered["teacher"].astype(str).tolist(), ordered["run"].tolist(), ordered["rsr"].tolist())]
+    labels = pd.Series(labels, index=ordered.index, dtype=object)
     grouped = ordered.assign(_label=labels).groupby("pool_id", sort=False)
     pools = pd.DataFrame({
         "problem_id": grouped["problem_id"].first(),
@@ -91,7 +94,8 @@ def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr") ->
         "choice": np.where(sel["manual"].astype(bool), CHOICE_MANUAL,
                            np.where(sel["correct_filter_fallback"].astype(bool), CHOICE_FALLBACK, CHOICE_RULE)),
     })
-    order = list(chosen["pool_id"]) + [p for p in pools.index if p not in set(chosen["pool_id"])]
+    chosen_pools = set(chosen["pool_id"])
+    order = list(chosen["pool_id"]) + [p for p in pools.index if p not in chosen_pools]
     out = pools.reindex(order).reset_index().merge(chosen, on="pool_id", how="left")
     reasons = dict(zip(selection.dropped["pool_id"], selection.dropped["reason"])) if len(selection.dropped) else {}
     missing = out["chosen"].isna()

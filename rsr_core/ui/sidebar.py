@@ -289,11 +289,10 @@ def _todo(dataset: state.Dataset | None, name: str | None) -> tuple[list[str], i
     """(ids without results under `name`, trajectories in the dataset)."""
     if dataset is None or not name:
         return [], 0
-    done = state.scored_ids(name)
     if dataset.from_store:
-        ids = sorted(results.store(dataset.stores[0]).conversation_ids())
-    else:
-        ids = [t.trajectory_id for t in dataset.trajectories]
+        return results.unscored_ids(dataset.stores[0], state.student_store(name), name)
+    done = state.scored_ids(name)
+    ids = [t.trajectory_id for t in dataset.trajectories]
     return [tid for tid in ids if tid not in done], len(ids)
 
 

@@ -155,31 +155,54 @@ def rsr_distribution_figure(table: pd.DataFrame, order: Sequence[str] | None = N
     """Distribution of trajectory RSR per teacher (box or violin).
 
     order: teachers top to bottom (e.g. by rank). Every trajectory is drawn as a point, carrying (trajectory_id,
-    teacher) in customdata, while the table has at most `max_points` rows; beyond, only the outliers (box) or
-    no points (violin), so that a large pool stays light in the browser.
+    teacher) in customdata, while the table has at most `max_points` rows. Beyond, the browser gets no
+    per-trajectory data, so that 165,000 trajectories stay light: boxes are drawn from their quartiles and
+    fences computed here, violins from a seeded sample of `max_points` trajectories in all (the title says so).
     """
     if kind not in ("box", "violin"):
         raise ValueError(f"kind must be 'box' or 'violin', not {kind!r}")
     teachers = list(order) if order is not None else sorted(table["teacher"].astype(str).unique())
     every = len(table) <= max_points
+    names = table["teacher"].astype(str)
     fig = go.Figure()
     for teacher in teachers:
-        rows = table[table["teacher"].astype(str) == teacher]
+        rows = table[names == teacher]
+        if not every and kind == "box":
+            fig.add_trace(go.Box(name=teacher, orientation="h", **_box_statistics(rows["rsr"].to_numpy(float))))
+            continue
+        if not every:
+            rows = rows.sample(n=min(len(rows), max(1, max_points * len(rows) // len(table))), random_state=0)
         common = dict(x=rows["rsr"].to_numpy(float), name=teacher, orientation="h",
                       customdata=np.column_stack([rows["trajectory_id"].astype(str).to_numpy(object),
                                                   rows["teacher"].astype(str).to_numpy(object)]),
                       hovertemplate="<b>%{customdata[0]}</b><br>RSR %{x:.3f}<extra>%{customdata[1]}</extra>")
         if kind == "box":
-            fig.add_trace(go.Box(boxpoints="all" if every else "outliers", jitter=0.4, pointpos=0,
-                                 marker={"size": 4}, **common))
+            fig.add_trace(go.Box(boxpoints="all", jitter=0.4, pointpos=0, marker={"size": 4}, **common))
         else:
             fig.add_trace(go.Violin(points="all" if every else False, jitter=0.4, pointpos=0,
                                     box={"visible": True}, meanline={"visible": True}, marker={"size": 4},
                                     **common))
-    fig.update_layout(title="Trajectory RSR per teacher", xaxis_title="trajectory RSR (lower is better)",
+    title = "Trajectory RSR per teacher"
+    if not every:
+        title += (f" (quartiles of all {len(table):,} trajectories)" if kind == "box"
+                  else f" (a sample of {max_points:,} of {len(table):,} trajectories)")
+    fig.update_layout(title=title, xaxis_title="trajectory RSR (lower is better)",
                       yaxis={"autorange": "reversed"}, showlegend=False,
                       height=max(260, 60 + 42 * len(teachers)), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
+
+
+def _box_statistics(values: np.ndarray) -> dict:
+    """Plotly box parameters of [n] values: quartiles (linear interpolation, as plotly's), mean, and Tukey's
+    fences (the most extreme values within 1.5 IQR of the box). Each is a one-element list: one box."""
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return {"q1": [np.nan], "median": [np.nan], "q3": [np.nan]}
+    q1, median, q3 = np.percentile(v, [25, 50, 75])
+    iqr = q3 - q1
+    inside = v[(v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)]
+    return {"q1": [q1], "median": [median], "q3": [q3], "mean": [float(v.mean())],
+            "lowerfence": [float(inside.min())], "upperfence": [float(inside.max())]}
 
 
 def correlation_figure(corr: pd.DataFrame, method: str = "spearman") -> go.Figure:

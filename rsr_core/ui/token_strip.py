@@ -16,8 +16,8 @@ import numpy as np
 from rsr_core.analysis.metrics import clipped_rank
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, RANK_SCALE, SURPRISAL_MAX, SURPRISAL_SCALE, ZONES,
-                            ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, classify_zones, rank_bin_colour, rank_colour,
-                            surprisal_colour, text_colour, zone_colour)
+                            ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, classify_zones, rank_bins, rank_colours,
+                            surprisal_colours, text_colour, zone_colour)
 
 VIEWS = {
     "rank": "clipped rank",
@@ -71,12 +71,12 @@ def token_colours(scores: TokenScores, colour_by: str, r_max: int = 100,
     if colour_by not in VIEWS:
         raise ValueError(f"colour_by must be one of {sorted(VIEWS)}, not {colour_by!r}")
     if colour_by == "rank":
-        return [rank_colour(r, r_max) for r in scores.rank.tolist()]
+        return rank_colours(scores.rank, r_max)
     if colour_by == "surprisal":
-        return [surprisal_colour(s, surprisal_max) for s in scores.surprisal.tolist()]
+        return surprisal_colours(scores.surprisal, surprisal_max)
     if colour_by == "zone":
         return [zone_colour(z) for z in classify_zones(scores.rank, scores.surprisal, thresholds)]
-    return [rank_bin_colour(r) for r in scores.rank.tolist()]
+    return [RANK_BIN_COLOURS[b] for b in rank_bins(scores.rank).tolist()]
 
 
 def _fmt_prob(p: float) -> str:
