@@ -6,10 +6,13 @@ or an unambiguous pair such as prompt/response, question/answer). Reasoning is r
 (a `reasoning_content` field or one of its aliases, `<think>` tags, a reasoning column beside the answer column)
 and kept in the canonical form of `rsr_core.data.trajectory`. Several response columns make one trajectory per
 column, the column naming the teacher. A bad record yields a `RecordError` naming the file, the record and the
-problem; every other record is still read.
+problem; every other record is still read. Text files are decoded line by line (`rsr_core.data.text_files`: UTF-8
+with or without a byte-order mark, UTF-16 by its mark), so a line that is not text costs that line only. Cells
+and values that read NaN, None, null or N/A are missing (`trajectory.is_missing`), never text to score.
 """
 from __future__ import annotations
 
+import csv
 import fnmatch
 import json
 import math
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rsr_core.data.trajectory import Trajectory, normalise_message, parse_correct, problem_hash, stable_hash
+from rsr_core.data.text_files import BadText, read_text, text_lines
+from rsr_core.data.trajectory import Trajectory, is_missing, normalise_message, parse_correct, problem_hash, stable_hash
 
 SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -62,42 +66,106 @@ def iter_input_files(path: Path) -> Iterator[tuple[Path, str | None, str | None]
         yield path, path.stem, None
 
 
-def json_records(data: Any) -> Any:
-    """The records of a .json file's content: the array itself, else the first array under a top-level key, else
-    the one object."""
-    if isinstance(data, dict):
-        return next((v for v in data.values() if isinstance(v, list)), [data])
-    return data
+def has_schema(rec: dict) -> bool:
+    """Whether an object is a record by its fields alone: `messages`, `conversations`, instruction/output, or a
+    prompt field beside a response field."""
+    return ("messages" in rec or "conversations" in rec or ("instruction" in rec and "output" in rec)
+            or (any(f in rec for f in PROMPT_FIELDS) and any(_is_response_field(f) for f in rec)))
 
 
-def _raw_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield (record number, raw record or None, error message or None) for one file."""
+def _is_response_field(name: str) -> bool:
+    return name in RESPONSE_FIELDS or name.endswith(("_output", "_response", "_solution"))
+
+
+def json_records(data: Any) -> list:
+    """The records of a .json file's content: an array is its records; an object with a record's schema
+    (`has_schema`) is one record; another object holds its records in its first list of objects (`{"data": [...]}`),
+    and without one it is one record. Any other value is one record (that the caller reports as not an object)."""
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict) or has_schema(data):
+        return [data]
+    return next((v for v in data.values() if isinstance(v, list) and any(isinstance(x, dict) for x in v)), [data])
+
+
+def raw_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield (record number, raw record or None, problem or None) for one file: per line for JSONL (a line that is
+    not text or not JSON is a problem, the next line is read), per record for CSV (numbered by its first line), per
+    element for JSON and Parquet. Raises ValueError (BadText, naming the line) when the file cannot be read at all."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
+        for n, line, problem in text_lines(path):
+            record = None
+            if problem is None:
                 if not line.strip():
                     continue
                 try:
-                    yield n, json.loads(line), None
+                    record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    yield n, None, f"invalid JSON ({e.msg} at column {e.colno})"
+                    problem = f"invalid JSON ({e.msg} at column {e.colno})"
+                except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits, deep nesting
+                    problem = f"invalid JSON ({e})"
+            yield n, record, problem
     elif suffix == ".json":
-        for n, rec in enumerate(json_records(json.loads(path.read_text(encoding="utf-8")))):
+        try:
+            data = json.loads(read_text(path))
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
+        for n, rec in enumerate(json_records(data)):
             yield n, rec, None
-    elif suffix in (".parquet", ".csv"):
+    elif suffix == ".csv":
+        yield from _csv_records(path)
+    elif suffix == ".parquet":
         import pandas as pd
 
-        frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, keep_default_na=False, dtype=str)
-        first = 0 if suffix == ".parquet" else 2  # CSV: line 1 is the header
-        for n, rec in enumerate(frame.to_dict(orient="records")):
-            yield n + first, rec, None
+        for n, rec in enumerate(pd.read_parquet(path).to_dict(orient="records")):
+            yield n, rec, None
     else:
         raise ValueError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json, .parquet or .csv)")
 
 
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # reasoning traces outgrow the default 128 KiB
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """The rows of a CSV file as dicts by the header, each numbered by its first line (quoted fields may span
+    lines). A row holding a line that is not text is reported once, at that line, and left out; a bad header
+    line makes the file unreadable (BadText)."""
+    bad: list[tuple[int, str]] = []
+
+    def lines() -> Iterator[str]:
+        for n, line, problem in text_lines(path, keep_ends=True):
+            if problem is not None:
+                bad.append((n, problem))
+            yield line
+
+    reader = csv.reader(lines())
+    header: list[str] | None = None
+    end = 0
+    for row in reader:
+        start, end = end + 1, reader.line_num
+        if bad:
+            (n, problem), more = bad[0], len(bad) - 1
+            bad.clear()
+            if header is None:
+                raise BadText(n, f"header row: {problem}")
+            if end > start:
+                problem += f" (in the record of lines {start}-{end}{f', with {more} more such lines' if more else ''})"
+            yield n, None, problem
+        elif not any(cell.strip() for cell in row):
+            continue
+        elif header is None:
+            header = [name or f"Unnamed: {i}" for i, name in enumerate(row)]
+        elif len(row) > len(header):
+            yield start, None, f"{len(row)} fields where the header has {len(header)}"
+        else:
+            yield start, dict(zip(header, row + [None] * (len(header) - len(row)), strict=True)), None
+
+
 def _plain(value: Any) -> Any:
     """numpy/pyarrow values to plain Python (lists, dicts, str); NaN to None."""
+    if isinstance(value, str):  # most values: no attribute lookups
+        return value
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, float) and math.isnan(value):
@@ -114,18 +182,22 @@ def _maybe_json(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return value
     return value
 
 
-def _text(value: Any, what: str, allow_empty: bool = False) -> str:
+def _text(value: Any, what: str, field: str, allow_empty: bool = False) -> str:
+    """The text of a prompt, response or reasoning value (`what`) read from `field`; "" for a missing one where
+    `allow_empty`, else ValueError."""
     if isinstance(value, dict):  # e.g. {"solution": ..., "is_correct": ...}
         value = next((value[k] for k in ("content", "solution", "text", "value") if k in value), None)
-    if allow_empty and value is None:
-        return ""
-    if not isinstance(value, str) or not (value.strip() or allow_empty):
-        raise ValueError(f"{what} is empty or not text")
+    if is_missing(value):
+        if allow_empty:
+            return ""
+        raise ValueError(f"{what} is empty or missing (field {field!r})")
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not text (field {field!r})")
     return value
 
 
@@ -216,13 +288,13 @@ def plain_columns(rec: dict, prompt_field: str | None = None, response_field: st
 
 def plain_messages(rec: dict, columns: PlainColumns, k: int) -> list[dict]:
     """The conversation of response column k of a plain-column record."""
-    reasoning = columns.reasoning[k]
-    has_reasoning = reasoning is not None and rec.get(reasoning) not in (None, "")
-    assistant = {"role": "assistant",
-                 "content": _text(rec[columns.responses[k]], columns.responses[k], allow_empty=has_reasoning)}
+    reasoning, response = columns.reasoning[k], columns.responses[k]
+    has_reasoning = reasoning is not None and not is_missing(rec.get(reasoning))
+    assistant = {"role": "assistant", "content": _text(rec[response], "response", response, allow_empty=has_reasoning)}
     if has_reasoning:
-        assistant["reasoning_content"] = _text(rec[reasoning], reasoning)
-    return _check_messages([{"role": "user", "content": _text(rec[columns.prompt], columns.prompt)}, assistant])
+        assistant["reasoning_content"] = _text(rec[reasoning], "reasoning", reasoning)
+    prompt = _text(rec[columns.prompt], "prompt", columns.prompt)
+    return _check_messages([{"role": "user", "content": prompt}, assistant])
 
 
 def to_messages(rec: dict, prompt_field: str | None = None, response_field: str | Sequence[str] | None = None,
@@ -242,17 +314,18 @@ def to_messages(rec: dict, prompt_field: str | None = None, response_field: str 
         for i, turn in enumerate(conv):
             if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
                 raise ValueError(f"conversation turn {i} lacks `from` or `value`")
-            role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+            role = SHAREGPT_ROLES.get(str(turn["from"]).strip().lower())
             if role is None:
                 raise ValueError(f"conversation turn {i} has unknown speaker {turn['from']!r}")
             msgs.append({"role": role, "content": turn["value"]})
         return [_check_messages(msgs)]
-    user = _text(rec["instruction"], "instruction")
-    if rec.get("input"):
+    user = _text(rec["instruction"], "prompt", "instruction")
+    if rec.get("input") and not is_missing(rec["input"]):
         user = f"{user}\n\n{rec['input']}"
-    msgs = [{"role": "system", "content": rec["system"]}] if rec.get("system") else []
+    system = rec.get("system")
+    msgs = [{"role": "system", "content": system}] if system and not is_missing(system) else []
     return [_check_messages(msgs + [{"role": "user", "content": user},
-                                    {"role": "assistant", "content": _text(rec["output"], "output")}])]
+                                    {"role": "assistant", "content": _text(rec["output"], "response", "output")}])]
 
 
 def _correct(rec: dict, response_field: str | None) -> bool | None:
@@ -285,15 +358,18 @@ def read_trajectories(path: str | Path, *, prompt_field: str | None = None,
     for file, file_teacher, file_run in iter_input_files(path):
         unit = "record" if file.suffix.lower() in (".json", ".parquet") else "line"
         try:
-            for n, raw, problem in _raw_records(file):
+            for n, raw, problem in raw_records(file):
                 if problem is None and not isinstance(raw, dict):
                     problem = f"expected a JSON object, got {type(raw).__name__}"
-                if problem is not None:
-                    errors.append(RecordError(str(file), n, problem, unit))
-                    continue
-                rec = {k: _plain(v) for k, v in raw.items()}
-                for t, problem in _record_trajectories(rec, prompt_field, response_field, reasoning_field,
-                                                       teacher, teacher_field, problem_field):
+                results: list = [(None, problem)]
+                if problem is None:
+                    try:
+                        results = list(_record_trajectories({k: _plain(v) for k, v in raw.items()}, prompt_field,
+                                                            response_field, reasoning_field, teacher, teacher_field,
+                                                            problem_field))
+                    except RecursionError:
+                        results = [(None, "nested too deeply")]
+                for t, problem in results:
                     if t is not None and t.trajectory_id in seen:
                         problem = f"duplicate trajectory id {t.trajectory_id!r}; record skipped"
                     if problem is not None:
@@ -306,7 +382,9 @@ def read_trajectories(path: str | Path, *, prompt_field: str | None = None,
                         t.trajectory_id = "t-" + stable_hash(t.teacher, t.run, t.messages)
                     seen.add(t.trajectory_id)
                     trajectories.append(t)
-        except (OSError, ValueError, UnicodeDecodeError) as e:  # unreadable file: report it, go on with the rest
+        except BadText as e:  # a .json file or a CSV header that is not text: the line is named
+            errors.append(RecordError(str(file), e.line, f"cannot read file: {e.message}"))
+        except (OSError, ValueError) as e:  # unreadable file: report it, go on with the rest
             errors.append(RecordError(str(file), None, f"cannot read file: {e}"))
         except Exception as e:  # noqa: BLE001 - pyarrow/pandas parse errors have many types
             errors.append(RecordError(str(file), None, f"cannot read file: {type(e).__name__}: {e}"))

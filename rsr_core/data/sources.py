@@ -5,14 +5,13 @@ hub is reachable and download a dataset's data files.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rsr_core.data.formats import SUFFIXES, json_records
+from rsr_core.data.formats import SUFFIXES, raw_records
 from rsr_core.data.paths import cache_root
 
 HUB_ENDPOINT = "https://huggingface.co"
@@ -51,30 +50,18 @@ def first_data_file(path: str | Path) -> Path | None:
 def record_fields(path: str | Path) -> list[str]:
     """Field names of the first record of a data file (or of the first file under a folder), for column pickers.
 
-    Returns [] when the file cannot be read; plain columns only (nested values are offered too, as-is).
+    Read as `read_trajectories` reads it (the first record that is an object; lines that are not text or not JSON
+    are passed over). Returns [] when the file cannot be read; nested values are offered too, as-is.
     """
     f = first_data_file(path)
     if f is None:
         return []
-    suffix = f.suffix.lower()
     try:
-        if suffix == ".jsonl":
-            with open(f, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        rec = json.loads(line)
-                        return list(rec) if isinstance(rec, dict) else []
-            return []
-        if suffix == ".json":
-            data = json_records(json.loads(f.read_text(encoding="utf-8")))
-            return list(data[0]) if data and isinstance(data[0], dict) else []
-        import pyarrow.parquet as pq
+        if f.suffix.lower() == ".parquet":  # the schema alone, not the rows
+            import pyarrow.parquet as pq
 
-        if suffix == ".parquet":
             return list(pq.read_schema(f).names)
-        import pandas as pd
-
-        return list(pd.read_csv(f, nrows=1).columns)
+        return next((list(rec) for _, rec, _ in raw_records(f) if isinstance(rec, dict)), [])
     except Exception:  # noqa: BLE001 - any unreadable file just offers no fields
         return []
 

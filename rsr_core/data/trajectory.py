@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -108,20 +109,34 @@ def normalise_message(message: dict) -> dict:
     """One message in the canonical form: lower-case role, text content, reasoning in `reasoning_content`.
 
     Reasoning comes from the first non-empty alias field (`reasoning_content`, `reasoning`, `thinking`, ...) or
-    else from think tags in the content. Raises ValueError when the content is not text.
+    else from think tags in the content. A missing content (`is_missing`) is empty. Raises ValueError when the
+    content is not text.
     """
     role = str(message["role"]).strip().lower()
-    content = _content_text(message["content"])
+    content = "" if is_missing(message["content"]) else _content_text(message["content"])
     if role != "assistant":
         return {"role": role, "content": content}
     reasoning = next((_content_text(message[k]) for k in REASONING_ALIASES
-                      if message.get(k) not in (None, "") and not (isinstance(message[k], float))), None)
+                      if k in message and not is_missing(message[k]) and not isinstance(message[k], float)), None)
     if reasoning is None or not reasoning.strip():
         reasoning, content = split_reasoning(content)
     out = {"role": role, "content": content}
     if reasoning:
         out[REASONING_KEY] = reasoning
     return out
+
+
+MISSING_TEXTS = frozenset({"", "nan", "none", "null", "n/a"})
+
+
+def is_missing(value: object) -> bool:
+    """Whether a value stands for no value: None, NaN, or a whole text that is empty or reads NaN, None, null or
+    N/A (any case, outer spaces ignored), as spreadsheets and dataframes write missing cells. A longer text that
+    contains such a word is text."""
+    if isinstance(value, str):
+        text = value.strip()
+        return len(text) <= 4 and text.lower() in MISSING_TEXTS
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _content_text(content) -> str:
