@@ -26,7 +26,6 @@ usage: python bench/bench_gpu.py --pool [--quick] [--seed 0] [--lengths 8192 163
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
 import sys
@@ -300,8 +299,8 @@ def singles_section(model, lengths: list[int], device: torch.device, rep: Report
         item = trajectory(g.integers(0, vocab, length), length // 8)  # prompt: the first eighth
         n = len(item.positions)
         row = {"length": length, "response_tokens": n}
-        for name, fn in (("engine", lambda: score_batch_backoff(model, [item], MemoryBackoff())),
-                         ("naive", lambda: run_naive(model, [item]))):
+        for name, fn in (("engine", lambda item=item: score_batch_backoff(model, [item], MemoryBackoff())),
+                         ("naive", lambda item=item: run_naive(model, [item]))):
             _, row[name] = measure(fn, device, n)
         rows.append(row)
         rep.put("singles", rows)

@@ -100,7 +100,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "long.jsonl"
             path.write_text(json.dumps({"id": "long", "messages": long}) + "\n")
-            result["long_tokens"] = len(fp32.tokenizer.apply_chat_template(long, tokenize=True, return_dict=True)["input_ids"])
+            encoded = fp32.tokenizer.apply_chat_template(long, tokenize=True, return_dict=True)
+            result["long_tokens"] = len(encoded["input_ids"])
             result["engine_long_peak_gb"] = peak_rss_gb([sys.executable, "-m", "rsr_core", "score", str(path),
                                                          "--out", f"{tmp}/o.csv", "--no-cache", "--dtype", "float32"])
             result["naive_long_peak_gb"] = peak_rss_gb([sys.executable, "-c", (
@@ -110,7 +111,7 @@ def main() -> int:
     out = ROOT / "bench" / "results" / "cpu.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     for k, v in result.items():
         print(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
     return 0

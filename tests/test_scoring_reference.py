@@ -5,7 +5,6 @@ by the ChatML markers (as the paper's reference code does, `bench/naive.py`), ru
 [N, V] logits and applies the definitions directly.
 """
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +52,8 @@ def records(request):
                                          "Yes.\n14 x 0.25 = 3.5.\n\n</think>\n\n14 pencils cost **$3.50**."}]})
     recs.append({"id": "multi", "messages": [
         {"role": "user", "content": "What is 7 * 6?"}, {"role": "assistant", "content": "7 * 6 = 42."},
-        {"role": "user", "content": "And 42 / 7?"}, {"role": "assistant", "content": "42 / 7 = 6, back to the start."}]})
+        {"role": "user", "content": "And 42 / 7?"},
+        {"role": "assistant", "content": "42 / 7 = 6, back to the start."}]})
     return recs
 
 
@@ -71,7 +71,8 @@ def test_per_token_numbers_equal_full_logits(student, records):
         np.testing.assert_allclose(got.surprisal, s, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(got.rank, rank)
         np.testing.assert_allclose(got.entropy, ent, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(-np.log(got.top_probs[:, 0]), np.where(got.rank == 1, got.surprisal, -np.log(got.top_probs[:, 0])), atol=1e-4)
+        first = got.rank == 1  # where the teacher's token is the student's top token, p(top) is its probability
+        np.testing.assert_allclose(-np.log(got.top_probs[first, 0]), got.surprisal[first], atol=1e-4)
         assert (got.top_probs[:, :-1] >= got.top_probs[:, 1:]).all()
 
 

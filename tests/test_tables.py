@@ -4,16 +4,18 @@ import pytest
 
 from rsr_core.analysis.metrics import trajectory_rsr
 from rsr_core.engine.pipeline import score_trajectories
-from rsr_core.data.tables import read_table, rescore_table, scores_from_token_table, token_table, trajectory_table, write_table
+from rsr_core.data.tables import (read_table, rescore_table, scores_from_token_table, token_table, trajectory_table,
+                                  write_table)
 from rsr_core.data.trajectory import Trajectory
 
 
 @pytest.fixture(scope="module")
 def scored(student):
-    trajs = [Trajectory("a", "p1", "T1", [{"role": "user", "content": "Compute 12 * 11."},
-                                          {"role": "assistant", "content": "12 * 11 = 132, since 12 * 10 = 120 and 120 + 12 = 132."}]),
-             Trajectory("b", "p1", "T2", [{"role": "user", "content": "Compute 12 * 11."},
-                                          {"role": "assistant", "content": "Quantum flux yields 132 bananas."}], correct=False)]
+    question = {"role": "user", "content": "Compute 12 * 11."}
+    good = {"role": "assistant", "content": "12 * 11 = 132, since 12 * 10 = 120 and 120 + 12 = 132."}
+    bad = {"role": "assistant", "content": "Quantum flux yields 132 bananas."}
+    trajs = [Trajectory("a", "p1", "T1", [question, good]),
+             Trajectory("b", "p1", "T2", [question, bad], correct=False)]
     return trajs, score_trajectories(trajs, student, use_cache=False).scores
 
 

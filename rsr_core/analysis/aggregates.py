@@ -270,9 +270,9 @@ _PER_BIN = ("bin_rank", "bin_count", "bin_inv_s", "bin_inv_s_top")
 _PER_SINGLE = ("single_rank", "single_s")
 
 
-def allocate(n: int, m: int, l: int) -> RankAggregates:
-    """Uninitialised aggregates of N = n trajectories, M = m bins, L = l singles, to be filled by `place`."""
-    out = {f.name: np.empty(n if f.name in _PER_TRAJECTORY else m if f.name in _PER_BIN else l,
+def allocate(n: int, m: int, n_singles: int) -> RankAggregates:
+    """Uninitialised aggregates of N = n trajectories, M = m bins, L = n_singles singles, filled by `place`."""
+    out = {f.name: np.empty(n if f.name in _PER_TRAJECTORY else m if f.name in _PER_BIN else n_singles,
                             dtype=_DTYPES[f.name]) for f in fields(RankAggregates) if not f.name.endswith("_offsets")}
     return RankAggregates(bin_offsets=np.zeros(n + 1, np.int64), single_offsets=np.zeros(n + 1, np.int64), **out)
 
@@ -280,16 +280,16 @@ def allocate(n: int, m: int, l: int) -> RankAggregates:
 def place(out: RankAggregates, part: RankAggregates, at: tuple[int, int, int]) -> tuple[int, int, int]:
     """Copy `part` into `out` at (trajectory, bin, single) position `at`; the position after it."""
     j, b, s = at
-    n, m, l = len(part), part.bin_rank.size, part.single_rank.size
+    n, m, n_singles = len(part), part.bin_rank.size, part.single_rank.size
     for name in _PER_TRAJECTORY:
         getattr(out, name)[j:j + n] = getattr(part, name)
     for name in _PER_BIN:
         getattr(out, name)[b:b + m] = getattr(part, name)
     for name in _PER_SINGLE:
-        getattr(out, name)[s:s + l] = getattr(part, name)
+        getattr(out, name)[s:s + n_singles] = getattr(part, name)
     out.bin_offsets[j + 1:j + n + 1] = part.bin_offsets[1:] + b
     out.single_offsets[j + 1:j + n + 1] = part.single_offsets[1:] + s
-    return j + n, b + m, s + l
+    return j + n, b + m, s + n_singles
 
 
 def take(aggs: RankAggregates, index: np.ndarray) -> RankAggregates:

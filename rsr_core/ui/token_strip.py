@@ -15,9 +15,9 @@ import numpy as np
 
 from rsr_core.analysis.metrics import clipped_rank
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, RANK_SCALE, SURPRISAL_MAX, SURPRISAL_SCALE, ZONES,
-                            ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, classify_zones, rank_bins, rank_colours,
-                            surprisal_colours, text_colour, zone_colour)
+from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, RANK_SCALE, SURPRISAL_MAX, SURPRISAL_SCALE,
+                                     ZONE_COLOURS, ZONE_LABELS, ZONES, ZoneThresholds, classify_zones, rank_bins,
+                                     rank_colours, surprisal_colours, text_colour, zone_colour)
 
 VIEWS = {
     "rank": "clipped rank",
