@@ -4,6 +4,7 @@ import streamlit as st
 from rsr_core.analysis import explain
 from rsr_core.ui import inspector as ui
 from rsr_core.ui import state
+from rsr_core.ui.layout import stacking_columns
 from rsr_core.ui.navigation import ensure_app_runs
 
 ensure_app_runs()
@@ -31,7 +32,7 @@ window = min(int(state.get(ui.window_key(tid)) or ui.default_window(len(ts))), m
 state.put(ui.window_key(tid), window)
 spans = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=1)
 
-left, right = st.columns([3, 2])
+left, right = stacking_columns([3, 2], key="inspector_main")  # one under the other in a narrow window
 with left:
     page = ui.text_view(tid, ts, r_max, thresholds, spans[0] if spans else None, answers)
 with right:

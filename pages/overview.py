@@ -3,6 +3,8 @@ import streamlit as st
 
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_teacher_report
+from rsr_core.ui.layout import button_row
+from rsr_core.ui.metric_labels import count
 from rsr_core.ui.navigation import available_pages, ensure_app_runs
 
 ensure_app_runs()
@@ -30,7 +32,7 @@ tables = {s: t for s, t in tables.items() if not t.empty}
 if not tables:
     st.info(state.NO_SCORES)
 else:
-    st.caption(f"{len(table):,} trajectories under {student}" if not table.empty else "")
+    st.caption(f"{count(len(table), 'trajectory', 'trajectories')} under {student}" if not table.empty else "")
     report = cached_teacher_report(tables)
     shown = [c for c in ("student", "teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average",
                          "avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "n_runs")
@@ -44,13 +46,13 @@ else:
     if not table.empty and table["rsr"].notna().any():
         best = table.loc[table["rsr"].idxmin()]
         worst = table.loc[table["rsr"].idxmax()]
-        left, right = st.columns(2)
-        if left.button(f"Inspect the lowest-RSR trajectory ({best['teacher']}, {best['rsr']:.2f})",
-                       key="overview_open_best"):
-            state.select_trajectory(best["trajectory_id"], open_inspector=True)
-        if right.button(f"Inspect the highest-RSR trajectory ({worst['teacher']}, {worst['rsr']:.2f})",
-                        key="overview_open_worst"):
-            state.select_trajectory(worst["trajectory_id"], open_inspector=True)
+        with button_row():
+            if st.button(f"Inspect the lowest-RSR trajectory ({best['teacher']}, {best['rsr']:.2f})",
+                         key="overview_open_best"):
+                state.select_trajectory(best["trajectory_id"], open_inspector=True)
+            if st.button(f"Inspect the highest-RSR trajectory ({worst['teacher']}, {worst['rsr']:.2f})",
+                         key="overview_open_worst"):
+                state.select_trajectory(worst["trajectory_id"], open_inspector=True)
 
 st.subheader("Pages")
 for spec in available_pages():

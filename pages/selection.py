@@ -7,13 +7,15 @@ selection and each single teacher; the export is the training file `python -m rs
 """
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis.pools import POOL_BY, assign_pools, for_student, students_of
 from rsr_core.analysis.selection import select
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_selection_summary
-from rsr_core.ui.metric_labels import metric_label
+from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row
+from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.selection_widgets import (EXPORT_FORMATS, RULE_MODES, candidate_rows, comparison_display,
                                            export_bytes, filter_problems, picks_figure, problem_rows,
                                            rule_description, selectable_metrics, valid_overrides)
@@ -29,6 +31,8 @@ PROBLEM = "selection_problem"  # the problem whose candidates are shown (selectb
 CANDIDATE = "selection_candidate"  # the candidate the buttons act on (selectbox; a table click sets it)
 NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f")
        for c in ("avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "rsr vs selected")}
+TRAJECTORY_NUM = {c: st.column_config.NumberColumn(metric_label(c, "trajectory"), format="%.3f")
+                  for c in ("avg_surprisal", "avg_rank_clipped")}
 RSR_TRAJECTORY = {"rsr": st.column_config.NumberColumn("RSR", format="%.3f",
                                                       help="RSR of the trajectory (Eq. 7)")}
 RSR_DATASET = {"rsr": st.column_config.NumberColumn("RSR (Eq. 9)", format="%.3f",
@@ -63,25 +67,30 @@ def _row_to_state(table_key: str, target: str, ids: list[str]) -> None:
 
 def rule_controls(table) -> dict:
     st.subheader("Rule")
-    c = st.columns([2, 2, 1, 2])
-    mode = c[0].selectbox("keep per problem the", list(RULE_MODES), format_func=RULE_MODES.get,
-                          key=state.keep("selection_mode"))
     metrics = selectable_metrics(table)
     by = "random"
-    if mode != "random":
-        by = c[1].selectbox("metric", metrics, format_func=metric_label, key=state.keep("selection_metric"),
-                            help="Lowest RSR is the paper's selection (one of 33 candidates per problem).")
-    seed = int(c[2].number_input("seed", 0, 2**31 - 1, 0, 1, key=state.keep("selection_seed"),
-                                 disabled=mode != "random"))
-    pool_by = c[3].selectbox("pool candidates by", POOL_BY, key=state.keep("selection_pool_by"),
-                             help="auto: the problem id when every row has one, else the normalised prompt text.")
+    with control_row():
+        mode = st.selectbox("keep per problem the", list(RULE_MODES), format_func=RULE_MODES.get,
+                            key=state.keep("selection_mode"), width=CONTROL_PX)
+        if mode != "random":  # per trajectory: RSR of Eq. 7, mean surprisal, ...
+            by = st.selectbox("metric", metrics, format_func=lambda m: metric_label(m, "trajectory"),
+                              key=state.keep("selection_metric"), width=CONTROL_PX,
+                              help="The trajectories' own values; lowest RSR (Eq. 7) is the paper's selection "
+                                   "(one of 33 candidates per problem).")
+        seed = int(st.number_input("seed", 0, 2**31 - 1, 0, 1, key=state.keep("selection_seed"),
+                                   disabled=mode != "random", width=CONTROL_PX - 60))
+        pool_by = st.selectbox("pool candidates by", POOL_BY, key=state.keep("selection_pool_by"),
+                               width=CONTROL_PX - 40,
+                               help="auto: the problem id when every row has one, else the normalised prompt text.")
     has_correct = "correct" in table and table["correct"].notna().any()
-    c = st.columns(2)
-    correct_only = c[0].checkbox("correct only", key=state.keep("selection_correct_only"), disabled=not has_correct,
-                                 help="Keep only trajectories marked correct; a problem without one is dropped."
-                                 if has_correct else "The data has no correctness information.")
-    keep = c[1].checkbox("keep problems without a correct candidate (marked fallback)",
-                         key=state.keep("selection_keep_without_correct"), disabled=not correct_only)
+    with control_row():
+        correct_only = st.checkbox("correct only", key=state.keep("selection_correct_only"),
+                                   disabled=not has_correct,
+                                   help="Keep only trajectories marked correct; a problem without one is dropped. "
+                                        "A choice made by hand is kept whatever its correctness (with a warning)."
+                                   if has_correct else "The data has no correctness information.")
+        keep = st.checkbox("keep problems without a correct candidate (marked fallback)",
+                           key=state.keep("selection_keep_without_correct"), disabled=not correct_only)
     state.remember(*RULE_WIDGETS)
     return {"by": by, "mode": mode, "seed": seed if mode == "random" else None,
             "correct_only": bool(correct_only and has_correct), "keep_pools_without_correct": bool(keep),
@@ -90,16 +99,39 @@ def rule_controls(table) -> dict:
 
 def counts_line(sel, summary) -> None:
     c = summary.counts
-    cols = st.columns(5)
-    cols[0].metric("problems", c["pools"])
-    cols[1].metric("selected", c["selected"])
-    cols[2].metric("dropped", c["dropped"], help="Pools left out by the correct filter (see the table).")
-    cols[3].metric("manual", c["manual"], help="Choices made by hand; they win over the rule.")
-    cols[4].metric("undefined metric", c["undefined_metric"],
-                   help="Pools whose candidates all have an undefined value (e.g. zero surprisal).")
+    with metric_row():
+        st.metric("problems", c["pools"], width="content")
+        st.metric("selected", c["selected"], width="content")
+        st.metric("dropped", c["dropped"], help="Pools left out by the correct filter (see the table).",
+                  width="content")
+        st.metric("manual", c["manual"], help="Choices made by hand; they win over the rule.", width="content")
+        st.metric("undefined", c["undefined_metric"], width="content",
+                  help="Pools whose candidates all have an undefined value of the rule's metric (e.g. zero "
+                       "surprisal).")
     if c.get("inconsistent_pools"):
         st.warning(f"{c['inconsistent_pools']} problem ids cover different prompts: the ids may be record numbers. "
                    "Pool by prompt instead.")
+
+
+def incorrect_manual_choices(sel) -> list[str]:
+    """Trajectory ids chosen by hand that are not marked correct (kept even under "correct only")."""
+    chosen = sel.selected
+    if chosen.empty or "manual" not in chosen or "correct" not in chosen:
+        return []
+    wrong = chosen["manual"].astype(bool) & ~chosen["correct"].astype("boolean").fillna(False).astype(bool)
+    return chosen.loc[wrong, "trajectory_id"].astype(str).tolist()
+
+
+def manual_warning(sel, settings: dict) -> None:
+    """Under "correct only", say which manual choices are not marked correct: they are kept and exported with
+    `correct: false`."""
+    wrong = incorrect_manual_choices(sel) if settings["correct_only"] else []
+    if wrong:
+        st.warning(f"**correct only** is on, but {count(len(wrong), 'manual choice')} "
+                   f"{'is' if len(wrong) == 1 else 'are'} not marked correct: {', '.join(wrong[:10])}. A choice made "
+                   "by hand wins over the rule, so "
+                   f"{'it is' if len(wrong) == 1 else 'they are'} kept and exported with `correct: false`. Choose a "
+                   "correct candidate, or press **Back to the rule**.")
 
 
 def problem_prompt(pooled, pool: str) -> str:
@@ -110,11 +142,13 @@ def problem_prompt(pooled, pool: str) -> str:
 
 def problems_section(rows) -> list[str]:
     st.subheader("One row per problem")
-    c = st.columns([2, 2, 2])
-    text = c[0].text_input("filter", key="selection_filter_text", placeholder="problem id, prompt or trajectory id")
-    teachers = c[1].multiselect("chosen teacher", sorted(t for t in rows["teacher"].unique() if t),
-                                key="selection_filter_teachers")
-    kinds = c[2].multiselect("how chosen", ["rule", "manual", "fallback", "dropped"], key="selection_filter_choice")
+    with control_row():
+        text = st.text_input("filter", key="selection_filter_text", placeholder="problem id, prompt or trajectory id",
+                             width=CONTROL_PX + 40)
+        teachers = st.multiselect("chosen teacher", sorted(t for t in rows["teacher"].unique() if t),
+                                  key="selection_filter_teachers", width=CONTROL_PX + 40)
+        kinds = st.multiselect("how chosen", ["rule", "manual", "fallback", "dropped"], key="selection_filter_choice",
+                               width=CONTROL_PX + 40)
     shown = filter_problems(rows, text, teachers, kinds)
     ids = shown["pool_id"].tolist()
     key = "selection_problems_table"
@@ -129,7 +163,7 @@ def problems_section(rows) -> list[str]:
     return ids
 
 
-def problem_detail(rows, pooled, by: str) -> None:
+def problem_detail(rows, pooled, by: str, correct_only: bool = False) -> None:
     st.subheader("Candidates of a problem")
     pools = rows["pool_id"].tolist()
     labels = dict(zip(rows["pool_id"], rows["problem_id"]))
@@ -142,42 +176,46 @@ def problem_detail(rows, pooled, by: str) -> None:
     ids = cands["trajectory_id"].astype(str).tolist()
     key = "selection_candidates_table"
     st.dataframe(cands, key=key, hide_index=True, width="stretch", selection_mode="single-row",
-                 on_select=lambda: _row_to_state(key, CANDIDATE, ids), column_config={**NUM, **RSR_TRAJECTORY})
+                 on_select=lambda: _row_to_state(key, CANDIDATE, ids),
+                 column_config={**NUM, **TRAJECTORY_NUM, **RSR_TRAJECTORY})
     if state.get(CANDIDATE) not in ids:
         state.put(CANDIDATE, row["chosen"] or ids[0])
-    c = st.columns([3, 2, 2, 2])
-    tid = c[0].selectbox("candidate", ids, key=CANDIDATE,
-                         format_func=lambda t: f"{t} (chosen)" if t == row["chosen"] else t)
-    if c[1].button("Open in the inspector", key="selection_open"):
-        state.select_trajectory(tid, open_inspector=True)
-    c[2].button("Choose it by hand", key="selection_choose", disabled=tid == row["chosen"] and
-                row["choice"] == "manual", on_click=_set_override, args=(pool, tid),
-                help="Keep this candidate for the problem whatever the rule says (marked manual in the export).")
-    c[3].button("Back to the rule", key="selection_unchoose", disabled=row["choice"] != "manual",
-                on_click=_drop_override, args=(pool, row["problem_id"]))
+    tid = st.selectbox("candidate", ids, key=CANDIDATE,
+                       format_func=lambda t: f"{t} (chosen)" if t == row["chosen"] else t)
+    with button_row():
+        if st.button("Open in the inspector", key="selection_open"):
+            state.select_trajectory(tid, open_inspector=True)
+        st.button("Choose it by hand", key="selection_choose", disabled=tid == row["chosen"] and
+                  row["choice"] == "manual", on_click=_set_override, args=(pool, tid),
+                  help="Keep this candidate for the problem whatever the rule says (marked manual in the export).")
+        st.button("Back to the rule", key="selection_unchoose", disabled=row["choice"] != "manual",
+                  on_click=_drop_override, args=(pool, row["problem_id"]))
     st.caption(f"Chosen: **{row['chosen'] or 'none'}** ({row['choice']}).")
+    correct = cands.set_index("trajectory_id")["correct"].get(tid) if "correct" in cands else None
+    if correct_only and tid != row["chosen"] and not (correct is not None and pd.notna(correct) and bool(correct)):
+        st.caption(f":orange[**{tid}** is not marked correct: chosen by hand it is kept despite **correct only** "
+                   "and exported with `correct: false`.]")
 
 
 def summary_section(summary) -> None:
     st.subheader("The selected set")
     comp = comparison_display(summary)
     random_rows = comp[comp["set"].str.startswith("random")]
-    c = st.columns(3)
     sel_rsr = comp["rsr"].iloc[0]
-    c[0].metric("dataset RSR of the selection", f"{sel_rsr:.3f}",
-                delta=f"{sel_rsr - random_rows['rsr'].iloc[0]:+.3f} vs random" if len(random_rows) else None,
-                delta_color="inverse")
-    c[1].metric("mean length (tokens)", f"{comp['avg_length'].iloc[0]:.1f}",
-                delta=f"{comp['avg_length'].iloc[0] - random_rows['avg_length'].iloc[0]:+.1f} vs random"
-                if len(random_rows) else None, delta_color="off")
     rate = comp["correct_rate"].iloc[0]
-    c[2].metric("correct rate", "-" if rate != rate else f"{rate:.0%}")
-    left, right = st.columns([3, 2])
-    left.dataframe(comp, hide_index=True, width="stretch", column_config={**NUM, **RSR_DATASET},
-                   key="selection_comparison")
-    left.caption("Random selection uses the same problems and the same filter (mean of 5 seeds); each teacher row "
-                 "is all of that teacher's trajectories. RSR is the dataset RSR (Eq. 9).")
-    right.plotly_chart(picks_figure(summary.picks), width="stretch", key="selection_chart_picks")
+    with metric_row():
+        st.metric("RSR of the selection", f"{sel_rsr:.3f}", width="content",
+                  delta=f"{sel_rsr - random_rows['rsr'].iloc[0]:+.3f} vs random" if len(random_rows) else None,
+                  delta_color="inverse", help="Dataset RSR (Eq. 9) of the selected trajectories")
+        st.metric("mean length (tokens)", f"{comp['avg_length'].iloc[0]:.1f}", width="content",
+                  delta=f"{comp['avg_length'].iloc[0] - random_rows['avg_length'].iloc[0]:+.1f} vs random"
+                  if len(random_rows) else None, delta_color="off")
+        st.metric("correct rate", "-" if rate != rate else f"{rate:.0%}", width="content")
+    st.dataframe(comp, hide_index=True, width="stretch", column_config={**NUM, **RSR_DATASET},
+                 key="selection_comparison")
+    st.caption("Random selection uses the same problems and the same filter (mean of 5 seeds); each teacher row "
+               "is all of that teacher's trajectories. RSR is the dataset RSR (Eq. 9).")
+    chart(picks_figure(summary.picks), key="selection_chart_picks")
 
 
 def export_section(sel) -> None:
@@ -185,14 +223,14 @@ def export_section(sel) -> None:
     if sel.selected.empty:
         st.info("Nothing is selected: nothing to export.")
         return
-    st.caption(f"{len(sel.selected)} records, one per problem: `messages` (ready for TRL's SFTTrainer and "
+    st.caption(f"{count(len(sel.selected), 'record')}, one per problem: `messages` (ready for TRL's SFTTrainer and "
                "LLaMA-Factory) plus where each came from and how it was chosen (`rule`, `manual`).")
-    c = st.columns(2)
-    for col, fmt in zip(c, EXPORT_FORMATS):
-        name, mime = EXPORT_FORMATS[fmt]
-        col.download_button(f"Download {name}", data=lambda f=fmt: export_bytes(sel.selected, f, state.trajectory_messages),
-                            file_name=name,
-                            mime=mime, key=f"selection_download_{fmt}", on_click="ignore")
+    with button_row():
+        for fmt in EXPORT_FORMATS:
+            name, mime = EXPORT_FORMATS[fmt]
+            st.download_button(f"Download {name}", file_name=name, mime=mime, key=f"selection_download_{fmt}",
+                               data=lambda f=fmt: export_bytes(sel.selected, f, state.trajectory_messages),
+                               on_click="ignore")
 
 
 # --- page ----------------------------------------------------------------------------------------------------------
@@ -211,8 +249,10 @@ except ValueError as e:
     st.stop()
 valid, stale = valid_overrides(pooled, overrides())
 if stale:
-    st.warning(f"{len(stale)} manual choice(s) name trajectories that are not candidates of that problem here "
-               f"(another dataset or pooling): {', '.join(stale[:10])}. They are not applied.")
+    one = len(stale) == 1
+    names = "names a trajectory that is" if one else "name trajectories that are"
+    st.warning(f"{count(len(stale), 'manual choice')} {names} not a candidate of that problem here (another "
+               f"dataset or pooling): {', '.join(stale[:10])}. {'It is' if one else 'They are'} not applied.")
     st.button("Forget them", key="selection_forget_stale", on_click=_clear_overrides, args=(stale,))
 try:
     sel = select(table, **settings, overrides=valid, student=one_student)
@@ -224,10 +264,12 @@ summary = cached_selection_summary(table, settings, valid, one_student)
 st.caption(f"Rule: **{rule_description(settings['mode'], settings['by'], settings['seed'])}**"
            + (", correct only" if settings["correct_only"] else "") + f" · pooled by {sel.pool_by}")
 counts_line(sel, summary)
+manual_warning(sel, settings)
 if valid:
-    st.button(f"Forget all {len(valid)} manual choices", key="selection_clear_manual", on_click=_clear_overrides)
+    st.button(f"Forget {'the' if len(valid) == 1 else 'all'} {count(len(valid), 'manual choice')}",
+              key="selection_clear_manual", on_click=_clear_overrides)
 rows = problem_rows(pooled, sel, settings["by"])
 problems_section(rows)
-problem_detail(rows, pooled, settings["by"])
+problem_detail(rows, pooled, settings["by"], settings["correct_only"])
 summary_section(summary)
 export_section(sel)

@@ -13,11 +13,12 @@ from rsr_core.analysis.pools import students_of
 from rsr_core.analysis.teachers import ranking_agreement, run_table
 from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
-from rsr_core.ui.metric_labels import metric_label
+from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.analysis_cache import cached_budget_selection, cached_student_rankings, cached_teacher_table, combined
-from rsr_core.ui.teacher_figures import (budget_figure, rank_surprisal_figure, rsr_distribution_figure,
-                                         teacher_display_table, teacher_from_selection, teacher_scatter,
-                                         teacher_trajectories, with_accuracy)
+from rsr_core.ui.layout import CONTROL_PX, chart, control_row, metric_row
+from rsr_core.ui.teacher_figures import (HIDDEN_LABELS, budget_figure, rank_surprisal_figure,
+                                         rsr_distribution_figure, teacher_display_table, teacher_from_selection,
+                                         teacher_scatter, teacher_trajectories, with_accuracy)
 from rsr_core.ui.navigation import ensure_app_runs
 
 ensure_app_runs()
@@ -28,9 +29,22 @@ CHARTS = ("teachers_chart_plane", "teachers_chart_length", "teachers_chart_accur
 NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f") for c in (
     "teacher_score", "rsr", "rsr_low", "rsr_high", "avg_surprisal", "avg_rank_clipped", "avg_rank", "avg_length",
     "correct_rate", "top_k_rate", "rsr_budget", "rsr_budget_low", "rsr_budget_high", "rsr_full")}
-NUM.update({"rsr_low": st.column_config.NumberColumn("RSR 95% low", format="%.3f",
-                                                      help="Percentile bootstrap over trajectories"),
-            "rsr_high": st.column_config.NumberColumn("RSR 95% high", format="%.3f")})
+NUM.update({  # short headers (the table stays narrow), the full meaning on hover
+    "teacher_score": st.column_config.NumberColumn("teacher score", format="%.3f",
+                                                   help="Mean of the dataset RSR over the teacher's runs (the "
+                                                        "paper's score); equal to RSR with one run"),
+    "rsr": st.column_config.NumberColumn("RSR", format="%.3f", help="Dataset RSR of the teacher's trajectories "
+                                                                    "(Eq. 9); lower is better"),
+    "rsr_low": st.column_config.NumberColumn("RSR low", format="%.3f",
+                                             help="95 % percentile bootstrap interval over trajectories: low end"),
+    "rsr_high": st.column_config.NumberColumn("RSR high", format="%.3f", help="… and high end"),
+    "avg_rank": st.column_config.NumberColumn("Avg-Rank", format="%.3f", help="Mean rank, unclipped"),
+    "avg_length": st.column_config.NumberColumn("length", format="%.1f", help="Mean length in student tokens"),
+    "correct_rate": st.column_config.NumberColumn("correct", format="%.3f",
+                                                  help="Share of the trajectories marked correct"),
+    "n_runs": st.column_config.NumberColumn("runs", help="Generation runs of the teacher"),
+    "n_trajectories": st.column_config.NumberColumn("trajectories"),
+})
 
 
 # --- callbacks: a click sets the focus teacher or the trajectory to open -------------------------------------------
@@ -54,8 +68,7 @@ def _open_from_list(key: str, ids: list[str]) -> None:
 
 
 def _clickable_chart(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, on_select=lambda: _focus_from_chart(key), selection_mode=("points",),
-                    width="stretch")
+    chart(fig, key=key, on_select=lambda: _focus_from_chart(key), selection_mode=("points",))
 
 
 # --- sections ------------------------------------------------------------------------------------------------------
@@ -83,19 +96,17 @@ def teacher_table_section(teachers, table) -> None:
 
 def scatter_section(teachers, table) -> None:
     st.subheader("Teachers at a glance")
-    left, right = st.columns(2)
-    with left:
-        y = st.radio("vertical axis", ["avg_rank_clipped", "rsr"], horizontal=True, key="teachers_plane_y",
-                     format_func=lambda c: "mean clipped rank (iso-lines: constant RSR)" if c == "avg_rank_clipped"
-                     else "RSR (iso-lines: constant clipped rank)")
-        _clickable_chart(rank_surprisal_figure(teachers, y=y), CHARTS[0])
-    with right:
-        _clickable_chart(teacher_scatter(teachers, "avg_length", "rsr", "RSR against length"), CHARTS[1])
-        st.caption("Vertical bars: 95 % bootstrap interval of RSR. Click a point to list the teacher's "
-                   "trajectories below.")
+    # one chart a row: side by side, each would be 200 px wide in a 900 px window
+    y = st.radio("vertical axis", ["avg_rank_clipped", "rsr"], horizontal=True, key="teachers_plane_y",
+                 format_func=lambda c: "mean clipped rank (iso-lines: constant RSR)" if c == "avg_rank_clipped"
+                 else "RSR (iso-lines: constant clipped rank)")
+    _clickable_chart(rank_surprisal_figure(teachers, y=y), CHARTS[0])
+    _clickable_chart(teacher_scatter(teachers, "avg_length", "rsr", "RSR against length"), CHARTS[1])
+    st.caption("Vertical bars: 95 % bootstrap interval of RSR. Click a point to list the teacher's trajectories "
+               "below. " + HIDDEN_LABELS)
     kind = st.radio("distribution", ["box", "violin"], horizontal=True, key="teachers_distribution_kind")
-    st.plotly_chart(rsr_distribution_figure(table, teachers["teacher"].astype(str).tolist(), kind),
-                    width="stretch", key="teachers_chart_distribution")
+    chart(rsr_distribution_figure(table, teachers["teacher"].astype(str).tolist(), kind),
+          key="teachers_chart_distribution")
 
 
 def trajectories_section(teachers, table) -> None:
@@ -108,8 +119,8 @@ def trajectories_section(teachers, table) -> None:
         return
     rows = teacher_trajectories(table, teacher)
     key = "teachers_trajectories"
-    st.caption(f"{len(rows)} {'trajectory' if len(rows) == 1 else 'trajectories'} of **{teacher}**, best RSR "
-               "first. Click one to open it in the inspector.")
+    st.caption(f"{count(len(rows), 'trajectory', 'trajectories')} of **{teacher}**, best RSR first. Click one to "
+               "open it in the inspector.")
     st.dataframe(rows, key=key, hide_index=True, width="stretch", selection_mode="single-row",
                  column_config={**NUM, "rsr": st.column_config.NumberColumn("RSR", format="%.3f",
                                                                           help="RSR of the trajectory (Eq. 7)")},
@@ -120,13 +131,10 @@ def accuracy_section(teachers, student) -> None:
     st.subheader("Against post-training accuracy")
     st.caption("Type the student's accuracy after training on each teacher's trajectories (or upload them) to see "
                "which metric predicts it. The paper finds RSR correlates negatively: lower RSR, better student.")
-    left, right = st.columns([1, 2])
-    with left:
-        acc = accuracy_input(teachers["teacher"].astype(str).tolist(), student, key="teachers_acc")
-    with right:
-        if len(acc) >= 2:
-            _clickable_chart(teacher_scatter(with_accuracy(teachers, acc), "accuracy", "rsr",
-                                             "RSR against post-training accuracy"), CHARTS[2])
+    acc = accuracy_input(teachers["teacher"].astype(str).tolist(), student, key="teachers_acc")
+    if len(acc) >= 2:
+        _clickable_chart(teacher_scatter(with_accuracy(teachers, acc), "accuracy", "rsr",
+                                         "RSR against post-training accuracy"), CHARTS[2])
     correlation_section(teachers, acc, "teachers_correlations", "teachers_chart_correlations",
                         caption="Intervals: 95 % percentile bootstrap over teachers. With a dozen teachers they are "
                                 "wide; read them before trusting a ranking of metrics.")
@@ -154,22 +162,24 @@ def budget_section(table, n_teachers: int) -> None:
     st.caption("Rank the teachers by the dataset RSR of N sampled trajectories each (the paper uses 200) and keep "
                "the top k. Resampling says how stable that choice is: if the top k changes from sample to sample, "
                "N is too small.")
-    c = st.columns(4)
-    n = c[0].number_input("N per teacher", 1, 100_000, 200, 10, key="teachers_budget_n")
-    k = c[1].number_input("top k", 1, max(1, n_teachers), min(3, max(1, n_teachers - 1)), 1,
-                          key="teachers_budget_k")
-    resamples = c[2].number_input("resamples", 1, 2000, 200, 50, key="teachers_budget_resamples")
-    seed = c[3].number_input("seed", 0, 2**31 - 1, 0, 1, key="teachers_budget_seed")
+    with control_row():
+        n = st.number_input("N per teacher", 1, 100_000, 200, 10, key="teachers_budget_n", width=CONTROL_PX - 40)
+        k = st.number_input("top k", 1, max(1, n_teachers), min(3, max(1, n_teachers - 1)), 1,
+                            key="teachers_budget_k", width=CONTROL_PX - 40)
+        resamples = st.number_input("resamples", 1, 2000, 200, 50, key="teachers_budget_resamples",
+                                    width=CONTROL_PX - 40)
+        seed = st.number_input("seed", 0, 2**31 - 1, 0, 1, key="teachers_budget_seed", width=CONTROL_PX - 40)
     budget = cached_budget_selection(table, int(n), int(k), int(resamples), int(seed))
-    for student, rate in budget.same_set_rate.items():
-        st.metric(f"resamples whose top {int(k)} equals the full-data top {int(k)}", f"{rate:.0%}",
-                  help=f"{budget.n_resamples} resamples of {int(n)} trajectories per teacher ({student})")
+    with metric_row():
+        for student, rate in budget.same_set_rate.items():
+            st.metric(f"same top {int(k)} as all the data", f"{rate:.0%}", width="content",
+                      help=f"Share of the {budget.n_resamples} resamples of {int(n)} trajectories per teacher "
+                           f"whose top {int(k)} equals the top {int(k)} of all the data ({student})")
     frame = budget.table.drop(columns=["student"])
     if (frame["n_sampled"] >= frame["n_available"]).all():
         st.info(f"Every teacher has at most {int(n)} trajectories: the sample is all the data.")
-    left, right = st.columns([3, 2])
-    left.dataframe(frame, hide_index=True, width="stretch", column_config=NUM, key="teachers_budget_table")
-    right.plotly_chart(budget_figure(budget.table, int(k)), width="stretch", key="teachers_chart_budget")
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=NUM, key="teachers_budget_table")
+    chart(budget_figure(budget.table, int(k)), key="teachers_chart_budget")
 
 
 # --- page ----------------------------------------------------------------------------------------------------------
@@ -182,8 +192,9 @@ table = state.scored_table_or_stop()
 student = state.current_student()
 if "student" in table and len(students_of(table)) > 1 and student in students_of(table):
     table = table[table["student"].astype(str) == student]
-st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}: {len(table)} trajectories from "
-            f"{table['teacher'].nunique()} teachers. Lower RSR is better.")
+st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}: "
+            f"{count(len(table), 'trajectory', 'trajectories')} from {count(table['teacher'].nunique(), 'teacher')}. "
+            "Lower RSR is better.")
 teachers = cached_teacher_table(table)
 teacher_table_section(teachers, table)
 scatter_section(teachers, table)

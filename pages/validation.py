@@ -12,6 +12,7 @@ from rsr_core.analysis.pools import students_of
 from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
 from rsr_core.ui.analysis_cache import cached_teacher_table
+from rsr_core.ui.layout import chart
 from rsr_core.ui.validation_figures import abs_rho_figure, corrections_table, rsr_student_table
 from rsr_core.ui.navigation import ensure_app_runs
 
@@ -54,7 +55,7 @@ def paper_section() -> None:
     st.dataframe(rsr_student_table(corrected), hide_index=True, width="stretch", key="validation_rsr",
                  column_config={c: F3 for c in ("paper", "ours", "difference")})
     table = _reproduction(corrected)
-    st.plotly_chart(abs_rho_figure(table), width="stretch", key="validation_chart_rho")
+    chart(abs_rho_figure(table), key="validation_chart_rho")
     st.markdown("**Every metric (signed Spearman; negative: lower value, better student)**")
     st.dataframe(table, width="stretch", key="validation_metrics", column_config={c: F3 for c in table.columns})
     with st.expander("Why some values differ from the paper's", expanded=not corrected):

@@ -10,10 +10,12 @@ import streamlit as st
 
 from rsr_core.analysis.metrics import clipped_rank, trajectory_metrics
 from rsr_core.ui import state
+from rsr_core.ui.layout import CONTROL_PX, chart, control_row, metric_row
 from rsr_core.ui.navigation import ensure_app_runs
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
-from rsr_core.ui.zone_figures import (PlanePoint, illustrative_next_token_figure, rank_surprisal_plane,
-                                      simulation_points, simulation_table, student_distribution_figure, zone_label)
+from rsr_core.ui.zone_figures import (SOURCE_LABELS, PlanePoint, cartoon_display, illustrative_next_token_figure,
+                                      rank_surprisal_plane, simulation_display, simulation_points, simulation_table,
+                                      student_distribution_figure, zone_label)
 from rsr_core.analysis.zones import ZoneThresholds, zone_summary, ZONE_LABELS
 from rsr_core.analysis.simulation import (SimulationConfig, place_token, rsr_contribution, sample_trajectory, simulate,
                                      student_distribution)
@@ -37,13 +39,12 @@ def zone_thresholds() -> ZoneThresholds:
     """The app's zone thresholds when it sets them; otherwise editable here (page-local widgets, defaults 1.0 / 10)."""
     if all(state.get(k) is not None for k in SHARED_THRESHOLD_KEYS):
         return state.current_thresholds()
-    with st.expander("Zone thresholds (used by every zone view on this page)"):
-        c1, c2 = st.columns(2)
-        s0 = c1.number_input("surprisal threshold (nats)", 0.05, 10.0,
-                             float(state.get(state.ZONE_S0, 1.0)), 0.05, key="zpd_s0",
+    with st.expander("Zone thresholds (used by every zone view on this page)"), control_row():
+        s0 = st.number_input("surprisal threshold (nats)", 0.05, 10.0,
+                             float(state.get(state.ZONE_S0, 1.0)), 0.05, key="zpd_s0", width=CONTROL_PX,
                              help="Tokens below it are familiar; at or above it, informative.")
-        k = c2.number_input("rank threshold", 1, 1000, int(state.get(state.ZONE_K, 10)), 1,
-                            key="zpd_k",
+        k = st.number_input("rank threshold", 1, 1000, int(state.get(state.ZONE_K, 10)), 1,
+                            key="zpd_k", width=CONTROL_PX,
                             help="Informative tokens ranked at or above it (1 = top) are in the zone; below, alien.")
     return ZoneThresholds(float(s0), int(k))
 
@@ -60,7 +61,7 @@ def intro() -> None:
         "The trajectory's RSR is Σ min(rank, r_max) / Σ surprisal. It is **low** when tokens are improbable yet "
         "ranked near the top: a stretch, but a reachable one. Tokens that are both probable and top-ranked teach "
         "little (*too familiar*); tokens ranked far down are *alien*, too far from the student to be absorbed.")
-    st.plotly_chart(illustrative_next_token_figure(), width="stretch")
+    chart(illustrative_next_token_figure(), key="zpd_chart_illustrative")
     st.caption(
         "Illustrative numbers, not measured. After \"the mean is 32.\" the student expects \"Therefore\" or \"So\": "
         "continuing with them teaches little. \"Alternatively\" and \"Actually\" are improbable (about 2 %, "
@@ -75,34 +76,38 @@ def simulation_section(r_max: int, thresholds: ZoneThresholds) -> dict:
         "Z = w·Z_A + (1−w)·Z_B of two Zipf distributions: a major mode Z_A and a minor mode Z_B, the same "
         "shape moved by a few token ids. Tokens sampled from four sources are scored under Z. The minor mode "
         "X_B gives tokens that are improbable yet ranked near the top, and the lowest ratio.")
-    c = st.columns(5)
-    weight = c[0].slider("mixture weight w", 0.50, 0.99, step=0.01, key=state.keep("zpd_weight", 0.80),
-                         help="Weight of the major mode Z_A.")
-    alpha = c[1].slider("Zipf exponent α", 1.2, 3.5, step=0.1, key=state.keep("zpd_alpha", 2.3),
-                        help="Larger: both modes more peaked.")
-    shift = c[2].slider("shift (token ids)", 1, 49, step=1, key=state.keep("zpd_shift", 15),
-                        help="How far Z_B is moved from Z_A (cyclically).")
-    n_samples = c[3].select_slider("samples per source", [1_000, 2_000, 5_000, 10_000, 20_000, 50_000],
-                                   key=state.keep("zpd_samples", 10_000))
-    seed = c[4].number_input("seed", 0, 1_000_000, step=1, key=state.keep("zpd_seed", 0))
+    with control_row():
+        weight = st.slider("mixture weight w", 0.50, 0.99, step=0.01, key=state.keep("zpd_weight", 0.80),
+                           help="Weight of the major mode Z_A.", width=CONTROL_PX)
+        alpha = st.slider("Zipf exponent α", 1.2, 3.5, step=0.1, key=state.keep("zpd_alpha", 2.3),
+                          help="Larger: both modes more peaked.", width=CONTROL_PX)
+        shift = st.slider("shift (token ids)", 1, 49, step=1, key=state.keep("zpd_shift", 15),
+                          help="How far Z_B is moved from Z_A (cyclically).", width=CONTROL_PX)
+        n_samples = st.select_slider("samples per source", [1_000, 2_000, 5_000, 10_000, 20_000, 50_000],
+                                     key=state.keep("zpd_samples", 10_000), width=CONTROL_PX)
+        seed = st.number_input("seed", 0, 1_000_000, step=1, key=state.keep("zpd_seed", 0), width=CONTROL_PX)
     state.remember("zpd_weight", "zpd_alpha", "zpd_shift", "zpd_samples", "zpd_seed")
     cfg = SimulationConfig(alpha=float(alpha), weight=float(weight), shift=int(shift), n_samples=int(n_samples),
                            seed=int(seed))
     stats = simulate(cfg)
-    left, right = st.columns([1, 1])
-    left.plotly_chart(student_distribution_figure(cfg), width="stretch")
-    with right:
-        table = simulation_table(stats)
+    chart(student_distribution_figure(cfg), key="zpd_chart_distribution")
+    # the table full width, one column per source: the paper's numbers sit under this run's
+    table = simulation_display(simulation_table(stats))
+    with st.container(key="zpd_simulation"):  # the browser test finds the table by this key
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%.2f") for k in table.columns
-                                    if k != "source"})
-        st.caption(
-            "The paper's table (w = 0.8, α = 2.3, 10,000 samples) is reproduced by a cyclic shift of 15 token ids; "
-            "X_C is a Zipf(α) over a fixed random permutation of the vocabulary. The paper's RSR_token is the "
-            "mean of per-token rank/surprisal; the last column is the ratio of sums that RSR (Eq. 7) uses. Both "
-            "put X_B lowest. Ranks here never exceed 50, so clipping does not apply.")
-        best = min(stats, key=lambda s: stats[s].rsr_token)
-        st.metric("lowest RSR_token", f"X_{best}: {stats[best].rsr_token:.2f}",
+                     column_config={"quantity": st.column_config.TextColumn(""),
+                                    **{f"X_{s}": st.column_config.NumberColumn(f"X_{s}", format="%.2f",
+                                                                              help=SOURCE_LABELS[s])
+                                       for s in "ABCD"}})
+    st.caption(
+        "Sources: " + "; ".join(SOURCE_LABELS[s] for s in "ABCD") + ". The paper's table (w = 0.8, α = 2.3, "
+        "10,000 samples) is reproduced by a cyclic shift of 15 token ids; X_C is a Zipf(α) over a fixed random "
+        "permutation of the vocabulary. The paper's RSR_token is the mean of per-token rank/surprisal; the last "
+        "row is the ratio of sums that RSR (Eq. 7) uses. Both put X_B lowest. Ranks here never exceed 50, so "
+        "clipping does not apply.")
+    best = min(stats, key=lambda s: stats[s].rsr_token)
+    with metric_row():
+        st.metric("lowest RSR_token", f"X_{best}: {stats[best].rsr_token:.2f}", width="content",
                   help="The source whose tokens have the lowest mean rank/surprisal under this student.")
     return {"cfg": cfg, "stats": stats}
 
@@ -115,26 +120,30 @@ def token_section(sim: dict, r_max: int, thresholds: ZoneThresholds) -> None:
         "constant ratio rank/surprisal. The token pulls the trajectory's RSR towards its own ratio with weight "
         "s / Σs, so tokens with almost no surprisal barely count.")
     cfg, stats = sim["cfg"], sim["stats"]
-    c1, c2, c3 = st.columns([2, 1, 1])
-    p = c1.select_slider("token probability p", TOKEN_PROBABILITIES, key=state.keep("zpd_token_p", 0.02),
-                         format_func=lambda v: f"{v:g}")
-    manual = c2.checkbox("set the rank by hand", key="zpd_manual_rank")
-    n_rest = c3.slider("other tokens in the trajectory", 5, 200, step=5, key=state.keep("zpd_rest", 20))
-    state.remember("zpd_token_p", "zpd_rest")
-    placed = place_token(p, student_distribution(cfg), r_max)
-    rank = placed.rank
-    if manual:
-        rank = c2.slider("rank", 1, max(r_max, 2), min(placed.rank, r_max), key="zpd_token_rank")
+    with control_row():
+        p = st.select_slider("token probability p", TOKEN_PROBABILITIES, key=state.keep("zpd_token_p", 0.02),
+                             format_func=lambda v: f"{v:g}", width=2 * CONTROL_PX)
+        n_rest = st.slider("other tokens in the trajectory", 5, 200, step=5, key=state.keep("zpd_rest", 20),
+                           width=CONTROL_PX)
+        manual = st.checkbox("set the rank by hand", key="zpd_manual_rank")
+        state.remember("zpd_token_p", "zpd_rest")
+        placed = place_token(p, student_distribution(cfg), r_max)
+        rank = placed.rank
+        if manual:
+            rank = st.slider("rank", 1, max(r_max, 2), min(placed.rank, r_max), key="zpd_token_rank",
+                             width=CONTROL_PX)
     clipped = int(clipped_rank(rank, r_max))
     rest_rank, rest_s = sample_trajectory(cfg, n_rest, "D", r_max)
     contrib = rsr_contribution(clipped, placed.surprisal, float(rest_rank.sum()), float(rest_s.sum()))
-    m = st.columns(5)
-    m[0].metric("surprisal", f"{placed.surprisal:.2f} nats")
-    m[1].metric("rank", f"{rank}", help=f"clipped at r_max = {r_max}")
-    m[2].metric("token r/s", f"{clipped / placed.surprisal:.2f}" if placed.surprisal > 0 else "∞")
-    m[3].metric("trajectory RSR", f"{contrib.rsr_with:.3f}", delta=f"{contrib.delta:+.3f}", delta_color="inverse",
-                help=f"{n_rest} sampled tokens from X_D, RSR {contrib.rsr_without:.3f} without this token")
-    m[4].metric("token weight s/Σs", f"{contrib.weight:.1%}")
+    with metric_row():
+        st.metric("surprisal", f"{placed.surprisal:.2f} nats", width="content")
+        st.metric("rank", f"{rank}", help=f"clipped at r_max = {r_max}", width="content")
+        st.metric("token r/s", f"{clipped / placed.surprisal:.2f}" if placed.surprisal > 0 else "∞",
+                  width="content")
+        st.metric("trajectory RSR", f"{contrib.rsr_with:.3f}", delta=f"{contrib.delta:+.3f}",
+                  delta_color="inverse", width="content",
+                  help=f"{n_rest} sampled tokens from X_D, RSR {contrib.rsr_without:.3f} without this token")
+        st.metric("token weight s/Σs", f"{contrib.weight:.1%}", width="content")
     st.caption(f"Zone of this token: **{zone_label(rank, placed.surprisal, thresholds)}** "
                f"(thresholds: surprisal {thresholds.surprisal:g} nats, rank {thresholds.rank}).")
     n_all = n_rest + 1
@@ -143,9 +152,9 @@ def token_section(sim: dict, r_max: int, thresholds: ZoneThresholds) -> None:
     after = PlanePoint("trajectory with the token", (float(rest_s.sum()) + placed.surprisal) / n_all,
                        (float(rest_rank.sum()) + clipped) / n_all, colour="#555555", size=10, text="")
     token = PlanePoint("the token", placed.surprisal, clipped, colour="#ffd60a", symbol="star", size=20)
-    fig = rank_surprisal_plane(simulation_points(stats) + [before, after, token], thresholds, r_max,
+    fig = rank_surprisal_plane([token, before, after] + simulation_points(stats), thresholds, r_max,
                                x_max=max(10.0, placed.surprisal * 1.1), arrows=[(before, after)])
-    st.plotly_chart(fig, width="stretch")
+    chart(fig, key="zpd_chart_token")
 
 
 def cartoon_section(r_max: int, thresholds: ZoneThresholds) -> None:
@@ -179,24 +188,32 @@ def cartoon_section(r_max: int, thresholds: ZoneThresholds) -> None:
                      "tokens": m["n_tokens"],
                      **{f"% {ZONE_LABELS[z]}": 100 * shares[z]["token_share"] for z in shares}})
     df = pd.DataFrame(rows)
-    left, right = st.columns([1, 1])
-    with left:
-        st.dataframe(df, hide_index=True, width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%.2f") for k in df.columns
-                                    if k not in ("solution", "cartoon", "tokens")})
-        ordered = df.sort_values("RSR")
-        order = " < ".join(f"{r.solution} {r.RSR:.2f}" for r in ordered.itertuples())
-        agrees = ordered["cartoon"].iloc[0] == "just right"
-        st.markdown(
-            f"Under **{student}** (r_max = {r_max}), RSR orders them: {order}. " + (
-                "The lowest goes to the cartoon's *just right* solution." if agrees else
-                "This student does not follow the cartoon: RSR is relative to the student, the cartoon is a "
-                "picture of the idea, and the paper's students are 3B-14B models. The zone shares and the "
-                "heatmaps below show which tokens make the difference."))
+    # one column per solution, one row per quantity: four columns fit a narrow window (ten did not)
+    with st.container(key="zpd_cartoon"):  # the browser test finds the table by this key
+        st.dataframe(cartoon_display(df), hide_index=True, width="stretch", key="zpd_cartoon_table",
+                     column_config={"quantity": st.column_config.TextColumn(""),
+                                    **{r["solution"]: st.column_config.TextColumn(
+                                        r["solution"], alignment="right", help=f"the cartoon's {r['cartoon']}")
+                                       for r in rows}})
+    ordered = df.sort_values("RSR")
+    order = " < ".join(f"{r.solution} {r.RSR:.2f}" for r in ordered.itertuples())
+    agrees = ordered["cartoon"].iloc[0] == "just right"
+    st.markdown(
+        f"Under **{student}** (r_max = {r_max}), RSR orders them: {order}. " + (
+            "The lowest goes to the cartoon's *just right* solution." if agrees else
+            "This student does not follow the cartoon: RSR is relative to the student, the cartoon is a "
+            "picture of the idea, and the paper's students are 3B-14B models. The zone shares and the "
+            "heatmaps below show which tokens make the difference."))
     colours = {"too familiar": "#3182bd", "just right": "#31a354", "too informative": "#de2d26"}
-    points = [PlanePoint(r["solution"], r["mean surprisal"], r["mean clipped rank"], colour=colours[r["cartoon"]],
-                         size=14) for r in rows]
-    right.plotly_chart(rank_surprisal_plane(points, thresholds, r_max, title="trajectory means"), width="stretch")
+    symbols = {"too familiar": "circle", "just right": "square", "too informative": "diamond"}
+    # the three means lie close together: named in the legend (distinct colours and shapes), not beside the points
+    points = [PlanePoint(f"{r['solution']} ({r['cartoon']})", r["mean surprisal"], r["mean clipped rank"],
+                         colour=colours[r["cartoon"]], symbol=symbols[r["cartoon"]], size=13, text="")
+              for r in rows]
+    chart(rank_surprisal_plane(points, thresholds, r_max, title="The three solutions' means"),
+          key="zpd_chart_cartoon")
+    st.caption("Each marker is one solution's mean surprisal and mean clipped rank (legend below the chart; "
+               "hover a marker for its numbers). A marker on the dotted line of c has RSR c.")
     view = st.radio("colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True,
                     key=state.keep("zpd_view", list(VIEWS)[2]))
     state.remember("zpd_view")

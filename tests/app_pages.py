@@ -45,13 +45,14 @@ def frame_with_column(at: AppTest, column: str):
 
 
 def chart_titles(at: AppTest) -> list[str]:
-    """The titles of the plotly charts on the page."""
+    """The titles of the plotly charts on the page (long ones are drawn on several lines: read as one)."""
     import json
 
     titles = []
     for chart in at.get("plotly_chart"):
         title = json.loads(chart.proto.spec).get("layout", {}).get("title", {})
-        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
+        text = title.get("text", "") if isinstance(title, dict) else str(title)
+        titles.append(text.replace("<br>", " "))
     return titles
 
 

@@ -5,8 +5,11 @@ survive moving between pages; the sidebar reports unreadable records and scores 
 no session holds the shared results."""
 from __future__ import annotations
 
+import gc
 import json
+import os
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from app_pages import app_table, write_store
 from rsr_core.analysis import explain
 from rsr_core.analysis.metrics import trajectory_rsr
 from rsr_core.data.demo import CANDIDATES, available_demo_students, load_demo
+from rsr_core.data.paths import DATA_DIR
 from rsr_core.data.tables import rescore_table
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
@@ -44,9 +48,11 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def empty_cache(cache_dir, monkeypatch):
+def empty_cache(cache_dir, monkeypatch, tmp_path_factory):
+    """An empty score cache; the tests' folders and the project's data/ are the server's data roots."""
     monkeypatch.setenv("RSR_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("RSR_STORE", raising=False)
+    monkeypatch.setenv("RSR_DATA_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(DATA_DIR)]))
 
 
 @pytest.fixture(scope="module")
@@ -199,10 +205,17 @@ def test_jump_to_worst_span(demo):
     tid = at.session_state["selected_trajectory"]
     window = int(at.number_input(key=ui.window_key(tid)).value)
     worst = explain.top_spans(scores[tid].surprisal, scores[tid].rank, 100, window, k=1)[0]
-    at.button(key="inspector_jump_worst").click().run()
+    button = at.button(key="inspector_jump_worst")
+    assert button.label == ui.JUMP_LABEL and "ranked by how much they raise" in button.help
+    button.click().run()
     assert at.session_state["selected_tokens"][tid] == list(range(worst.start, worst.stop))
     assert at.session_state["token_window_start"][tid] == ui.window_for(worst.start)
     assert highlighted(strips(at)[0]) == set(range(worst.start, worst.stop))
+    # what the ranking means, beside the outlined span: its excess, not its own RSR, put it first
+    span = explain.span_at(scores[tid].surprisal, scores[tid].rank, worst.start, worst.stop, 100)
+    said = next(c.value for c in at.caption if "outlined" in c.value)
+    assert "the span that raises RSR most" in said and f"excess {span.excess:+.1f}" in said
+    assert f"Their own RSR is {span.rsr:.2f}" in said and "need not be the highest point" in said
 
 
 def long_trajectory(scores: dict[str, TokenScores], n: int = 16_000) -> tuple[Trajectory, TokenScores]:
@@ -264,6 +277,9 @@ def test_side_by_side_same_problem(demo):
     rsrs = [m.value for m in at.metric if m.label == "RSR"]
     rows = table.set_index("trajectory_id")
     assert rsrs[1:] == [f"{rows.at[tid, 'rsr']:.3f}", f"{rows.at[other, 'rsr']:.3f}"]
+    answers = [m.value for m in at.metric if m.label == "answer"]
+    assert answers[1:] == [ui.answer_label(rows.at[tid, "correct"]), ui.answer_label(rows.at[other, "correct"])]
+    assert set(answers) <= {"correct", "wrong", "unknown"}
 
 
 @pytest.mark.skipif(SECOND not in available_demo_students(), reason="no precomputed demo scores of a 2nd student")
@@ -286,6 +302,9 @@ def test_side_by_side_two_students_and_switching(demo):
     assert report["student"].iloc[0] == "smollm2-135m-instruct" and set(report["student"]) == {
         "smollm2-135m-instruct", SECOND}
     at.sidebar.selectbox(key="sidebar_student").set_value(SECOND).run()
+    report = next(df.value for df in at.dataframe if "student" in df.value.columns)
+    n_second = int((report["student"] == SECOND).sum())
+    assert (report["student"].iloc[:n_second] == SECOND).all()  # the active student's rows on top
     inspector(at)
     assert at.session_state["student_name"] == SECOND
     assert set(app_table(at)["student"]) == {SECOND}
@@ -365,6 +384,69 @@ def test_unreadable_records_are_reported(tmp_path):
     for spec in available_pages():
         at.switch_page(spec.path).run()
         assert not at.exception, f"{spec.path}: {at.exception[0].message}"
+
+
+def test_server_paths_outside_the_data_roots_are_refused(monkeypatch, tmp_path):
+    """With the default data roots (the project's data/ and the working folder), /etc/passwd, a way out by `..`
+    and another folder are refused before anything is read: no columns offered, no values, no dataset."""
+    monkeypatch.delenv("RSR_DATA_ROOTS")
+    write_pool(tmp_path / "pool.jsonl", bad=False)
+    at = start_app()
+    at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
+    for path in ("/etc/passwd", str(DATA_DIR / ".." / ".." / ".." / ".." / "etc" / "passwd"),
+                 str(tmp_path / "pool.jsonl")):
+        at.sidebar.text_input(key="sidebar_path").input(path).run()
+        assert not at.exception, at.exception[0].message
+        assert any("is outside the folders this server may read" in e.value and "RSR_DATA_ROOTS" in e.value
+                   for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+        assert not at.session_state["dataset"].trajectories
+        assert not [s for s in at.sidebar.selectbox if s.key == "sidebar_prompt_field"]  # no column names shown
+        assert not any("root:" in m.value for m in [*at.sidebar.markdown, *at.markdown])
+    at.sidebar.text_input(key="sidebar_path").input(str(CANDIDATES)).run()  # the demo pool, inside data/
+    assert not at.sidebar.error and len(at.session_state["dataset"].trajectories) > 50
+    at.sidebar.radio(key="sidebar_dataset_kind").set_value("store").run()
+    at.sidebar.text_input(key="sidebar_store_path").input("/etc").run()
+    assert any("is outside the folders this server may read" in e.value for e in at.sidebar.error)
+    monkeypatch.setenv("RSR_DATA_ROOTS", str(tmp_path))  # a root added on purpose
+    at = start_app()
+    at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
+    at.sidebar.text_input(key="sidebar_path").input(str(tmp_path / "pool.jsonl")).run()
+    assert not at.sidebar.error and len(at.session_state["dataset"].trajectories) == 2
+
+
+def test_a_large_folder_is_refused_before_it_is_read(tmp_path):
+    from rsr_core.data.sources import MAX_FOLDER_ENTRIES
+
+    big = tmp_path / "big"
+    big.mkdir()
+    for k in range(MAX_FOLDER_ENTRIES + 1):
+        (big / f"{k}.txt").touch()
+    at = start_app()
+    at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
+    at.sidebar.text_input(key="sidebar_path").input(str(big)).run()
+    assert not at.exception, at.exception[0].message
+    assert any(f"holds more than {MAX_FOLDER_ENTRIES:,} files and folders" in e.value for e in at.sidebar.error)
+    assert not at.session_state["dataset"].trajectories
+
+
+def test_an_upload_is_kept_privately_and_removed_with_its_session(cache_dir):
+    at = start_app()
+    at.sidebar.radio(key="sidebar_dataset_kind").set_value("upload").run()
+    data = b"".join(line for line in CANDIDATES.read_bytes().splitlines(keepends=True)[:3])
+    at.sidebar.file_uploader(key="sidebar_upload").set_value(("pool.jsonl", data, "application/jsonl")).run()
+    assert not at.exception, at.exception[0].message
+    assert len(at.session_state["dataset"].trajectories) == 3
+    folder = at.session_state["upload_folder"].path
+    files = list(folder.iterdir())
+    assert folder.parent == cache_dir / "uploads" and len(files) == 1 and files[0].read_bytes() == data
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    other = start_app()  # another session: another folder
+    other.sidebar.radio(key="sidebar_dataset_kind").set_value("upload").run()
+    other.sidebar.file_uploader(key="sidebar_upload").set_value(("pool.jsonl", data, "application/jsonl")).run()
+    assert other.session_state["upload_folder"].path != folder
+    del at  # the session ends: its state goes, and its uploads with it
+    gc.collect()
+    assert not folder.exists() and other.session_state["upload_folder"].path.exists()
 
 
 def test_upload_with_unrecognised_columns_uses_the_pickers():

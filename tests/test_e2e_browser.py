@@ -1,7 +1,8 @@
 """End to end in a real browser: `streamlit run app.py` on a free port from an empty cache, every page opened in
-headless Chromium (Selenium), a token hovered for its tooltip, the worst span jumped to, screenshots saved in
-tests/artifacts/ (inspector.png, 1400x1000 with a hover card, is the README's screenshot).
-Skips without chromium and chromedriver."""
+headless Chromium (Selenium), a token hovered for its tooltip, the span that raises RSR most jumped to, every page
+read at 1280 and 900 px wide (no value, label or button cut, no overlapping chart labels, no toolbar over a chart's
+title, the teaching page's tables without sideways scrolling), screenshots saved in tests/artifacts/ (inspector.png,
+1400x1000 with a hover card, is the README's screenshot). Skips without chromium and chromedriver."""
 from __future__ import annotations
 
 import os
@@ -21,6 +22,56 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-de
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--window-size=1400,1000")
 WAIT = 90  # seconds; the machine may be busy
+WIDTHS = (1280, 900)  # window widths the pages must read well at (900: the sidebar open beside a 540 px page)
+FITTING_TABLES = (".st-key-zpd_simulation", ".st-key-zpd_cartoon")  # tables that must not scroll sideways
+
+# every plotly chart and every table in view has been drawn (those in a closed expander or another tab are drawn
+# when shown)
+DRAWN_JS = """
+const hidden = el => !el.getClientRects().length || el.closest('details:not([open])');
+const drawn = (sel, part) => [...document.querySelectorAll(sel)].every(el => hidden(el) || el.querySelector(part));
+return drawn('[data-testid="stPlotlyChart"]', '.main-svg') && drawn('[data-testid="stDataFrame"]', '.dvn-scroller');
+"""
+
+# what a reader would see as broken on the page, one line per problem: text cut by its box (metric values and
+# labels, buttons, widget labels), chart labels on top of each other, a chart's toolbar over its title, a table
+# that must fit scrolling sideways, the page wider than the window
+LAYOUT_JS = """
+const fitting = arguments[0];
+const main = document.querySelector('[data-testid="stMain"]');
+const problems = [];
+const name = el => (el.innerText || el.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
+const shown = el => el.getClientRects().length > 0 && !el.closest('details:not([open])');
+const overflows = el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1;
+const cut = root => [root, ...root.querySelectorAll('*')].some(overflows);
+const meet = (a, b, tol) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > tol
+                           && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > tol;
+for (const [what, sel] of [['metric', '[data-testid="stMetric"]'], ['button', 'button'],
+                           ['label', '[data-testid="stWidgetLabel"]']])
+  for (const el of main.querySelectorAll(sel))
+    if (shown(el) && name(el) && cut(el)) problems.push(`${what} cut: "${name(el)}"`);
+for (const plot of [...main.querySelectorAll('.js-plotly-plot')].filter(shown)) {
+  const title = plot.querySelector('.gtitle');
+  const called = title ? title.textContent.slice(0, 50) : '(no title)';
+  const bar = plot.querySelector('.modebar');
+  if (title && bar && meet(title.getBoundingClientRect(), bar.getBoundingClientRect(), 0))
+    problems.push(`chart toolbar over the title "${called}"`);
+  const texts = [...plot.querySelectorAll('.textpoint text, .annotation-text, .legendtext')]
+    .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0);
+  for (let i = 0; i < texts.length; i++)
+    for (let j = i + 1; j < texts.length; j++)
+      if (meet(texts[i].getBoundingClientRect(), texts[j].getBoundingClientRect(), 1))
+        problems.push(`labels overlap in "${called}": "${texts[i].textContent}" / "${texts[j].textContent}"`);
+}
+for (const sel of fitting)
+  for (const grid of main.querySelectorAll(`${sel} [data-testid="stDataFrame"]`)) {
+    const scroller = grid.querySelector('.dvn-scroller');
+    if (scroller && overflows(scroller))
+      problems.push(`table ${sel} scrolls sideways: ${scroller.scrollWidth} px in ${scroller.clientWidth}`);
+  }
+if (overflows(main)) problems.push(`page wider than the window: ${main.scrollWidth} px in ${main.clientWidth}`);
+return problems;
+"""
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -29,6 +80,7 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from rsr_core.data.demo import available_demo_students  # noqa: E402
+from rsr_core.ui.inspector import JUMP_LABEL  # noqa: E402
 from rsr_core.ui.navigation import available_pages  # noqa: E402
 
 
@@ -116,6 +168,7 @@ def open_page(driver, url: str) -> None:
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "h1")))
     # the run is over when Streamlit's "running" status widget is gone
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'))
+    wait.until(lambda d: d.execute_script(DRAWN_JS))  # charts and tables drawn
     time.sleep(1.0)
 
 
@@ -126,7 +179,8 @@ def test_inspector_tooltip_and_jump(server, browser):
     wait = WebDriverWait(browser, WAIT)
     tokens = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, ".rsr-tok")))
     assert len(tokens) > 20
-    assert browser.find_elements(By.XPATH, "//*[contains(text(), 'r_max (rank clipping)')]")  # the sidebar
+    # the sidebar: app.py runs around the page (on a fresh server, after a first run of the page file alone)
+    wait.until(lambda d: d.find_elements(By.XPATH, "//*[contains(text(), 'r_max (rank clipping)')]"))
     browser.save_screenshot(str(ARTIFACTS / "inspector-top.png"))
 
     token = next(t for t in tokens[10:] if t.text.strip())
@@ -144,8 +198,7 @@ def test_inspector_tooltip_and_jump(server, browser):
     time.sleep(0.5)
     browser.save_screenshot(str(ARTIFACTS / "inspector.png"))  # metrics, text with a hover card, scatter
 
-    button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button")
-                  if "worst span" in b.text)
+    button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == JUMP_LABEL)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)  # not under the header
     button.click()
     marked = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, ".rsr-tok.rsr-hl")))
@@ -161,3 +214,36 @@ def test_every_page_in_a_browser(server, browser):
         errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
         assert not errors, f"{spec.path}: {errors[0].text[:300]}"
         browser.save_screenshot(str(ARTIFACTS / f"{Path(spec.path).stem}.png"))
+
+
+def layout_problems(driver) -> list[str]:
+    return driver.execute_script(LAYOUT_JS, list(FITTING_TABLES))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_reads_well_at(width, server, browser):
+    """At 1280 and 900 px: nothing cut, nothing overlapping, on every page, and on the inspector after the jump
+    to the span that raises RSR most (its label on the curve). Screenshots: tests/artifacts/<page>-<width>.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.set_window_size(width, 1000)
+    try:
+        assert browser.execute_script("return window.innerWidth") == width
+        found = {}
+        for spec in available_pages():
+            open_page(browser, page_url(server, spec.path))
+            found[spec.path] = layout_problems(browser)
+            browser.save_screenshot(str(ARTIFACTS / f"{Path(spec.path).stem}-{width}.png"))
+            if spec.path == "pages/inspector.py":
+                button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button")
+                              if b.text.strip() == JUMP_LABEL)
+                browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+                button.click()
+                WebDriverWait(browser, WAIT).until(
+                    ec.presence_of_all_elements_located((By.CSS_SELECTOR, ".rsr-tok.rsr-hl")))
+                WebDriverWait(browser, WAIT).until(lambda d: d.execute_script(DRAWN_JS))
+                time.sleep(1.0)
+                found["pages/inspector.py, after the jump"] = layout_problems(browser)
+        problems = {page: p for page, p in found.items() if p}
+        assert not problems, problems
+    finally:
+        browser.set_window_size(1400, 1000)

@@ -126,6 +126,24 @@ def test_choosing_a_candidate_by_hand_and_back(page):
     assert frame_by_key(page, TABLE).set_index("problem_id").loc["p03", "choice"] == "rule"
 
 
+def test_a_wrong_candidate_chosen_under_correct_only_is_flagged_before_export(page):
+    """A choice made by hand wins over "correct only": the page says so before the export writes correct: false."""
+    page.checkbox(key="selection_correct_only").check().run()
+    page.selectbox(key="selection_problem").set_value("p03").run()
+    assert not any("not marked correct" in w.value for w in page.warning)
+    page.selectbox(key="selection_candidate").set_value("p03-terse").run()  # marked wrong in the demo
+    assert any("p03-terse" in c.value and "not marked correct" in c.value for c in page.caption)
+    page.button(key="selection_choose").click().run()
+    assert not page.exception
+    warning = next(w.value for w in page.warning if "not marked correct" in w.value)
+    assert "1 manual choice is not marked correct: p03-terse" in warning and "`correct: false`" in warning
+    selection = page.session_state["selection_result"]
+    records = [json.loads(line) for line in export_bytes(selection.selected, "jsonl", demo_messages).splitlines()]
+    assert {r["id"]: r["correct"] for r in records if r["manual"]} == {"p03-terse": False}
+    page.button(key="selection_unchoose").click().run()
+    assert not any("not marked correct" in w.value for w in page.warning)
+
+
 def test_stale_manual_choices_are_reported_not_applied(page):
     page.session_state["selection_overrides"] = {"p01": "p02-terse", "gone": "no-such-id"}
     page.run()
@@ -215,5 +233,5 @@ def test_summary_display_and_picks(demo_table):
     assert np.isclose(comp["rsr vs selected"].iloc[1], comp["rsr"].iloc[1] - comp["rsr"].iloc[0])
     fig = picks_figure(summary.picks)
     assert sum(fig.data[0].x) == len(sel.selected)
-    assert rule_description("min", "rsr", None) == "lowest RSR (Eq. 9)"
+    assert rule_description("min", "rsr", None) == "lowest RSR (Eq. 7)"  # a trajectory's own RSR
     assert rule_description("random", "random", 3) == "random, seed 3"

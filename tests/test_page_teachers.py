@@ -114,7 +114,7 @@ def test_a_small_budget_resamples_and_reports_stability(page):
     budget = frame_with_column(page, "top_k_rate")
     assert (budget["n_sampled"] <= 5).all() and budget["selected"].sum() == page.number_input(
         key="teachers_budget_k").value
-    metric = next(m for m in page.metric if m.label.startswith("resamples whose top"))
+    metric = next(m for m in page.metric if m.label.startswith("same top"))
     assert metric.value.endswith("%")
 
 

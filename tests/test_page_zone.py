@@ -2,6 +2,7 @@
 import importlib.util
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -19,18 +20,25 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def simulation(at: AppTest) -> pd.DataFrame:
+    """The simulation table: one row per quantity (this run's above the paper's), one column per source."""
+    table = next(df.value for df in at.dataframe if "quantity" in df.value.columns)
+    return table.set_index("quantity")[["X_A", "X_B", "X_C", "X_D"]]
+
+
 def test_page_renders_the_simulation_table_next_to_the_papers(page):
-    table = page.dataframe[0].value
-    assert list(table["paper RSR_token"]) == [1.69, 1.30, 2.23, 1.62]
-    assert abs(table["RSR_token (mean r/s)"].iloc[1] - 1.30) < 0.03
+    table = simulation(page)
+    assert list(table.loc["RSR_token, paper"]) == [1.69, 1.30, 2.23, 1.62]
+    assert abs(table.loc["RSR_token (mean r/s)", "X_B"] - 1.30) < 0.03
+    assert list(table.index[:2]) == ["mean p", "mean p, paper"]  # this run's value above the paper's
     assert metric(page, "lowest RSR_token").startswith("X_B")
 
 
 def test_moving_the_mixture_weight_changes_the_table(page):
-    before = page.dataframe[0].value["mean p"].tolist()
+    before = simulation(page).loc["mean p"].tolist()
     page.slider(key="zpd_weight").set_value(0.6).run()
     assert not page.exception
-    after = page.dataframe[0].value["mean p"].tolist()
+    after = simulation(page).loc["mean p"].tolist()
     assert after != before
     assert after[1] > before[1]  # a heavier minor mode: X_B tokens become more probable
 
@@ -77,3 +85,14 @@ def test_cartoon_section_shows_the_demo_scores_or_says_why_not(page):
     strips = [h.proto.body for h in page.html if "rsr-tok" in h.proto.body]
     assert len(strips) == 3, [i.value for i in page.info]
     assert all('data-t="0"' in s for s in strips)
+    # one column per solution (four columns fit a narrow window), the cartoon's reading in the first row
+    from rsr_core.analysis.metrics import trajectory_rsr
+    from rsr_core.ui.demo import load_demo_scores
+
+    table = next(df.value for df in page.dataframe if "completing the square" in df.value.columns)
+    assert list(table.columns) == ["quantity", "table of values", "completing the square", "calculus"]
+    rows = table.set_index("quantity")
+    assert list(rows.loc["cartoon"]) == ["too familiar", "just right", "too informative"]
+    scores = load_demo_scores()[1]["p01-calculus"]
+    assert rows.loc["RSR", "calculus"] == f"{trajectory_rsr(scores.surprisal, scores.rank, 100):.2f}"
+    assert rows.loc["tokens", "calculus"] == f"{len(scores):,}"

@@ -4,7 +4,8 @@ Percentile bootstrap throughout, seedable (numpy `default_rng(seed)`), so every 
 dataset RSR of more than `NORMAL_ABOVE` trajectories takes the large-sample normal interval instead, which the
 bootstrap converges to and which costs one pass over the trajectories instead of a thousand.
 The dataset RSR is resampled over trajectories (each trajectory counts equally, as in Eq. 9); correlations are
-resampled over teachers (one point per teacher, as in the paper's Table 4).
+resampled over teachers (one point per teacher, as in the paper's Table 4). scipy is imported by the correlation
+functions only: it takes seconds to import, and the dataset RSR and its intervals do not need it.
 """
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ def correlation(x: np.ndarray, y: np.ndarray, method: str = "spearman") -> tuple
     x, y = x[ok], y[ok]
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan"), float("nan")
-    from scipy import stats  # imported on first use: it costs a second of every app's first page
+    from scipy import stats
 
     res = stats.spearmanr(x, y) if method == "spearman" else stats.pearsonr(x, y)
     return float(res[0]), float(res[1])

@@ -1,13 +1,70 @@
-"""Where the project's own files and the user's caches live."""
+"""Where the project's own files and the user's caches live, and which server paths the app may read.
+
+The app's sidebar opens files, folders and results stores *on the server* by a path typed in the browser. Such a
+path is confined to the data roots (`allowed_path`): `$RSR_DATA_ROOTS` (folders separated by `os.pathsep`), by
+default the project's `data/` folder and the folder the server was started in, plus the folder of `$RSR_STORE`
+when whoever started the server set one. Anything else, `/etc/passwd` or `../../` included, is refused before
+it is read, after `~`, `..` and symbolic links are resolved.
+"""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / "data"
+ROOTS_ENV = "RSR_DATA_ROOTS"
+STORE_ENV = "RSR_STORE"
 
 
 def cache_root() -> Path:
     """Where converted models, scores and downloads live: `$RSR_CACHE_DIR` or `~/.cache/rsr-explorer`."""
     return Path(os.environ.get("RSR_CACHE_DIR") or Path.home() / ".cache" / "rsr-explorer")
+
+
+class PathRefused(ValueError):
+    """A server path outside the data roots; the message names the roots and how to add one."""
+
+
+def data_roots(environ: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> list[Path]:
+    """The folders whose contents the app may read by a typed path, resolved, without duplicates.
+
+    `RSR_DATA_ROOTS` (os.pathsep-separated) replaces the default (the project's `data/` and the server's working
+    folder); the store named by `RSR_STORE` is always added, since whoever started the server chose it."""
+    env = os.environ if environ is None else environ
+    base = Path(cwd if cwd is not None else os.getcwd())
+    configured = [p for p in env.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    roots = [Path(p.strip()).expanduser() for p in configured] if configured else [DATA_DIR, base]
+    store = env.get(STORE_ENV, "").strip()
+    if store:
+        roots.append(Path(store).expanduser())
+    out: list[Path] = []
+    for root in roots:
+        resolved = (base / root).resolve()
+        if resolved not in out:
+            out.append(resolved)
+    return out
+
+
+def allowed_path(text: str | Path, roots: Iterable[Path], cwd: str | Path | None = None) -> Path:
+    """The resolved path of `text` (`~` expanded, relative to `cwd`, `..` and symbolic links resolved) when it
+    lies in one of `roots`; raises PathRefused otherwise. Pure apart from resolving links on disk."""
+    roots = [Path(r).resolve() for r in roots]
+    raw = Path(str(text).strip()).expanduser()
+    path = (Path(cwd if cwd is not None else os.getcwd()) / raw).resolve()
+    if any(path == root or path.is_relative_to(root) for root in roots):
+        return path
+    raise PathRefused(refusal(raw, roots))
+
+
+def refusal(path: str | Path, roots: Iterable[Path]) -> str:
+    """Why a path is refused and how to open it on purpose."""
+    listed = ", ".join(f"`{r}`" for r in roots) or "(none)"
+    return (f"`{path}` is outside the folders this server may read: {listed}. To open it, restart the server "
+            f"with the folder added, e.g. `{ROOTS_ENV}={_example(roots)} streamlit run app.py` (folders separated "
+            f"by `{os.pathsep}`), or start it from that folder.")
+
+
+def _example(roots: Iterable[Path]) -> str:
+    return os.pathsep.join([str(r) for r in roots][:2] + ["/path/to/your/data"])

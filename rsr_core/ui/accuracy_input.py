@@ -17,6 +17,7 @@ import streamlit as st
 from rsr_core.ui import state
 
 from rsr_core.analysis.teachers import accuracy_correlations, best_predictor, read_accuracies
+from rsr_core.ui.layout import chart
 from rsr_core.ui.metric_labels import metric_label
 from rsr_core.ui.teacher_figures import correlation_figure
 
@@ -161,4 +162,4 @@ def correlation_section(teachers: pd.DataFrame, accuracies: dict[str, float], ta
                  column_config=CORRELATION_COLUMNS)
     if caption:
         st.caption(caption)
-    st.plotly_chart(correlation_figure(corr), width="stretch", key=chart_key)
+    chart(correlation_figure(corr), key=chart_key)

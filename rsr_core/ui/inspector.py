@@ -17,6 +17,8 @@ from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui import state
 from rsr_core.ui.inspector_figures import (rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
                                            surprisal_histogram, token_positions, zone_share_table)
+from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row, stacking_columns
+from rsr_core.ui.metric_labels import count
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
 from rsr_core.analysis.zones import ZoneThresholds
 
@@ -38,6 +40,11 @@ PERSISTENT = (K_TEACHER, K_PROBLEM, K_SORT, K_DESC, K_SEARCH, "inspector_view", 
 K_VIEW, K_PAGE, K_START = "inspector_view", "inspector_page_size", "inspector_start"
 K_COMPARE, K_COMPARE_MODE = "inspector_compare", "inspector_compare_mode"
 K_COMPARE_WITH, K_COMPARE_STUDENT = "inspector_compare_with", "inspector_compare_student"
+JUMP_LABEL = "Jump to the span that raises RSR most"
+RANKING = ("Spans are ranked by how much they raise this trajectory's RSR: their excess, Σ clipped rank − RSR × Σ "
+           "surprisal over the span, i.e. (their own RSR − the trajectory's) × their surprisal. A window with a "
+           "high ratio but little surprisal raises RSR less than a more surprising one with a lower ratio, so the "
+           "top span need not be the highest point of the window curve.")
 
 
 # --- pure helpers ----------------------------------------------------------------------------------------------
@@ -133,13 +140,17 @@ def _clear_highlight(tid: str) -> None:
 def pick_trajectory(table: pd.DataFrame) -> str | None:
     """Filters, a search box and a sortable list shown one page at a time (click a row), so that 165,000
     trajectories stay quick; returns the chosen trajectory id."""
-    c = st.columns([2, 2, 2, 2, 1])
     teachers = sorted(str(x) for x in table["teacher"].unique())
-    teacher = c[0].selectbox("Teacher", [ALL] + teachers, key=state.keep(K_TEACHER))
-    search = c[1].text_input("Search", key=state.keep(K_SEARCH, ""), placeholder="trajectory or problem id")
-    problem = c[2].text_input("Problem", key=state.keep(K_PROBLEM, ""), placeholder="exact problem id")
-    sort = c[3].selectbox("Sort by", list(SORTABLE), format_func=SORTABLE.get, key=state.keep(K_SORT))
-    descending = c[4].toggle("Descending", key=state.keep(K_DESC))
+    width = CONTROL_PX - 20
+    with control_row():
+        teacher = st.selectbox("Teacher", [ALL] + teachers, key=state.keep(K_TEACHER), width=width)
+        search = st.text_input("Search", key=state.keep(K_SEARCH, ""), placeholder="trajectory or problem id",
+                               width=width)
+        problem = st.text_input("Problem", key=state.keep(K_PROBLEM, ""), placeholder="exact problem id",
+                                width=width)
+        sort = st.selectbox("Sort by", list(SORTABLE), format_func=SORTABLE.get, key=state.keep(K_SORT),
+                            width=width)
+        descending = st.toggle("Descending", key=state.keep(K_DESC))
     state.remember(K_TEACHER, K_SEARCH, K_PROBLEM, K_SORT, K_DESC)
     view = trajectory_list(table, teacher, problem.strip(), sort, descending, search)
     if view.empty:
@@ -164,7 +175,7 @@ def pick_trajectory(table: pd.DataFrame) -> str | None:
                                     "avg_surprisal": st.column_config.NumberColumn(format="%.3f")})
     row = state.trajectory_row(tid)
     st.markdown(f"**{tid}** · {row['teacher']} · problem {row['problem_id']} · RSR {row['rsr']:.3f} · "
-                f"{int(row['n_tokens']):,} tokens")
+                f"{count(row['n_tokens'], 'token')}")
     return tid
 
 
@@ -201,15 +212,20 @@ def parts_view(ts: TokenScores, mask: np.ndarray, r_max: int) -> None:
                                                                                   format="%.2f")})
 
 
+def answer_label(correct) -> str:
+    """A trajectory's correctness in a word: correct, wrong or unknown."""
+    return "unknown" if correct is None or pd.isna(correct) else ("correct" if correct else "wrong")
+
+
 def metrics_row(row: pd.Series, r_max: int) -> None:
-    c = st.columns(6)
-    c[0].metric("RSR", f"{row['rsr']:.3f}", help=f"Σ min(rank, {r_max}) / Σ surprisal; lower is better")
-    c[1].metric("tokens", f"{int(row['n_tokens']):,}")
-    c[2].metric("mean clipped rank", f"{row['avg_rank_clipped']:.2f}")
-    c[3].metric("mean surprisal", f"{row['avg_surprisal']:.3f}", help="nats")
-    c[4].metric("mean rank (unclipped)", f"{row['avg_rank']:.1f}")
-    correct = row.get("correct")
-    c[5].metric("answer", "unknown" if correct is None or pd.isna(correct) else ("correct" if correct else "wrong"))
+    with metric_row():
+        st.metric("RSR", f"{row['rsr']:.3f}", width="content",
+                  help=f"RSR of this trajectory (Eq. 7): Σ min(rank, {r_max}) / Σ surprisal; lower is better")
+        st.metric("tokens", f"{int(row['n_tokens']):,}", width="content")
+        st.metric("mean clipped rank", f"{row['avg_rank_clipped']:.2f}", width="content")
+        st.metric("mean surprisal", f"{row['avg_surprisal']:.3f}", help="nats", width="content")
+        st.metric("mean rank (unclipped)", f"{row['avg_rank']:.1f}", width="content")
+        st.metric("answer", answer_label(row.get("correct")), width="content")
     cov = row.get("coverage")
     if cov is not None and pd.notna(cov):
         st.caption(f"coverage {float(cov):.1%}: share of the teacher's response characters that were scored")
@@ -228,31 +244,48 @@ def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds,
     view = st.radio("Colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=state.keep(K_VIEW),
                     help="Zone thresholds and r_max are in the sidebar; hover a token for all its values.")
     state.remember(K_VIEW)
-    c = st.columns([1, 1, 1])
-    page = int(c[0].selectbox("Tokens per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE),
-                              key=state.keep(K_PAGE)))
-    state.remember(K_PAGE)
-    start = min(state.window_start(tid), max(n - 1, 0))
-    if n > page:
-        state.put(K_START, start)
-        c[1].number_input("First token", min_value=0, max_value=max(n - 1, 0), step=page, key=K_START,
-                          on_change=_on_start, args=(tid,), help=f"Pages of {page} tokens; 0-based positions.")
-    else:
-        start = 0
-        c[1].caption(f"all {n:,} tokens on one page")
-    c[2].button("Jump to the worst span", key="inspector_jump_worst", disabled=worst is None, width="stretch",
-                on_click=(lambda: jump_to(tid, worst.start, worst.stop, n, page)) if worst else None,
-                help="Outline the window of tokens that pushes RSR up most and show it.")
+    with control_row():
+        page = int(st.selectbox("Tokens per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE),
+                                key=state.keep(K_PAGE), width=CONTROL_PX - 60))
+        state.remember(K_PAGE)
+        start = min(state.window_start(tid), max(n - 1, 0))
+        if n > page:
+            state.put(K_START, start)
+            st.number_input("First token", min_value=0, max_value=max(n - 1, 0), step=page, key=K_START,
+                            on_change=_on_start, args=(tid,), help=f"Pages of {page} tokens; 0-based positions.",
+                            width=CONTROL_PX - 20)
+        else:
+            start = 0
+        st.button(JUMP_LABEL, key="inspector_jump_worst", disabled=worst is None,
+                  on_click=(lambda: jump_to(tid, worst.start, worst.stop, n, page)) if worst else None,
+                  help="Outline the span at the top of *Spans that push RSR up most* below and move the text "
+                       "to it. " + RANKING)
+    if n <= page:
+        st.caption(f"All {count(n, 'token')} on one page.")
     highlight = state.selected_tokens(tid)
     if highlight:
-        h = st.columns([5, 1])
         shown = sum(start <= p < start + page for p in highlight)
-        h[0].caption(f"{len(highlight)} token(s) outlined, {shown} on this page.")
-        h[1].button("Clear", key="inspector_clear", on_click=_clear_highlight, args=(tid,))
+        with button_row():
+            st.caption(f"{count(len(highlight), 'token')} outlined, {shown:,} on this page. "
+                       + outlined_span_text(ts, highlight, r_max, worst))
+            st.button("Clear", key="inspector_clear", on_click=_clear_highlight, args=(tid,))
     with st.container(key="inspector_text"):  # no fixed height: a scroll box would clip the hover cards
         render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, highlight=highlight,
                            start=start, stop=start + page, answer_starts=answers)
     return page
+
+
+def outlined_span_text(ts: TokenScores, positions: list[int], r_max: int, worst: explain.Span | None) -> str:
+    """What an outlined run of tokens does to RSR, and for the top span why it is the top one."""
+    a, b = positions[0], positions[-1] + 1
+    if len(positions) < 2 or b - a != len(positions):
+        return ""
+    sp = explain.span_at(ts.surprisal, ts.rank, a, b, r_max)
+    top = worst is not None and (worst.start, worst.stop) == (a, b)
+    text = (f"Tokens {a:,}-{b - 1:,}" + (", the span that raises RSR most" if top else "") +
+            f": excess {sp.excess:+.1f}; leaving them out would make RSR {sp.rsr_without:.3f}. Their own RSR is "
+            f"{sp.rsr:.2f}.")
+    return text + (" " + RANKING if top else "")
 
 
 def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, rsr: float, page: int) -> None:
@@ -261,16 +294,16 @@ def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThreshol
     tabs = st.tabs(["Rank × surprisal", "Rank bins", "Surprisal", "Zones"])
     with tabs[0]:
         key = f"inspector_scatter_{tid}"
-        st.plotly_chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr), key=key, width="stretch",
-                        on_select=lambda: _on_scatter(key, tid, n, page), selection_mode=("points", "box", "lasso"))
+        chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr), key=key,
+              on_select=lambda: _on_scatter(key, tid, n, page), selection_mode=("points", "box", "lasso"))
         st.caption("Each dot is a token. Dotted lines: rank = c · surprisal (tokens on them have r/s = c); solid: "
                    "this trajectory's RSR. Dots above it push RSR up. Select dots (click, box or lasso) to outline "
                    "the tokens in the text.")
     with tabs[1]:
-        st.plotly_chart(rank_bin_histogram(ts), width="stretch", key=f"inspector_bins_{tid}")
+        chart(rank_bin_histogram(ts), key=f"inspector_bins_{tid}")
         st.caption("GLTR's fingerprint with 1-based ranks: GLTR's top bin '< 10' (0-based) is our 1-10.")
     with tabs[2]:
-        st.plotly_chart(surprisal_histogram(ts, thresholds), width="stretch", key=f"inspector_surprisal_{tid}")
+        chart(surprisal_histogram(ts, thresholds), key=f"inspector_surprisal_{tid}")
     with tabs[3]:
         st.dataframe(zone_share_table(ts, r_max, thresholds), hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
@@ -283,44 +316,52 @@ def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int
     """The decomposition with the actual numbers, the curve along the text, the spans and tokens that push RSR up."""
     n = len(ts)
     d = explain.decompose(ts.surprisal, ts.rank, r_max)
-    st.markdown(f"#### Why this score\n**{d.formula()}** over {d.n_tokens:,} tokens "
+    st.markdown(f"#### Why this score\n**{d.formula()}** over {count(d.n_tokens, 'token')} "
                 f"(mean clipped rank {d.mean_rank_clipped:.2f} / mean surprisal {d.mean_surprisal:.3f} nats)"
-                + (f"; {d.n_clipped:,} tokens ranked beyond r_max count as {r_max}." if d.n_clipped else "."))
+                + (f"; {count(d.n_clipped, 'token')} ranked beyond r_max "
+                   f"{'counts' if d.n_clipped == 1 else 'count'} as {r_max}." if d.n_clipped else "."))
     st.caption("A token's excess = clipped rank − RSR × surprisal (the excesses sum to 0). Positive excess pushes "
                "RSR up: the token is ranked further down than its surprisal warrants. Leaving a token or span out "
                "changes RSR by −excess / (Σ surprisal of the rest).")
-    c = st.columns([3, 2])
-    with c[0]:
-        curve = explain.sliding_rsr(ts.surprisal, ts.rank, r_max, window)
-        marked = state.selected_tokens(tid)
-        span = (marked[0], marked[-1] + 1) if marked else None
-        key = f"inspector_curve_{tid}_{window}"
-        st.plotly_chart(sliding_rsr_figure(curve, d.rsr, window, span, list(answers)), key=key, width="stretch",
-                        on_select=lambda: _on_curve(key, tid, n, page), selection_mode=("points", "box"))
-        st.caption("Each point is the RSR of one window of the text; click a point to outline that window and "
-                   "show it in the text above.")
-    with c[1]:
-        st.number_input("Window (tokens)", min_value=2, max_value=max(2, n), step=8, key=window_key(tid),
-                        help="Width of the spans and of the curve's windows.")
-        spans = explain.span_table(explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=5), ts.tokens)
-        st.markdown("**Spans that push RSR up most** (click a row to read it)")
-        if spans.empty:
-            st.caption("No window pushes RSR up (the text is shorter than the window, or uniform).")
-        else:
-            key = f"inspector_spans_{tid}_{window}"
-            st.dataframe(spans, key=key, hide_index=True, width="stretch", selection_mode="single-row",
-                         on_select=lambda: _on_row(key, spans, tid, n, page),
-                         column_config={"rsr": st.column_config.NumberColumn("span RSR", format="%.2f"),
-                                        "excess": st.column_config.NumberColumn(format="%.1f"),
-                                        "rsr_without": st.column_config.NumberColumn("RSR without it",
-                                                                                     format="%.3f")})
+    # the curve and the spans one above the other, full width: side by side the table was 170 px wide
+    top = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=5)
+    curve = explain.sliding_rsr(ts.surprisal, ts.rank, r_max, window)
+    marked = state.selected_tokens(tid)
+    span = (marked[0], marked[-1] + 1) if marked else None
+    label = "outlined: raises RSR most" if top and span == (top[0].start, top[0].stop) else "outlined"
+    key = f"inspector_curve_{tid}_{window}"
+    chart(sliding_rsr_figure(curve, d.rsr, window, span, list(answers), span_label=label), key=key,
+          on_select=lambda: _on_curve(key, tid, n, page), selection_mode=("points", "box"))
+    st.caption("Each point is a window's own RSR; click one to outline that window and show it in the text "
+               "above. " + RANKING)
+    st.number_input("Window (tokens)", min_value=2, max_value=max(2, n), step=8, key=window_key(tid),
+                    help="Width of the spans and of the curve's windows.", width=CONTROL_PX)
+    spans = explain.span_table(top, ts.tokens)
+    st.markdown("**Spans that push RSR up most**, by excess (click a row to read it)")
+    if spans.empty:
+        st.caption("No window pushes RSR up (the text is shorter than the window, or uniform).")
+    else:
+        key = f"inspector_spans_{tid}_{window}"
+        st.dataframe(spans, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                     on_select=lambda: _on_row(key, spans, tid, n, page),
+                     column_order=["start", "stop", "excess", "rsr_without", "rsr", "text"],
+                     column_config={"rsr": st.column_config.NumberColumn("own RSR", format="%.2f",
+                                                                         help="The span's own RSR (its point "
+                                                                              "on the curve)"),
+                                    "excess": st.column_config.NumberColumn(
+                                        "excess", format="%+.1f", help="How much the span raises RSR, the "
+                                        "ranking: Σ clipped rank − RSR × Σ surprisal over the span"),
+                                    "rsr_without": st.column_config.NumberColumn(
+                                        "RSR without it", format="%.3f",
+                                        help=f"The trajectory's RSR ({d.rsr:.3f}) with the span left out"),
+                                    "text": st.column_config.TextColumn("text", width="large")})
     tokens = explain.token_contributions(ts.surprisal, ts.rank, ts.tokens, r_max, k=10)
     st.markdown("**Tokens that push RSR up most** (click a row to read it)")
     key = f"inspector_tokens_{tid}"
     st.dataframe(tokens, key=key, hide_index=True, width="stretch", selection_mode="single-row",
                  on_select=lambda: _on_row(key, tokens, tid, n, page),
                  column_config={"surprisal": st.column_config.NumberColumn(format="%.3f"),
-                                "excess": st.column_config.NumberColumn(format="%.1f"),
+                                "excess": st.column_config.NumberColumn(format="%+.1f"),
                                 "rsr_without": st.column_config.NumberColumn("RSR without it", format="%.4f")})
 
 
@@ -328,11 +369,12 @@ def _side(label: str, row: pd.Series | None, ts: TokenScores, view: str, r_max: 
           start: int, page: int, reference: float | None = None) -> None:
     st.markdown(label)
     if row is not None:
-        c = st.columns(3)
         delta = None if reference is None or not np.isfinite(reference) else f"{row['rsr'] - reference:+.3f}"
-        c[0].metric("RSR", f"{row['rsr']:.3f}", delta=delta, delta_color="inverse")
-        c[1].metric("tokens", f"{int(row['n_tokens']):,}")
-        c[2].metric("mean surprisal", f"{row['avg_surprisal']:.3f}")
+        with metric_row():
+            st.metric("RSR", f"{row['rsr']:.3f}", delta=delta, delta_color="inverse", width="content")
+            st.metric("tokens", f"{int(row['n_tokens']):,}", width="content")
+            st.metric("mean surprisal", f"{row['avg_surprisal']:.3f}", width="content")
+            st.metric("answer", answer_label(row.get("correct")), width="content")
     with st.container():  # no fixed height: a scroll box would clip the hover cards
         render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, start=start, stop=start + page,
                            legend=False)
@@ -379,7 +421,7 @@ def side_by_side(tid: str, ts: TokenScores, table: pd.DataFrame, r_max: int, thr
     if longest > page:
         start = int(st.number_input("First token (both sides)", min_value=0, max_value=longest - 1, step=page,
                                     value=0, key="inspector_compare_start"))
-    left, right = st.columns(2)
+    left, right = stacking_columns(2, key="inspector_compare_sides")
     with left:
         _side(left_label, row, ts, view, r_max, thresholds, start, page)
     with right:

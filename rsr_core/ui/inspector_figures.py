@@ -115,26 +115,30 @@ def surprisal_histogram(scores: TokenScores, thresholds: ZoneThresholds = ZoneTh
 
 
 def sliding_rsr_figure(curve: pd.DataFrame, rsr: float, window: int,
-                       span: tuple[int, int] | None = None, answer_starts: list[int] | None = None) -> go.Figure:
+                       span: tuple[int, int] | None = None, answer_starts: list[int] | None = None,
+                       span_label: str | None = None) -> go.Figure:
     """Window RSR along the trajectory (x = window centre) with the trajectory's RSR as a line; click a point to
-    jump to its window. customdata per point: [start, stop]. `span` shades the span shown in the text;
-    `answer_starts` marks where each turn's thinking ends and its answer begins."""
+    jump to its window. customdata per point: [start, stop]. `span` shades the span shown in the text (with
+    `span_label` above it); `answer_starts` marks where each turn's thinking ends and its answer begins."""
     fig = go.Figure()
     for k, x in enumerate(answer_starts or []):
         fig.add_vline(x=x, line={"color": "#8e6fd1", "width": 2, "dash": "dot"},
                       annotation_text="thinking | answer" if k == 0 else None, annotation_position="bottom right")
     if span is not None:
-        fig.add_vrect(x0=span[0], x1=span[1], fillcolor=RSR_LINE_COLOUR, opacity=0.12, line_width=0)
+        fig.add_vrect(x0=span[0], x1=span[1], fillcolor=RSR_LINE_COLOUR, opacity=0.12, line_width=0,
+                      annotation_text=span_label, annotation_position="top",
+                      annotation_font={"size": 11, "color": RSR_LINE_COLOUR})
     fig.add_trace(go.Scatter(
         x=curve["centre"], y=curve["rsr"], mode="lines+markers", name=f"RSR of {window}-token windows",
         marker={"size": 5, "color": "#d73027"}, line={"color": "#d73027", "width": 1.5},
         customdata=np.stack([curve["start"].to_numpy(), curve["stop"].to_numpy()], axis=1) if len(curve) else None,
         hovertemplate="tokens %{customdata[0]}-%{customdata[1]}<br>window RSR %{y:.2f}<extra></extra>"))
-    if np.isfinite(rsr):
-        fig.add_hline(y=rsr, line={"color": RSR_LINE_COLOUR, "dash": "dash"},
-                      annotation_text=f"trajectory RSR {rsr:.2f}", annotation_position="top left")
+    title = f"RSR of {window}-token windows"
+    if np.isfinite(rsr):  # named in the title: a label on the line would sit on the curve
+        fig.add_hline(y=rsr, line={"color": RSR_LINE_COLOUR, "dash": "dash"})
+        title += f" (dashed: the trajectory's RSR, {rsr:.2f})"
     fig.update_layout(height=300, margin={"t": 40, "b": 10, "l": 10, "r": 10}, showlegend=False,
-                      title={"text": f"RSR of {window}-token windows", "font": {"size": 13}},
+                      title={"text": title, "font": {"size": 13}},
                       xaxis={"title": "token position (window centre)"}, yaxis={"title": "window RSR"})
     return fig
 

@@ -172,7 +172,7 @@ def export_bytes(selected: pd.DataFrame, fmt: str, messages_of: Callable[[str], 
 
 
 def rule_description(mode: str, by: str, seed: int | None) -> str:
-    """The rule in words, e.g. 'lowest RSR (Eq. 9)' or 'random, seed 3'."""
+    """The rule in words, e.g. 'lowest RSR (Eq. 7)' (the rule compares trajectories) or 'random, seed 3'."""
     if mode == "random":
         return f"random, seed {seed}"
-    return f"{'lowest' if mode == 'min' else 'highest'} {metric_label(by)}"
+    return f"{'lowest' if mode == 'min' else 'highest'} {metric_label(by, 'trajectory')}"

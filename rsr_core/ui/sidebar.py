@@ -4,9 +4,14 @@ live progress. Everything it decides goes to the session through `rsr_core.ui.st
 Results live in results stores (`rsr_core.data.store`), read through `rsr_core.ui.results` once per process:
 the bundled demo's store, a store opened from a folder on the server (or `RSR_STORE` at start-up), or for an
 uploaded or server-side file a store of its own in the cache that Score fills. The model is loaded once per
-process (`st.cache_resource`) and only to score: results already in a store need none. Scoring runs in a
-background thread (`ScoringJob`) that commits batch by batch, so pages show partial results while it runs and
-Stop takes effect after the forward pass in flight.
+process (`st.cache_resource`) and only to score: results already in a store need none; the engine (torch,
+transformers) is imported only then, so a page that shows results never pays for it. Scoring runs in a background
+thread (`ScoringJob`) that commits batch by batch, so pages show partial results while it runs and Stop takes
+effect after the forward pass in flight.
+
+Paths typed in the sidebar (a file or folder, a results store) are confined to the data roots
+(`rsr_core.data.paths.allowed_path`); a folder is walked within bounds and its listing cached; uploads go to the
+session's private folder (`rsr_core.data.sources.UploadFolder`), removed with the session.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -23,22 +29,26 @@ from rsr_core.analysis.metrics import R_MAX
 from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
 from rsr_core.data import demo
 from rsr_core.data.formats import read_trajectories
-from rsr_core.data.paths import cache_root
-from rsr_core.data.sources import download_hub_dataset, hub_model_cached, hub_reachable, record_fields, save_upload
+from rsr_core.data.paths import STORE_ENV, PathRefused, allowed_path, cache_root, data_roots
+from rsr_core.data.sources import (FolderTooLarge, download_hub_dataset, hub_model_cached, hub_reachable,
+                                   list_data_files, record_fields, sweep_uploads, upload_root)
 from rsr_core.data.store import ResultsStore, StoreError
 from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, is_hub_id, student_name
-from rsr_core.engine.job import ScoringJob
-from rsr_core.engine.student import Student, StudentError, load_student
 from rsr_core.ui import results, state
+from rsr_core.ui.metric_labels import count
 from rsr_core.ui.demo import demo_trajectories
+
+if TYPE_CHECKING:  # the engine imports torch: only when Score is pressed
+    from rsr_core.engine.job import ScoringJob
+    from rsr_core.engine.student import Student
 
 OTHER_STUDENT = "other"
 DATASET_KINDS = {"demo": "bundled demo", "store": "results store on the server", "upload": "upload a file",
                  "path": "file or folder on the server", "hub": "Hugging Face dataset"}
-STORE_ENV = "RSR_STORE"
 AUTO = "(auto-detect)"
 MAX_ERRORS_SHOWN = 200
 REFRESH_SECONDS = 3.0  # while scoring, the page is redrawn with partial results at most this often
+LISTING_TTL = 60  # seconds a folder's listing and a file's fields are reused (also renewed when the folder changes)
 
 # widget keys (the sidebar is drawn on every run, so their values persist across pages)
 W_STUDENT = "sidebar_student"
@@ -61,7 +71,27 @@ HUB_FOLDERS = "_sidebar_hub_folders"
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_student(spec: str) -> Student:
     """The student, loaded once per process and shared by every session (read-only)."""
+    from rsr_core.engine.student import load_student
+
     return load_student(spec)
+
+
+@st.cache_resource(show_spinner=False)
+def _swept(root: str) -> int:
+    """Once per server process and upload root: remove session upload folders a killed server left behind."""
+    return len(sweep_uploads(root))
+
+
+@st.cache_data(ttl=LISTING_TTL, max_entries=64, show_spinner="Listing the folder…")
+def _folder_files(folder: str, stamp: int, roots: tuple[str, ...]) -> list[str]:
+    """A folder's data files (bounded walk), cached per folder and modification time, so reruns do not walk it."""
+    return [str(f) for f in list_data_files(folder, [Path(r) for r in roots])]
+
+
+@st.cache_data(ttl=LISTING_TTL, max_entries=64, show_spinner=False)
+def _fields(file: str, stamp: int, size: int) -> list[str]:
+    """The first record's fields of a data file, cached per file version (a .json file is parsed whole)."""
+    return record_fields(file)
 
 
 @st.cache_resource(show_spinner=False)
@@ -95,6 +125,7 @@ def _demo_key() -> str:
 def render_sidebar() -> None:
     """Draw the sidebar and bring the session state in line with it (call once per run, before the page)."""
     state.setdefault(state.RMAX, R_MAX)
+    _swept(str(upload_root()))
     with st.sidebar:
         student_box = st.container()
         dataset = _dataset_picker()
@@ -141,12 +172,12 @@ def _dataset_picker() -> state.Dataset | None:
         return state.current_dataset()
     if kind == "store":
         return _store_dataset(env_store)
-    path, label = _source_path(kind)
+    path, label, first = _source_path(kind)
     if path is None:
         if _dataset_changed(f"{kind}:none"):
             state.set_dataset(state.Dataset(f"{kind}:none", "no data yet"))
         return state.current_dataset()
-    prompt_field, response_fields, reasoning_field = _field_pickers(path)
+    prompt_field, response_fields, reasoning_field = _field_pickers(path, first)
     stamp = path.stat().st_mtime_ns if path.exists() else 0
     key = f"{kind}:{path}:{stamp}:{prompt_field}:{response_fields}:{reasoning_field}"
     if _dataset_changed(key):
@@ -174,7 +205,13 @@ def _store_dataset(env_store: str) -> state.Dataset | None:
         if _dataset_changed("store:none"):
             state.set_dataset(state.Dataset("store:none", "no data yet"))
         return state.current_dataset()
-    path = str(Path(text).expanduser())
+    try:
+        path = str(allowed_path(text, data_roots()))
+    except PathRefused as e:
+        st.error(str(e))
+        if _dataset_changed("store:refused"):
+            state.set_dataset(state.Dataset("store:refused", "no data yet"))
+        return state.current_dataset()
     key = f"store:{path}"
     if _dataset_changed(key):
         try:
@@ -192,30 +229,58 @@ def _dataset_changed(key: str) -> bool:
     return current is None or current.key != key
 
 
-def _source_path(kind: str) -> tuple[Path | None, str | None]:
-    """The local file or folder of a file dataset, and a label; (None, None) until one is given."""
+def _source_path(kind: str) -> tuple[Path | None, str | None, Path | None]:
+    """The local file or folder of a file dataset, a label and its first data file; (None, None, None) until one
+    is given, or when it is refused (the reason is shown)."""
     if kind == "upload":
         up = st.file_uploader("Trajectories", type=["jsonl", "json", "parquet", "csv"], key="sidebar_upload",
-                              help="messages, ShareGPT, Alpaca or plain prompt/response columns")
+                              help="messages, ShareGPT, Alpaca or plain prompt/response columns. The file is kept "
+                                   "in a private folder of this session and removed when the session ends.")
         if up is None:
-            return None, None
+            return None, None, None
         try:
-            return save_upload(up.name, up.getvalue()), up.name
+            path = state.upload_folder().save(up.name, up.getvalue())
         except (OSError, ValueError) as e:
             st.error(str(e))
-            return None, None
+            return None, None, None
+        return path, up.name, path
     if kind == "path":
         text = st.text_input("File or folder on the server", key=state.keep("sidebar_path"),
-                             placeholder="/data/pool.jsonl or a folder with one subfolder per teacher").strip()
+                             placeholder="data/pool.jsonl or a folder with one subfolder per teacher",
+                             help="Within the server's data folders (RSR_DATA_ROOTS; by default the project's "
+                                  "data/ folder and the folder the server was started in).").strip()
         state.remember("sidebar_path")
         if not text:
-            return None, None
-        path = Path(text).expanduser()
+            return None, None, None
+        roots = data_roots()
+        try:
+            path = allowed_path(text, roots)
+        except PathRefused as e:
+            st.error(str(e))
+            return None, None, None
         if not path.exists():
             st.error(f"{path}: no such file or folder on the server")
-            return None, None
-        return path, str(path)
-    return _hub_source()
+            return None, None, None
+        if path.is_file():
+            return path, str(path), path
+        try:
+            files = _folder_files(str(path), path.stat().st_mtime_ns, tuple(str(r) for r in roots))
+        except (FolderTooLarge, PathRefused) as e:
+            st.error(str(e))
+            return None, None, None
+        if not files:
+            st.error(f"{path}: no .jsonl, .json, .parquet or .csv files in this folder")
+            return None, None, None
+        return path, str(path), Path(files[0])
+    path, label = _hub_source()
+    if path is None:
+        return None, None, None
+    try:
+        files = _folder_files(str(path), path.stat().st_mtime_ns, (str(path),))
+        return path, label, Path(files[0]) if files else None
+    except (FolderTooLarge, PathRefused, OSError) as e:
+        st.error(str(e))
+        return None, None, None
 
 
 def _hub_source() -> tuple[Path | None, str | None]:
@@ -244,7 +309,7 @@ def _hub_source() -> tuple[Path | None, str | None]:
     return None, None
 
 
-def _field_pickers(path: Path) -> tuple[str | None, list[str] | None, str | None]:
+def _field_pickers(path: Path, first: Path | None) -> tuple[str | None, list[str] | None, str | None]:
     """Prompt, response and reasoning columns for data whose schema is not detected (auto-detection by default).
 
     Several response columns make one teacher each; a reasoning column is scored as the thinking before the
@@ -252,7 +317,11 @@ def _field_pickers(path: Path) -> tuple[str | None, list[str] | None, str | None
     current = state.current_dataset()
     failed = bool(current and current.key.split(":")[1:2] == [str(path)] and not current.trajectories
                   and any("cannot tell the schema" in str(e) for e in current.errors))
-    fields = record_fields(path)
+    try:
+        info = first.stat() if first is not None else None
+    except OSError:
+        info = None
+    fields = _fields(str(first), info.st_mtime_ns, info.st_size) if info is not None else []
     with st.expander("Columns", expanded=failed):
         if failed:
             st.caption("The format was not recognised: pick the prompt and the response columns.")
@@ -301,7 +370,8 @@ def _score_controls(spec: str | None, name: str | None, dataset: state.Dataset |
     running = job is not None and job.running
     todo, total = _todo(dataset, name)
     if total and name:
-        st.caption(f"{total - len(todo):,} of {total:,} trajectories have scores under **{name}**.")
+        st.caption(f"{total - len(todo):,} of {count(total, 'trajectory', 'trajectories')} "
+                   f"{'has' if total == 1 else 'have'} scores under **{name}**.")
     limit = st.number_input("Score at most (0 = all)", min_value=0, value=0, step=10, key=W_LIMIT,
                             help="Trajectories to score in this run, in input order; cached ones cost nothing.")
     left, right = st.columns(2)
@@ -322,6 +392,9 @@ def _start_job(spec: str, dataset: state.Dataset, todo: list[str]) -> bool:
         st.error(f"The Hugging Face hub cannot be reached from this server and {spec!r} is not in the local Hugging "
                  "Face cache. Download the model elsewhere and give its folder, or a .gguf file.")
         return False
+    from rsr_core.engine.job import ScoringJob  # the engine (torch) is imported here, when Score is pressed
+    from rsr_core.engine.student import StudentError
+
     try:
         with st.spinner(f"Loading {spec}…"):
             student = get_student(spec)
@@ -360,20 +433,38 @@ def _job_status_body() -> None:
     text = p.describe()
     if job.running and job.stop_requested:
         text = "stopping after the forward pass in flight… " + text
-    st.progress(min(1.0, p.done / p.total) if p.total else 1.0, text=text)
+    st.progress(progress_value(p, job.running), text=text)
     if job.finished:
         if job.failure:
             st.error(f"Scoring failed: {job.failure}")
         elif job.stopped:
-            st.info(f"Stopped: {p.done:,} of {p.total:,} trajectories have scores; Score resumes with the rest.")
+            st.info(f"Stopped: {p.done:,} of {count(p.total, 'trajectory', 'trajectories')} "
+                    f"{'has' if p.total == 1 else 'have'} scores; Score resumes with the rest.")
         else:
-            st.success(f"Scored {job.written:,} trajectories.")
+            st.success(f"Scored {count(job.written, 'trajectory', 'trajectories')}.")
         for note in job.notes:
             st.info(note)
         if job.errors:
-            st.warning(f"{len(job.errors)} trajectories could not be scored:\n\n"
+            st.warning(f"{count(len(job.errors), 'trajectory', 'trajectories')} could not be scored:\n\n"
                        + "\n".join(f"- {e}" for e in job.errors[:20]))
     _refresh_pages(job)
+
+
+def progress_value(p, running: bool = True) -> float:
+    """The progress bar's value: trajectories done, plus the share of the forward pass in flight when the engine
+    reports one (`pass_fraction`, 0-1), so the bar moves inside a long trajectory."""
+    total = int(getattr(p, "total", 0) or 0)
+    if total <= 0:
+        return 1.0
+    done = float(getattr(p, "done", 0) or 0)
+    inside = getattr(p, "pass_fraction", None) if running else None
+    try:
+        inside = float(inside) if inside is not None else 0.0
+    except (TypeError, ValueError):
+        inside = 0.0
+    if not 0.0 < inside < 1.0 or done >= total:
+        inside = 0.0
+    return max(0.0, min(1.0, (done + inside) / total))
 
 
 def _refresh_pages(job: ScoringJob) -> None:

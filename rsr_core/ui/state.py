@@ -15,6 +15,7 @@ functions below, not `st.session_state`.
 | `selected_tokens` | dict[str, list[int]] | per trajectory id, the token positions to outline (scatter, span) |
 | `token_window_start` | dict[str, int] | per trajectory id, the first token of the inspector's text window |
 | `scoring_job` | ScoringJob | the running or last scoring run of this session |
+| `upload_folder` | UploadFolder | the session's private folder for its uploads, removed with the session |
 | `zone_surprisal_threshold` | float | zone threshold s0 in nats (the sidebar's; the teaching page reads it too) |
 | `zone_rank_threshold` | int | zone rank threshold k (likewise) |
 | `selection_overrides` | dict[str, str] | Selection page: manual choices {problem or pool id: trajectory id} |
@@ -33,6 +34,7 @@ import streamlit as st
 from rsr_core.analysis.metrics import R_MAX
 from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD, ZoneThresholds
 from rsr_core.data.formats import RecordError
+from rsr_core.data.sources import UploadFolder
 from rsr_core.data.store import StoreError
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
@@ -45,6 +47,7 @@ SELECTED = "selected_trajectory"
 SELECTED_TOKENS = "selected_tokens"
 WINDOW_START = "token_window_start"
 JOB = "scoring_job"
+UPLOADS = "upload_folder"
 ZONE_S0 = "zone_surprisal_threshold"
 ZONE_K = "zone_rank_threshold"
 SELECTION_OVERRIDES = "selection_overrides"
@@ -140,6 +143,16 @@ def current_thresholds() -> ZoneThresholds:
 
 def current_job():
     return _ss().get(JOB)
+
+
+def upload_folder() -> UploadFolder:
+    """The session's private folder for uploads (created on first use). It lives as long as the session: when the
+    session ends, its state is dropped and the folder removed (`UploadFolder`)."""
+    folder = _ss().get(UPLOADS)
+    if folder is None or not folder.alive:
+        folder = UploadFolder()
+        _ss()[UPLOADS] = folder
+    return folder
 
 
 def student_store(student: str | None = None) -> str | None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from rsr_core.ui.labels import place_labels
 from rsr_core.ui.metric_labels import metric_label
 
 TEACHER_COLUMNS = ("teacher", "rank", "n_runs", "n_trajectories", "teacher_score", "rsr", "rsr_low", "rsr_high",
@@ -18,6 +19,10 @@ TEACHER_COLUMNS = ("teacher", "rank", "n_runs", "n_trajectories", "teacher_score
 TRAJECTORY_COLUMNS = ("trajectory_id", "problem_id", "run", "rsr", "n_tokens", "avg_surprisal",
                       "avg_rank_clipped", "avg_rank", "correct", "truncated")
 _HOVER = "<b>%{customdata[0]}</b><br>"
+# the plot area the labels are placed for: the narrowest the page gives these charts (full width in a 900 px
+# window, less the colour bar); in a wider window the points move apart and the labels still do not overlap
+PLOT_PX = (300.0, 340.0)
+HIDDEN_LABELS = "Names that would overlap are left off: hover a point for its teacher."
 
 
 def teacher_display_table(teachers: pd.DataFrame) -> pd.DataFrame:
@@ -64,9 +69,22 @@ def iso_levels(values: Sequence[float], n: int = 5) -> list[float]:
     return [float(round(x, 10)) for x in levels]
 
 
+def _padded(lo: float, hi: float, share: float = 0.08) -> tuple[float, float]:
+    span = (hi - lo) or abs(hi) or 1.0
+    return lo - share * span, hi + share * span
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    return (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+
+
 def _teacher_points(teachers: pd.DataFrame, x: str, y: str, *, color: str | None = "rsr",
-                    error_y: bool = False) -> go.Scatter:
-    """One scatter point per teacher, labelled, with the teacher in customdata and every key number on hover."""
+                    error_y: bool = False, x_range: tuple[float, float] | None = None,
+                    y_range: tuple[float, float] | None = None) -> go.Scatter:
+    """One scatter point per teacher, with the teacher in customdata and every key number on hover, and its name
+    beside it where it fits without overlapping another name or point (`labels.place_labels`; the axes' ranges
+    are needed for that, the data's own by default)."""
     custom = np.column_stack([teachers["teacher"].astype(str).to_numpy(object),
                               teachers["rsr"].to_numpy(float),
                               teachers["avg_surprisal"].to_numpy(float),
@@ -82,9 +100,14 @@ def _teacher_points(teachers: pd.DataFrame, x: str, y: str, *, color: str | None
                "array": (teachers["rsr_high"] - teachers["rsr"]).to_numpy(float),
                "arrayminus": (teachers["rsr"] - teachers["rsr_low"]).to_numpy(float),
                "thickness": 1, "width": 3, "color": "rgba(90,90,90,0.6)"}
+    xs, ys = teachers[x].to_numpy(float), teachers[y].to_numpy(float)
+    names = teachers["teacher"].astype(str).tolist()
+    width = PLOT_PX[0] - (90 if color and color in teachers else 0)
+    positions = place_labels(xs, ys, names, x_range or _padded(*_range(xs)), y_range or _padded(*_range(ys)),
+                             width=width, height=PLOT_PX[1], marker_px=7.5)
     return go.Scatter(
-        x=teachers[x].to_numpy(float), y=teachers[y].to_numpy(float), mode="markers+text",
-        text=teachers["teacher"].astype(str), textposition="top center", customdata=custom, marker=marker,
+        x=xs, y=ys, mode="markers+text", text=[n if p else "" for n, p in zip(names, positions)],
+        textposition=[p or "top center" for p in positions], customdata=custom, marker=marker,
         error_y=err, name="teachers", showlegend=False,
         hovertemplate=_HOVER + "RSR %{customdata[1]:.3f}<br>Avg-Surprisal %{customdata[2]:.3f} nats<br>"
                       "Avg-Rank (clipped) %{customdata[3]:.2f}<br>length %{customdata[4]:.0f} tokens"
@@ -123,12 +146,12 @@ def rank_surprisal_figure(teachers: pd.DataFrame, y: str = "avg_rank_clipped",
         fig.add_annotation(x=xs[at], y=ys[at], text=name, showarrow=False, font={"size": 10, "color": "#7a7a7a"},
                            xanchor="left" if at == len(xs) - 1 else "center",
                            yanchor="bottom" if at < len(xs) - 1 else "middle")
-    fig.add_trace(_teacher_points(teachers, "avg_surprisal", y))
+    x_range = (0 if y == "avg_rank_clipped" else x_min * 0.9, x_max * 1.12)
+    fig.add_trace(_teacher_points(teachers, "avg_surprisal", y, x_range=x_range, y_range=(0, y_top)))
     fig.update_layout(
         title="RSR against Avg-Surprisal" + (" (dotted: constant RSR)" if y == "avg_rank_clipped"
                                              else " (dotted: constant clipped rank)"),
-        xaxis={"title": "Avg-Surprisal (nats)", "range": [0 if y == "avg_rank_clipped" else x_min * 0.9,
-                                                          x_max * 1.12]},
+        xaxis={"title": "Avg-Surprisal (nats)", "range": list(x_range)},
         yaxis={"title": metric_label(y), "range": [0, y_top]},
         height=430, margin={"l": 10, "r": 10, "t": 50, "b": 10}, clickmode="event+select")
     return fig
@@ -136,9 +159,15 @@ def rank_surprisal_figure(teachers: pd.DataFrame, y: str = "avg_rank_clipped",
 
 def teacher_scatter(teachers: pd.DataFrame, x: str, y: str = "rsr", title: str | None = None) -> go.Figure:
     """`y` against `x`, one labelled point per teacher (RSR with its bootstrap interval), clickable."""
-    fig = go.Figure(_teacher_points(teachers, x, y, color=None, error_y=True))
+    xs, ys = teachers[x].to_numpy(float), teachers[y].to_numpy(float)
+    lows = teachers["rsr_low"].to_numpy(float) if y == "rsr" and "rsr_low" in teachers else ys
+    highs = teachers["rsr_high"].to_numpy(float) if y == "rsr" and "rsr_high" in teachers else ys
+    x_range = _padded(*_range(xs), 0.12)
+    y_range = _padded(min(_range(lows)[0], _range(ys)[0]), max(_range(highs)[1], _range(ys)[1]), 0.12)
+    fig = go.Figure(_teacher_points(teachers, x, y, color=None, error_y=True, x_range=x_range, y_range=y_range))
     fig.update_layout(title=title or f"{metric_label(y)} against {metric_label(x)}",
-                      xaxis_title=metric_label(x), yaxis_title=metric_label(y), height=430,
+                      xaxis={"title": metric_label(x), "range": list(x_range)},
+                      yaxis={"title": metric_label(y), "range": list(y_range)}, height=430,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10}, clickmode="event+select")
     return fig
 

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rsr_core.analysis.zones import ZONE_COLOURS, ZONE_LABELS, ZoneThresholds, zone_of
+from rsr_core.ui.labels import place_labels
 from rsr_core.analysis.simulation import (PAPER_TABLE, SOURCE_LABELS, SOURCES, SimulationConfig, SourceStats,
                                      source_distributions)
 
@@ -53,7 +54,8 @@ def illustrative_next_token_figure() -> go.Figure:
     fig.update_layout(title="Illustrative: the student's next token after \"... the mean is 32.\"",
                       yaxis_type="log", yaxis_title="probability (log scale)", barmode="group",
                       xaxis={"categoryorder": "array", "categoryarray": order},
-                      legend_title_text="reading", height=380, margin={"t": 50, "b": 10})
+                      legend={"title": {"text": "reading"}, "orientation": "h", "yanchor": "bottom", "y": 1.0,
+                              "x": 0}, height=420, margin={"t": 50, "b": 10})
     return fig
 
 
@@ -91,6 +93,40 @@ def simulation_table(stats: dict[str, SourceStats]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SIMULATION_ROWS = (  # (row label, column of simulation_table): this run, then the paper, quantity by quantity
+    ("mean p", "mean p"), ("mean p, paper", "paper p"),
+    ("mean surprisal", "mean surprisal"), ("mean surprisal, paper", "paper surprisal"),
+    ("mean rank", "mean rank"), ("mean rank, paper", "paper rank"),
+    ("RSR_token (mean r/s)", "RSR_token (mean r/s)"), ("RSR_token, paper", "paper RSR_token"),
+    ("Σr / Σs (Eq. 7 form)", "Σr / Σs (Eq. 7 form)"),
+)
+
+
+def simulation_display(table: pd.DataFrame) -> pd.DataFrame:
+    """`simulation_table` as shown: one column per source (X_A .. X_D) and one row per quantity, this run's value
+    above the paper's, so the table is five columns wide and fits a narrow window."""
+    out = pd.DataFrame({"quantity": [label for label, _ in SIMULATION_ROWS]})
+    for k, s in enumerate(SOURCES):
+        out[f"X_{s}"] = [float(table[col].iloc[k]) for _, col in SIMULATION_ROWS]
+    return out
+
+
+def cartoon_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The teaching page's cartoon table (a row per solution) as shown: a row per quantity (the cartoon's reading
+    first) and a column per solution, so it fits a narrow window; values as text with the precision each needs."""
+    formats = {"cartoon": "{}", "RSR": "{:.2f}", "mean surprisal": "{:.2f}", "mean clipped rank": "{:.2f}",
+               "tokens": "{:,}"}
+    quantities = ["cartoon", "RSR", "mean surprisal", "mean clipped rank", "tokens"] + [
+        c for c in df.columns if c.startswith("% ")]
+    out = pd.DataFrame({"quantity": quantities})
+    for _, r in df.iterrows():
+        out[r["solution"]] = [formats.get(q, "{:.1f}").format(r[q]) for q in quantities]
+    return out
+
+
+PLANE_PX = (340.0, 300.0)  # the plot area labels are placed for: full width in a 900 px window
+
+
 @dataclass(frozen=True)
 class PlanePoint:
     """A marker in the rank-surprisal plane."""
@@ -101,7 +137,7 @@ class PlanePoint:
     colour: str = "#222222"
     symbol: str = "circle"
     size: int = 12
-    text: str | None = None  # shown beside the marker; the label when None
+    text: str | None = None  # shown beside the marker (where it fits); the label when None, nothing when ""
 
 
 def _zone_polygons(thresholds: ZoneThresholds, x_max: float, y_min: float, y_max: float):
@@ -139,14 +175,18 @@ def rank_surprisal_plane(points: list[PlanePoint], thresholds: ZoneThresholds = 
                         name=f"r/s = {c:g}", showlegend=False, hoverinfo="name")
         i = np.flatnonzero(keep)[-1]
         fig.add_annotation(x=float(xs[i]), y=float(np.log10(ys[i])), text=f"RSR {c:g}", showarrow=False,
-                           font={"size": 10, "color": "#555"}, xanchor="left")
+                           font={"size": 10, "color": "#555"}, xanchor="right", yanchor="bottom")
     for a, b in arrows or []:
         fig.add_annotation(x=b.surprisal, y=float(np.log10(max(b.rank, y_min))), ax=a.surprisal,
                            ay=float(np.log10(max(a.rank, y_min))), xref="x", yref="y", axref="x", ayref="y",
                            showarrow=True, arrowhead=2, arrowcolor="#444", text="")
-    for p in points:
+    texts = [p.text if p.text is not None else p.label for p in points]
+    positions = place_labels([p.surprisal for p in points], [max(p.rank, y_min) for p in points], texts,
+                             (0.0, x_max), (y_min, y_max), width=PLANE_PX[0], height=PLANE_PX[1], log_y=True,
+                             marker_px=max(p.size for p in points) / 2 if points else 7)
+    for p, text, position in zip(points, texts, positions):
         fig.add_scatter(x=[p.surprisal], y=[max(p.rank, y_min)], mode="markers+text", name=p.label,
-                        text=[p.text if p.text is not None else p.label], textposition="top center",
+                        text=[text if position else ""], textposition=position or "top center",
                         marker={"color": p.colour, "symbol": p.symbol, "size": p.size,
                                 "line": {"width": 1, "color": "#000"}},
                         hovertemplate=f"{p.label}<br>surprisal %{{x:.3f}} nats<br>rank %{{y:.2f}}<extra></extra>")
