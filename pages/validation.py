@@ -1,7 +1,8 @@
 """Validation page: the paper's correlations recomputed from its own per-teacher tables, and the same question
 asked of the user's data (which metric predicts the accuracies of the user's teachers best).
 
-Computation: `rsr_core.analysis.paper` and `rsr_core.analysis.teachers`; tables and figures: `rsr_core.ui.validation_figures`.
+Computation: `rsr_core.analysis.paper` and `rsr_core.analysis.teachers`; tables and figures:
+`rsr_core.ui.validation_figures`.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The inspector's widgets: pick a trajectory, read it token by token, see why its RSR is what it is, compare.
 
-Each function draws one section from the session state (`rsr_core.ui.state`); computation is in `rsr_core.analysis.explain`
-and the figure builders in `rsr_core.ui.inspector_figures`. Chart and table selections go to the state through
-callbacks, so every view shares one selection: the highlighted tokens and the text window of each trajectory.
+Each function draws one section from the session state (`rsr_core.ui.state`); computation is in
+`rsr_core.analysis.explain` and the figure builders in `rsr_core.ui.inspector_figures`. Chart and table selections
+go to the state through callbacks, so every view shares one selection: the highlighted tokens and the text window
+of each trajectory.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 from rsr_core.analysis.metrics import clipped_rank
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui.token_strip import visible
-from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, ZONE_COLOURS, ZONE_LABELS, ZONES, ZoneThresholds,
-                            classify_zones, rank_bins, zone_summary)
+from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, ZONE_COLOURS, ZONE_LABELS, ZONES,
+                                     ZoneThresholds, classify_zones, rank_bins, zone_summary)
 
 ISO_RSR = (1.0, 2.0, 4.0, 8.0, 16.0)
 WEBGL_ABOVE = 5000  # tokens; above this the scatter uses WebGL to stay responsive
