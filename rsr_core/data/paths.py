@@ -1,4 +1,4 @@
-"""Where the project's own files and the user's caches live."""
+"""Where the project's own files and the user's caches live, and which file suffixes name a table."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / "data"
+TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")  # what `tables.TableFileWriter` writes
 
 
 def cache_root() -> Path:
