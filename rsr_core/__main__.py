@@ -1,5 +1,10 @@
 import sys
 
-from rsr_core.cli import main
+try:
+    from rsr_core.cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # before main's own handler is in place
+    print("interrupted", file=sys.stderr)
+    code = 130
+sys.exit(code)

@@ -1,6 +1,9 @@
 """`python -m rsr_core COMMAND ...`: batch scoring, reports, selection and the paper reproduction.
 
-Each command lives in `rsr_core/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
+Each command lives in `rsr_core/commands/<name>.py` with `add_arguments(parser)`, `run(args) -> int` and
+optionally `check(args)`, which runs right after parsing and raises `checks.UsageError` for arguments or paths that
+cannot work (printed with the usage line, exit code 2), before any input is read or model loaded. Ctrl-C anywhere
+ends with "interrupted" and exit code 130, never a traceback.
 """
 from __future__ import annotations
 
@@ -26,13 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod = importlib.import_module(f"rsr_core.commands.{module}")
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _check=getattr(mod, "check", None), _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    from rsr_core.commands.checks import UsageError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args._check is not None:
+            try:
+                args._check(args)
+            except UsageError as e:
+                args._parser.error(str(e))  # the usage line, the message, exit code 2
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

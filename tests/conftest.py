@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,34 @@ def demo_flat_files(folder: Path, student: str = "smollm2-135m-instruct") -> tup
     write_trajectory_table(store, student, table)
     write_token_table(store, student, tokens, store.trajectory_table(student)["trajectory_id"].tolist())
     return table, tokens
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str):
+    """A tmpfs mounted at `folder` for the block (`options` such as "size=160k" or "ro,size=64k"): a small disk
+    that fills up, or a read-only one. Skips the test where that is not possible (not root, no mount)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs (a full or read-only disk) needs root and mount")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def remount(folder: Path, options: str) -> None:
+    """Change a tmpfs mounted by `mounted_tmpfs` (a larger size, read-only)."""
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True, capture_output=True)
+
+
+def fill(folder: Path) -> None:
+    """Fill the disk under `folder` to the last byte."""
+    with open(folder / "filler", "wb", buffering=0) as f:  # unbuffered: closing has nothing left to flush
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass

@@ -52,7 +52,7 @@ def test_bad_students_give_clear_messages(tmp_path):
     with pytest.raises(StudentError, match="neither a model folder"):
         locate("./not/a/model/dir")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StudentError, match="cannot load the student"):
+    with pytest.raises(StudentError, match="is not a model folder: it has no config.json and no weights"):
         load_student(str(tmp_path / "empty"))
 
 

@@ -34,6 +34,7 @@ import pandas as pd
 
 from rsr_core.analysis.metrics import dataset_metrics
 from rsr_core.analysis.pools import assign_pools, for_student, pool_summary, sort_codes
+from rsr_core.data.tables import replacing
 
 MODES = ("min", "max", "random")
 DEFAULT_RANDOM_SEEDS = (0, 1, 2, 3, 4)
@@ -328,19 +329,20 @@ def selection_records(selected: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def write_selection(selected: pd.DataFrame, path: str | Path) -> Path:
-    """Write the selected rows as JSONL (`.jsonl`) or Parquet (`.parquet`) training records; returns the path."""
+    """Write the selected rows as JSONL (`.jsonl`) or Parquet (`.parquet`) training records; returns the path. An
+    existing file is replaced by a complete export or not at all (a full disk, Ctrl-C: it stays as it was)."""
     path = Path(path)
-    records = selection_records(selected)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".jsonl", ".ndjson"):
-        with path.open("w", encoding="utf-8") as fh:
-            for record in records:
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    elif suffix == ".parquet":
-        pd.DataFrame(records, columns=["messages", *EXPORT_FIELDS]).to_parquet(path, index=False)
-    else:
+    if suffix not in (".jsonl", ".ndjson", ".parquet"):
         raise ValueError(f"{path}: export as .jsonl or .parquet")
+    records = selection_records(selected)
+    with replacing(path) as tmp:
+        if suffix == ".parquet":
+            pd.DataFrame(records, columns=["messages", *EXPORT_FIELDS]).to_parquet(tmp, index=False)
+        else:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for record in records:
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 
 

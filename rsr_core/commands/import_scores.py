@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 
+from rsr_core.commands import checks
 from rsr_core.commands.score import report_errors
 
 
@@ -15,11 +16,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", help="student name (default: the table's student column)")
     p.add_argument("--fingerprint", default="", help="the student's weight fingerprint, when known")
     p.add_argument("--dtype", default="", help="the dtype the scores were computed in, when known")
-    p.add_argument("--max-len", type=int, default=0, help="the truncation length used, when known")
-    p.add_argument("--r-max", type=int, default=None, help="r_max of the table's metric columns "
-                                                           "(default: its r_max column, else 100)")
-    p.add_argument("--batch-tokens", type=int, default=None, help="tokens per append (default 262144)")
+    p.add_argument("--max-len", type=checks.integer(0, "0: unknown"), default=0,
+                   help="the truncation length used, when known")
+    p.add_argument("--r-max", type=checks.integer(1, "ranks are clipped at r_max"), default=None,
+                   help="r_max of the table's metric columns (default: its r_max column, else 100)")
+    p.add_argument("--batch-tokens", type=checks.integer(1, "tokens per append"), default=None,
+                   help="tokens per append (default 262144)")
     p.add_argument("--compact", action="store_true", help="merge all small parts at the end")
+
+
+def check(args: argparse.Namespace) -> None:
+    checks.check_not_an_input("--out", args.out, [args.trajectories, args.tokens])
+    checks.check_store_output("--out", args.out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(("\n" if sys.stderr.isatty() else "") + f"error: {checks.fault_reason(e)} while importing into "
+              f"{args.out}; what was committed before is kept there; {checks.fault_advice(e)} and run the same "
+              "command to resume", file=sys.stderr)
+        return 1
     if sys.stderr.isatty():
         print(file=sys.stderr)
     report_errors(report.errors, stream=sys.stderr)

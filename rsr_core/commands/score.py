@@ -4,21 +4,37 @@ Scored batches go to a results store as they are done (`rsr_core.data.store`): t
 temporary one from which the flat files are exported at the end. So memory stays flat in the number of
 trajectories, a stopped run into a store resumes without rescoring what it holds, and a flat `--out` is replaced
 only by a complete table.
+
+`check` refuses unusable arguments and paths before anything is read or loaded (exit 2). A fault while writing
+(a full disk, a read-only folder) ends the run with a message naming the path and what is kept (exit 1); a cache
+that cannot be written is reported once and scoring goes on without it.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rsr_core.analysis.metrics import R_MAX
-from rsr_core.data.tables import TABLE_SUFFIXES
+from rsr_core.commands import checks
+from rsr_core.commands.checks import UsageError, fault_advice, fault_reason, is_store_target
 from rsr_core.engine.chat_format import MAX_LEN
 
 MAX_ERRORS_SHOWN = 20
+PROGRESS_REFRESH_S = 0.2  # the bar redraws at most this often within a forward pass
+
+
+class OutputFault(Exception):
+    """An OSError while writing an output (`path`): the store, a flat table or the token table."""
+
+    def __init__(self, path: str | Path, error: OSError):
+        super().__init__(f"{path}: {error}")
+        self.path, self.error = Path(path), error
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,13 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens-out", help="per-token table (Parquet recommended)")
     p.add_argument("--student", default=None, help="embedded name, HF model id, model folder or .gguf file "
                                                    "(default: the embedded smollm2-135m-instruct)")
-    p.add_argument("--r-max", type=int, default=R_MAX, help="rank clipping for RSR (default 100)")
-    p.add_argument("--max-len", type=int, default=MAX_LEN, help="truncate (and flag) longer conversations")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, mps or cpu")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 elsewhere), float32 or bfloat16")
+    p.add_argument("--r-max", type=checks.integer(1, "ranks are clipped at r_max; the paper uses 100"),
+                   default=R_MAX, help="rank clipping for RSR, at least 1 (default 100)")
+    p.add_argument("--max-len", type=checks.integer(2, "a conversation needs a token of context and one to score"),
+                   default=MAX_LEN, help="truncate (and flag) longer conversations, at least 2 tokens")
+    p.add_argument("--device", type=checks.device_name, default="auto",
+                   help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
+    p.add_argument("--dtype", type=checks.dtype_name, default="auto",
+                   help="auto (bf16 on cuda, fp32 elsewhere), float32, bfloat16 or float16")
     p.add_argument("--cache-dir", default=None, help="score cache (default $RSR_CACHE_DIR or ~/.cache/rsr-explorer)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
-    p.add_argument("--token-budget", type=int, default=None, help="padded tokens per forward pass")
+    p.add_argument("--token-budget", type=checks.integer(1, "padded tokens per forward pass"), default=None,
+                   help="padded tokens per forward pass")
     p.add_argument("--prompt-field", help="plain-column input: the prompt column")
     p.add_argument("--response-field", nargs="+", metavar="FIELD",
                    help="plain-column input: the response column, or several (names or globs such as "
@@ -51,8 +72,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="score on a Ray cluster through Ray Data: no ADDRESS starts a local one; 'auto' or "
                         "HOST:PORT joins a running cluster (one actor per GPU)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=checks.integer(1, "scoring actors"), default=None,
                    help="with --ray: scoring actors (default: one per GPU of the cluster, else one)")
+
+
+def check(args: argparse.Namespace) -> None:
+    """Everything that can be known wrong before reading the inputs or loading the student (UsageError): the
+    device, the output paths (suffix, a writable folder, an existing store, not an input), the cache folder (one
+    that cannot be written is a warning: its entries are still read) and the student (a missing or non-GGUF file,
+    a folder that is not a model, a hub id that cannot be fetched now)."""
+    from rsr_core.data.paths import cache_root
+    from rsr_core.data.students import student_problem
+
+    if args.ray is None:
+        checks.check_device(args.device)
+    checks.check_not_an_input("--out", args.out, args.inputs)
+    if is_store_target(args.out):
+        checks.check_store_output("--out", args.out)
+    else:
+        checks.check_table_output("--out", args.out)
+    if args.tokens_out:
+        checks.check_not_an_input("--tokens-out", args.tokens_out, args.inputs)
+        checks.check_table_output("--tokens-out", args.tokens_out)
+        if Path(args.tokens_out).expanduser().resolve() == Path(args.out).expanduser().resolve():
+            raise UsageError(f"--tokens-out {args.tokens_out} is also --out; give two different files")
+    args.cache_problem = None
+    if not args.no_cache:
+        where = Path(args.cache_dir).expanduser() if args.cache_dir is not None else cache_root()
+        problem = checks.check_cache_dir(where, given=args.cache_dir is not None)
+        if problem:
+            readable = where.is_dir()
+            print(f"warning: the score cache at {where} cannot be written ({problem}); "
+                  + ("its entries are used, new results are not cached" if readable else "going on without it")
+                  + " (--cache-dir DIR names another)", file=sys.stderr)
+            args.cache_problem, args.no_cache = problem, not readable
+    problem = student_problem(args.student)
+    if problem:
+        raise UsageError(f"--student: {problem}")
 
 
 def report_errors(errors, stream=sys.stderr) -> None:
@@ -60,12 +116,6 @@ def report_errors(errors, stream=sys.stderr) -> None:
         print(f"skipped: {e}", file=stream)
     if len(errors) > MAX_ERRORS_SHOWN:
         print(f"skipped: ... and {len(errors) - MAX_ERRORS_SHOWN} more records", file=stream)
-
-
-def is_store_target(path: str | Path) -> bool:
-    """`--out` names a results store (a folder) unless it has a table suffix."""
-    path = Path(path)
-    return path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES
 
 
 def read_inputs(args) -> tuple[list, list]:
@@ -81,8 +131,7 @@ def read_inputs(args) -> tuple[list, list]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsr_core.data.store import StoreError, StoreWriter
-    from rsr_core.engine.pipeline import store_settings
+    from rsr_core.data.store import StoreError
     from rsr_core.engine.student import StudentError
 
     trajectories, errors = read_inputs(args)
@@ -97,14 +146,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     to_store = is_store_target(args.out)
     out = Path(args.out)
-    if to_store:
-        store_path = out
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        store_path = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".store", dir=out.parent))
+    store_path, writer = (out if to_store else None), None
+    restore_logging = _warnings_to_stderr()
     try:
+        if store_path is None:
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                store_path = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".store", dir=out.parent))
+            except OSError as e:
+                raise OutputFault(out, e) from e
         try:
-            writer = StoreWriter(store_path, store_settings(student, args.max_len, args.plain_format))
+            writer = _open_writer(store_path, student, args)
         except StoreError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -119,22 +171,94 @@ def run(args: argparse.Namespace) -> int:
         stopped, counts = status
         counts["skipped"] += len(errors)
         return _finish(store_path, student.name, trajectories, args, to_store, stopped, counts)
+    except OutputFault as fault:
+        return _write_failed(fault, args, to_store, writer)
     finally:
-        if not to_store:
+        restore_logging()
+        if not to_store and store_path is not None:
             shutil.rmtree(store_path, ignore_errors=True)
+
+
+def _open_writer(store_path: Path, student, args):
+    from rsr_core.data.store import StoreWriter
+    from rsr_core.engine.pipeline import store_settings
+
+    try:
+        return StoreWriter(store_path, store_settings(student, args.max_len, args.plain_format))
+    except OSError as e:
+        raise OutputFault(store_path, e) from e
+
+
+def _warnings_to_stderr():
+    """Show the engine's warnings (a cache that cannot be written, a corrupt cache entry) as `warning: ...` lines
+    that do not break the progress bar; returns the function that puts logging back as it was."""
+    from tqdm import tqdm
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+
+    handler = Handler(logging.WARNING)
+    logger = logging.getLogger("rsr_core")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return restore
+
+
+def _cache_place(args) -> str | None:
+    """Where what this run scored is cached, or None (no cache, a distributed run, or a cache that failed)."""
+    cache = getattr(args, "cache", None)
+    return None if cache is None or cache.unwritable else str(cache.base)
+
+
+def _write_failed(fault: OutputFault, args, to_store: bool, writer) -> int:
+    """The message for a fault while writing an output: the path, the reason, what is kept, what to do. Exit 1."""
+    reason, advice = fault_reason(fault.error), fault_advice(fault.error)
+    cache = _cache_place(args)
+    in_cache = (f"the scored trajectories are in the cache at {cache}" if cache
+                else "trajectories scored but not committed are lost (no cache)")
+    tokens = args.tokens_out and fault.path == Path(args.tokens_out)
+    if tokens:
+        kept = (f"{args.tokens_out} was not written (an existing file there is unchanged); "
+                + (f"the results are in the store {args.out}" if to_store else f"{args.out} was written"))
+        again = "run the same command again" + ("" if to_store or cache else " (it scores everything again)")
+    elif to_store:
+        n = len(writer) if writer is not None else 0
+        kept = (f"the {n:,} trajectories committed before are kept there, and {in_cache}" if n
+                else f"nothing was committed there; {in_cache}")
+        again = "run the same command to resume"
+    else:
+        kept = f"{args.out} was not written (an existing file there is unchanged); {in_cache}"
+        again = "run the same command" + (": they will not be scored again" if cache else "")
+    where = fault.path if tokens or to_store else Path(args.out)  # not the temporary store beside a flat --out
+    print(f"error: {reason} writing {where}; {kept}; {advice} and {again}", file=sys.stderr)
+    return 1
 
 
 def _local(args):
     """The student in this process, and a scorer running `score_trajectories` here."""
+    from rsr_core.data.paths import cache_root
+    from rsr_core.engine.cache import ScoreCache
     from rsr_core.engine.pipeline import score_trajectories
     from rsr_core.engine.student import load_student
 
+    args.cache = None if args.no_cache else ScoreCache(args.cache_dir or cache_root())
+    if args.cache is not None:
+        args.cache.unwritable = getattr(args, "cache_problem", None)  # found by `check`, reported there
     student = load_student(args.student, device=args.device, dtype=args.dtype,
                            trust_remote_code=args.trust_remote_code)
 
     def scorer(todo, sink, progress):
-        result = score_trajectories(todo, student, cache_dir=args.cache_dir, max_len=args.max_len,
-                                    token_budget=args.token_budget, progress=progress, use_cache=not args.no_cache,
+        result = score_trajectories(todo, student, max_len=args.max_len, token_budget=args.token_budget,
+                                    progress=progress, use_cache=args.cache is not None, cache=args.cache,
                                     plain_format=args.plain_format, sink=sink, keep=False)
         return result.errors, result.rewritten, result.stopped, result.cached
     return student, scorer
@@ -185,15 +309,32 @@ def _score_into(writer, trajectories, student, args, scorer) -> tuple[bool, dict
           file=sys.stderr)
     bar = tqdm(total=len(todo), unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
     refused: list[str] = []
+    shown = {"at": 0.0, "done": -1}
 
     def progress(state) -> None:
+        now = time.monotonic()
+        if state.done == shown["done"] and now - shown["at"] < PROGRESS_REFRESH_S:
+            return  # within a forward pass: a few redraws a second are enough
+        shown.update(at=now, done=state.done)
         bar.total = state.total
         bar.n = state.done
-        bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {state.cached} cached", refresh=False)
+        inside = state.describe_pass()
+        bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {state.cached} cached"
+                            + (f"; {inside}" if inside else ""), refresh=False)
         bar.refresh()
 
-    errors, rewritten, stopped, cached = scorer(todo, store_sink(writer, student.name, refused), progress)
-    bar.close()
+    commit = store_sink(writer, student.name, refused)
+
+    def sink(pairs) -> None:
+        try:
+            commit(pairs)
+        except OSError as e:
+            raise OutputFault(writer.root, e) from e
+
+    try:
+        errors, rewritten, stopped, cached = scorer(todo, sink, progress)
+    finally:
+        bar.close()
     for note in rewrite_notes(rewritten):
         print(f"note: {note}", file=sys.stderr)
     report_errors(errors + [RecordError(str(writer.root), None, m) for m in refused])
@@ -209,18 +350,31 @@ def _finish(store_path: Path, student: str, trajectories, args, to_store: bool, 
     store = ResultsStore(store_path)
     held = store.scored_ids(student) if student in store.students() else set()
     ids = [t.trajectory_id for t in trajectories if t.trajectory_id in held]
+    if not ids and stopped:
+        print("interrupted: nothing was scored"
+              + ("" if to_store else f"; {args.out} was not written (an existing file there is unchanged)"),
+              file=sys.stderr)
+        return 130
     if not ids:
         print("error: nothing could be scored", file=sys.stderr)
         return 1
     if stopped and not to_store:
-        print(f"interrupted: {args.out} was not written; what was scored is in the cache and the next run resumes "
-              "from there", file=sys.stderr)
+        kept = ("what was scored is in the cache and the next run resumes from there" if _cache_place(args)
+                else "what was scored is lost (no cache)")
+        print(f"interrupted: {args.out} was not written (an existing file there is unchanged); {kept}",
+              file=sys.stderr)
         return 130
     table = scored_table(store, student, ids, args.r_max)
     if not to_store:
-        write_trajectory_table(store, student, args.out, ids, args.r_max)
+        try:
+            write_trajectory_table(store, student, args.out, ids, args.r_max)
+        except OSError as e:
+            raise OutputFault(args.out, e) from e
     if args.tokens_out:
-        write_token_table(store, student, args.tokens_out, ids)
+        try:
+            write_token_table(store, student, args.tokens_out, ids)
+        except OSError as e:
+            raise OutputFault(args.tokens_out, e) from e
     _summary(table, args, to_store, counts)
     if stopped:
         print(f"interrupted: {len(ids)} of {len(trajectories)} trajectories are in {args.out}; run the same command "

@@ -11,7 +11,8 @@ import sys
 
 from rsr_core.analysis.pools import POOL_BY
 from rsr_core.analysis.selection import read_overrides, select, selection_summary, write_selection
-from rsr_core.data.tables import read_table
+from rsr_core.commands import checks
+from rsr_core.data.tables import read_trajectory_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     direction.add_argument("--max", dest="mode", action="store_const", const="max",
                            help="keep the highest value per problem")
     parser.set_defaults(mode="min")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --by random (default 0)")
+    parser.add_argument("--seed", type=checks.integer(0, "a random seed"), default=0,
+                        help="seed of --by random (default 0)")
     parser.add_argument("--correct-only", action="store_true",
                         help="keep only trajectories marked correct; pools without one are dropped")
     parser.add_argument("--keep-pools-without-correct", action="store_true",
@@ -34,17 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-by", choices=POOL_BY, default="auto",
                         help="group by problem_id, by normalised prompt, or auto (problem_id when every row has one)")
     parser.add_argument("--student", help="the student whose scores to use, when the table holds several")
-    parser.add_argument("--random-seeds", type=int, default=5,
+    parser.add_argument("--random-seeds", type=checks.integer(1, "random selections to average"), default=5,
                         help="random selections averaged in the summary's baseline (default 5)")
     parser.add_argument("--out", required=True, help="output file: .jsonl (messages records) or .parquet")
 
 
+def check(args: argparse.Namespace) -> None:
+    checks.check_not_an_input("--out", args.out, [args.scores])
+    checks.check_table_output("--out", args.out, (".jsonl", ".ndjson", ".parquet"))
+
+
 def run(args: argparse.Namespace) -> int:
-    if not str(args.out).lower().endswith((".jsonl", ".ndjson", ".parquet")):
-        print(f"error: --out must end in .jsonl or .parquet, not {args.out!r}", file=sys.stderr)
-        return 2
     try:
-        table = read_table(args.scores)
+        table = read_trajectory_table(args.scores)
         overrides = read_overrides(args.overrides) if args.overrides else None
         selection = select(table, by=args.by, mode=args.mode, seed=args.seed, correct_only=args.correct_only,
                            keep_pools_without_correct=args.keep_pools_without_correct, overrides=overrides,
@@ -59,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         path = write_selection(selection.selected, args.out)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        print(f"error: {checks.fault_reason(exc)} writing {args.out}; {checks.fault_advice(exc)} and run the same "
+              "command again", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"\nwrote {len(selection.selected)} records (one per problem) to {path}")

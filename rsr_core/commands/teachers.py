@@ -11,7 +11,8 @@ import sys
 
 import pandas as pd
 
-from rsr_core.data.tables import read_table
+from rsr_core.commands import checks
+from rsr_core.data.tables import read_trajectory_table
 from rsr_core.analysis.teachers import (
     accuracy_correlations,
     best_predictor,
@@ -29,12 +30,16 @@ _SHOWN = ["student", "teacher", "rank", "n_runs", "n_trajectories", "teacher_sco
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl)")
     parser.add_argument("--accuracy", help="CSV with teacher,accuracy[,student] (or JSON {teacher: accuracy})")
-    parser.add_argument("--budget", type=int, help="trajectories sampled per teacher for budgeted selection "
-                                                  "(the paper uses 200)")
-    parser.add_argument("--top-k", type=int, default=3, help="teachers kept by budgeted selection (default 3)")
-    parser.add_argument("--resamples", type=int, default=200, help="resamples for selection stability")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the intervals")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every resampling")
+    parser.add_argument("--budget", type=checks.integer(1, "trajectories per teacher"),
+                        help="trajectories sampled per teacher for budgeted selection (the paper uses 200)")
+    parser.add_argument("--top-k", type=checks.integer(1, "teachers kept"), default=3,
+                        help="teachers kept by budgeted selection (default 3)")
+    parser.add_argument("--resamples", type=checks.integer(1, "resamples of the budgeted selection"), default=200,
+                        help="resamples for selection stability")
+    parser.add_argument("--bootstrap", type=checks.integer(0, "0 leaves the intervals out"), default=1000,
+                        help="bootstrap resamples of the intervals (0: none)")
+    parser.add_argument("--seed", type=checks.integer(0, "a random seed"), default=0,
+                        help="seed of every resampling")
 
 
 def _fmt(frame: pd.DataFrame) -> str:
@@ -59,7 +64,7 @@ def _correlations(teachers: pd.DataFrame, acc: pd.DataFrame, args: argparse.Name
 
 def run(args: argparse.Namespace) -> int:
     try:
-        table = read_table(args.scores)
+        table = read_trajectory_table(args.scores)
         acc = read_accuracies(args.accuracy) if args.accuracy else None
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

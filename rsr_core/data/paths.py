@@ -1,4 +1,5 @@
-"""Where the project's own files and the user's caches live, and which server paths the app may read.
+"""Where the project's own files and the user's caches live, which file suffixes name a table, and which server
+paths the app may read.
 
 The app's sidebar opens files, folders and results stores *on the server* by a path typed in the browser. Such a
 path is confined to the data roots (`allowed_path`): `$RSR_DATA_ROOTS` (folders separated by `os.pathsep`), by
@@ -16,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / "data"
 ROOTS_ENV = "RSR_DATA_ROOTS"
 STORE_ENV = "RSR_STORE"
+TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")  # what `tables.TableFileWriter` writes
 
 
 def cache_root() -> Path:

@@ -70,6 +70,7 @@ live in `store_files.py`, the per-token columns and their checks in `store_colum
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import threading
@@ -296,19 +297,27 @@ class _Conversations:
 
     def _write_part(self, manifest: dict, tables: Iterable[pa.Table], count: int, a: int, b: int) -> None:
         """Write `tables` as one part replacing parts[a:b] (a == b: a new part), commit the manifest, then delete
-        the replaced files. Call with the lock held."""
+        the replaced files. Call with the lock held. A failure leaves the manifest (on disk and `manifest`) as it
+        was and no file of the part behind."""
+        before = copy.deepcopy(manifest)
         manifest["seq"] += 1
         part_id = f"c{manifest['seq']:06d}"
         final = self.folder / f"{part_id}.parquet"
         tmp = files.tmp_path(final)
-        packer = files.ConversationPacker(tmp)
-        for table in tables:
-            packer.add(table)
-        packer.close()
-        files.publish([(tmp, final)])
-        old = manifest["parts"][a:b]
-        manifest["parts"][a:b] = [{"id": part_id, "conversations": count, "bytes": final.stat().st_size}]
-        files.write_json(self.folder / "manifest.json", manifest)
+        try:
+            with files.ConversationPacker(tmp) as packer:
+                for table in tables:
+                    packer.add(table)
+                packer.close()
+            files.publish([(tmp, final)])
+            old = manifest["parts"][a:b]
+            manifest["parts"][a:b] = [{"id": part_id, "conversations": count, "bytes": final.stat().st_size}]
+            files.write_json(self.folder / "manifest.json", manifest)
+        except BaseException:
+            if files.undo_commit(self.folder / "manifest.json", CONVERSATIONS_FORMAT, before, [tmp, final]):
+                manifest.clear()
+                manifest.update(before)
+            raise
         self.seen_parts.add(part_id)
         for p in old:
             (self.folder / f"{p['id']}.parquet").unlink(missing_ok=True)
@@ -612,33 +621,48 @@ class StoreWriter:
 
     def _commit(self, ids: list[str], rows: pd.DataFrame, aggregates: agg.RankAggregates,
                 columns: TokenColumns | None) -> None:
-        """Write one part (and the batch's new vocabulary), then the manifest that makes them part of the store."""
+        """Write one part (and the batch's new vocabulary), then the manifest that makes them part of the store.
+        A failure (a full disk, a read-only folder, Ctrl-C) before the manifest is written leaves the store as it
+        was: no file of the part behind, the manifest unchanged."""
+        before = copy.deepcopy(self.manifest)
         final, tmp = self._new_part_paths()
-        index = np.tile(np.array([-1, 0, NOT_STORED], dtype=np.int64), (len(ids), 1))
-        packer = files.TokenPacker(tmp["tokens.parquet"], files.token_schema(self.settings.top_k))
-        if columns is not None:
-            table, offsets = columns.arrow(), columns.offsets
-            for j in range(len(ids)):
-                a, b = int(offsets[j]), int(offsets[j + 1])
-                index[j] = (*packer.add(table.slice(a, b - a)), b - a)
-        if not packer.close():
-            tmp.pop("tokens.parquet")
-        meta = _table_arrow(rows)
-        for i, name in enumerate(INDEX_COLUMNS):
-            meta = meta.append_column(name, pa.array(index[:, i].astype(np.int32 if i < 2 else np.int64)))
-        pq.write_table(meta, tmp["meta.parquet"], compression="zstd")
-        files.write_ipc(tmp["aggs.arrow"], [_aggs_arrow(ids, aggregates)], _AGGS_SCHEMA)
-        pairs = [(tmp[k], final[k]) for k in tmp]
-        vocab = self._vocabulary_part()
-        if vocab:
-            pairs.append(vocab[1:])
-        files.publish(pairs)
-        self.manifest["parts"].append({"id": final["meta.parquet"].name.split(".")[0], "trajectories": len(ids),
-                                       "tokens": int(columns.lengths.sum()) if columns is not None else 0,
-                                       "bytes": files.files_bytes(final[k] for k in tmp)})
-        if vocab:
-            self.manifest["vocab"].append(vocab[0])
-        files.write_json(self.folder / "manifest.json", self.manifest)
+        written = [*final.values(), *tmp.values()]
+        try:
+            index = np.tile(np.array([-1, 0, NOT_STORED], dtype=np.int64), (len(ids), 1))
+            with files.TokenPacker(tmp["tokens.parquet"], files.token_schema(self.settings.top_k)) as packer:
+                if columns is not None:
+                    table, offsets = columns.arrow(), columns.offsets
+                    for j in range(len(ids)):
+                        a, b = int(offsets[j]), int(offsets[j + 1])
+                        index[j] = (*packer.add(table.slice(a, b - a)), b - a)
+                wrote_tokens = packer.close()
+            if not wrote_tokens:
+                tmp.pop("tokens.parquet")
+            meta = _table_arrow(rows)
+            for i, name in enumerate(INDEX_COLUMNS):
+                meta = meta.append_column(name, pa.array(index[:, i].astype(np.int32 if i < 2 else np.int64)))
+            pq.write_table(meta, tmp["meta.parquet"], compression="zstd")
+            files.write_ipc(tmp["aggs.arrow"], [_aggs_arrow(ids, aggregates)], _AGGS_SCHEMA)
+            pairs = [(tmp[k], final[k]) for k in tmp]
+            vocab = self._vocabulary_part()
+            if vocab:
+                pairs.append(vocab[1:])
+                written += vocab[1:]
+            files.publish(pairs)
+            self.manifest["parts"].append({"id": final["meta.parquet"].name.split(".")[0], "trajectories": len(ids),
+                                           "tokens": int(columns.lengths.sum()) if columns is not None else 0,
+                                           "bytes": files.files_bytes(final[k] for k in tmp)})
+            if vocab:
+                self.manifest["vocab"].append(vocab[0])
+            files.write_json(self.folder / "manifest.json", self.manifest)
+        except BaseException:
+            if files.undo_commit(self.folder / "manifest.json", STUDENT_FORMAT, before, written):
+                self.manifest = before
+                raise
+            # the manifest naming the part is on disk: the batch is committed, only what followed it failed
+            self._vocab.pending = {}
+            self._committed.update(ids)
+            raise
         self._vocab.pending = {}
         self._committed.update(ids)
         self._merge_as_needed()
@@ -670,39 +694,55 @@ class StoreWriter:
             self._merge_vocabulary()
 
     def _merge(self, a: int, b: int) -> None:
-        """Replace parts[a:b] by one part, streaming row group by row group; commit; delete the old files."""
+        """Replace parts[a:b] by one part, streaming row group by row group; commit; delete the old files. A
+        failure before the manifest is written leaves the store as it was (the merged file deleted)."""
         old = self.manifest["parts"][a:b]
+        before = copy.deepcopy(self.manifest)
         final, tmp = self._new_part_paths()
         parts = self.folder / "parts"
-        packer = files.TokenPacker(tmp["tokens.parquet"], files.token_schema(self.settings.top_k))
-        metas = [_repack_tokens(pq.read_table(parts / f"{p['id']}.meta.parquet"),
-                                parts / f"{p['id']}.tokens.parquet", packer) for p in old]
-        if not packer.close():
-            tmp.pop("tokens.parquet")
-        pq.write_table(pa.concat_tables(metas, promote_options="permissive"), tmp["meta.parquet"],
-                       compression="zstd")
-        files.write_ipc(tmp["aggs.arrow"], (files.read_ipc(parts / f"{p['id']}.aggs.arrow") for p in old),
-                        _AGGS_SCHEMA)
-        files.publish([(tmp[k], final[k]) for k in tmp])
-        self.manifest["parts"][a:b] = [{"id": final["meta.parquet"].name.split(".")[0],
-                                        "trajectories": sum(p["trajectories"] for p in old),
-                                        "tokens": sum(p["tokens"] for p in old),
-                                        "bytes": files.files_bytes(final[k] for k in tmp)}]
-        files.write_json(self.folder / "manifest.json", self.manifest)
+        try:
+            with files.TokenPacker(tmp["tokens.parquet"], files.token_schema(self.settings.top_k)) as packer:
+                metas = [_repack_tokens(pq.read_table(parts / f"{p['id']}.meta.parquet"),
+                                        parts / f"{p['id']}.tokens.parquet", packer) for p in old]
+                wrote_tokens = packer.close()
+            if not wrote_tokens:
+                tmp.pop("tokens.parquet")
+            pq.write_table(pa.concat_tables(metas, promote_options="permissive"), tmp["meta.parquet"],
+                           compression="zstd")
+            files.write_ipc(tmp["aggs.arrow"], (files.read_ipc(parts / f"{p['id']}.aggs.arrow") for p in old),
+                            _AGGS_SCHEMA)
+            files.publish([(tmp[k], final[k]) for k in tmp])
+            self.manifest["parts"][a:b] = [{"id": final["meta.parquet"].name.split(".")[0],
+                                            "trajectories": sum(p["trajectories"] for p in old),
+                                            "tokens": sum(p["tokens"] for p in old),
+                                            "bytes": files.files_bytes(final[k] for k in tmp)}]
+            files.write_json(self.folder / "manifest.json", self.manifest)
+        except BaseException:
+            if files.undo_commit(self.folder / "manifest.json", STUDENT_FORMAT, before,
+                                 [*final.values(), *tmp.values()]):
+                self.manifest = before
+            raise
         for p in old:
             for f in _part_files(self.folder, p):
                 f.unlink(missing_ok=True)
 
     def _merge_vocabulary(self) -> None:
+        before = copy.deepcopy(self.manifest)
         self.manifest["seq"] += 1
         final = self.folder / "vocab" / f"v{self.manifest['seq']:06d}.parquet"
         tmp = files.tmp_path(final)
-        entries = {i: t for i, t in enumerate(self._vocab.texts) if t is not None and i not in self._vocab.pending}
-        files.write_vocabulary(tmp, entries)
-        files.publish([(tmp, final)])
         old = self._vocab_paths()
-        self.manifest["vocab"] = [{"id": final.stem, "entries": len(entries)}]
-        files.write_json(self.folder / "manifest.json", self.manifest)
+        try:
+            entries = {i: t for i, t in enumerate(self._vocab.texts)
+                       if t is not None and i not in self._vocab.pending}
+            files.write_vocabulary(tmp, entries)
+            files.publish([(tmp, final)])
+            self.manifest["vocab"] = [{"id": final.stem, "entries": len(entries)}]
+            files.write_json(self.folder / "manifest.json", self.manifest)
+        except BaseException:
+            if files.undo_commit(self.folder / "manifest.json", STUDENT_FORMAT, before, [tmp, final]):
+                self.manifest = before
+            raise
         for path in old:
             path.unlink(missing_ok=True)
 

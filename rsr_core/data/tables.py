@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from rsr_core.analysis.metrics import R_MAX, trajectory_metrics
+from rsr_core.data.paths import TABLE_SUFFIXES
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory, assistant_texts, correct_column
 
@@ -36,7 +38,8 @@ def trajectory_row(t: Trajectory, scores: TokenScores, student: str, r_max: int 
         "trajectory_id": t.trajectory_id, "problem_id": t.problem_id, "teacher": t.teacher, "run": t.run,
         "student": student,
         **trajectory_metrics(scores.surprisal, scores.rank, scores.entropy, r_max),
-        "coverage": coverage(scores, t.messages), "truncated": bool(scores.truncated), "n_context": int(scores.n_context),
+        "coverage": coverage(scores, t.messages), "truncated": bool(scores.truncated),
+        "n_context": int(scores.n_context),
         "correct": t.correct, "r_max": int(r_max), "source": t.source, "record": int(t.record),
         "prompt": t.prompt, "messages": json.dumps(t.messages, ensure_ascii=False),
     }
@@ -98,9 +101,6 @@ def scores_from_token_table(frame: pd.DataFrame) -> dict[str, TokenScores]:
     return out
 
 
-TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
-
-
 class TableFileWriter:
     """Writes a table in batches to .parquet, .csv or .jsonl, under a temporary name in the target's folder; the
     file is moved into place only by `close()` (or leaving the `with` block without an error), so an existing
@@ -137,18 +137,31 @@ class TableFileWriter:
         self._rows += len(frame)
 
     def close(self) -> None:
-        """Finish the file and move it into place."""
-        if self._parquet is not None:
-            self._parquet.close()
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
+        """Finish the file and move it into place; on any failure (a full disk, say) drop it and re-raise."""
+        try:
+            if self._parquet is not None:
+                writer, self._parquet = self._parquet, None
+                writer.close()
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        """Drop what was written; the target stays as it was."""
+        """Drop what was written; the target stays as it was. Never raises: it runs while another error (a full
+        disk, Ctrl-C) is on its way."""
         if self._parquet is not None:
-            self._parquet.close()
-        self.tmp.unlink(missing_ok=True)
+            writer, self._parquet = self._parquet, None
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the file is dropped anyway
+                pass
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def __enter__(self) -> "TableFileWriter":
         return self
@@ -160,15 +173,58 @@ class TableFileWriter:
             self.abort()
 
 
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write in the block; moved into place (fsynced) when the block ends without
+    an error, deleted when it raises (a full disk, Ctrl-C): `path` is replaced by a complete file or not at all.
+    For files that are not tables (those go through `TableFileWriter`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     """Write by suffix: .parquet, .csv or .jsonl; atomically (a complete file or the old one)."""
     with TableFileWriter(path) as out:
         out.write(frame)
 
 
+TRAJECTORY_TABLE_REQUIRED = ("n_tokens", "rsr", "avg_surprisal", "avg_rank_clipped", "avg_rank")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a table written by `write_table` (or a JSON array), normalised with `normalise_table`."""
+    return normalise_table(_read_frame(Path(path)))
+
+
+def read_trajectory_table(path: str | Path) -> pd.DataFrame:
+    """`read_table` of a trajectory table (what `score --out` writes); ValueError naming the missing columns when
+    the file is some other table."""
     path = Path(path)
+    frame = _read_frame(path)
+    missing = [c for c in TRAJECTORY_TABLE_REQUIRED if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns[:12])) + (", ..." if len(frame.columns) > 12 else "")
+        raise ValueError(f"{path} is not a trajectory table: it has no {', '.join(missing)} column"
+                         f"{'s' if len(missing) > 1 else ''} (its columns: {found or 'none'}). A trajectory table is "
+                         "what `python -m rsr_core score --out FILE` writes")
+    return normalise_table(frame)
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """A table file as read, by its suffix, not normalised."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         frame = pd.read_parquet(path)
@@ -181,7 +237,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
     else:
         raise ValueError(f"{path}: unknown table format {suffix!r} (use .parquet, .csv, .jsonl or .json)")
-    return normalise_table(frame)
+    return frame
 
 
 def text_column(column: pd.Series) -> pd.Series:

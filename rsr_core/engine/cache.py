@@ -4,6 +4,10 @@ The key covers everything the numbers depend on: the student's name and weight f
 the dtype, max_len, the number of alternatives and the exact conversation text. So a changed setting never reuses
 stale results; each trajectory is written as soon as it is scored, so an interrupted run resumes where it stopped;
 every entry carries a checksum, so a corrupt or truncated file is detected, dropped and recomputed.
+
+The cache only ever saves work: a cache folder that is full, read-only or unreadable is reported once (a warning
+on this module's logger, and `ScoreCache.unwritable` / `unreadable`) and scoring goes on, the results in hand kept;
+a cache that cannot be written is still read.
 """
 from __future__ import annotations
 
@@ -42,16 +46,26 @@ class ScoreCache:
     """Per-token results on disk under `root/scores/`, addressed by `entry_key`."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root) / "scores"
+        self.base = Path(root)
+        self.root = self.base / "scores"
         self.dropped = 0  # corrupt entries found and removed
+        self.unwritable: str | None = None  # why writing stopped (full, read-only, ...); None while it works
+        self.unreadable: str | None = None  # why reading stopped; None while it works
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> TokenScores | None:
-        """The stored result, or None when absent or corrupt (a corrupt file is removed)."""
+        """The stored result, or None when absent, corrupt (a corrupt file is removed) or unreadable."""
+        if self.unreadable:
+            return None
         path = self.path(key)
-        if not path.exists():
+        try:
+            if not path.exists():
+                return None
+        except OSError as e:  # a folder we may not enter
+            self.unreadable = e.strerror or str(e)
+            log.warning("cache at %s is not readable (%s); going on without it", self.base, self.unreadable)
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -66,22 +80,44 @@ class ScoreCache:
         except Exception as e:  # noqa: BLE001 - any unreadable entry is recomputed
             log.warning("cache entry %s is corrupt (%s); recomputing it", path, e)
             self.dropped += 1
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a read-only cache: the entry stays, and is recomputed each time
+                pass
             return None
 
-    def put(self, key: str, scores: TokenScores) -> None:
-        """Store atomically: a crash mid-write leaves no partial entry behind."""
+    def put(self, key: str, scores: TokenScores) -> bool:
+        """Store atomically: a crash mid-write leaves no partial entry behind. False when the entry could not be
+        written: the first failure (no space, read-only, ...) is logged once and the cache is not written again."""
+        if self.unwritable:
+            return False
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {name: getattr(scores, name) for name in ARRAYS}
         text = json.dumps({"tokens": scores.tokens, "top_tokens": scores.top_tokens,
                            "truncated": bool(scores.truncated), "n_context": int(scores.n_context)},
                           ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, text=np.array(text), checksum=np.array(_checksum(arrays, text)), **arrays)
             os.replace(tmp, path)
+            tmp = None
+        except OSError as e:
+            self.unwritable = _reason(e)
+            log.warning("cache at %s is not writable (%s); scoring goes on, new results are not cached", self.base,
+                        self.unwritable)
+            return False
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        return True
+
+
+def _reason(error: OSError) -> str:
+    """'No space left on device', 'Read-only file system', ... of an OSError."""
+    return error.strerror or str(error) or type(error).__name__

@@ -23,6 +23,7 @@ from rsr_core.engine.pipeline import (MAX_LEN, ScoringProgress, rewrite_notes, s
 from rsr_core.engine.student import Student
 
 CHUNK = 16
+PASS_FIELDS = ("pass_tokens", "pass_fraction", "pass_stage", "pass_scored", "pass_trajectories")
 
 
 @dataclass
@@ -32,8 +33,11 @@ class JobProgress(ScoringProgress):
     waiting: bool = False  # waiting for another session's forward pass
 
     def describe(self) -> str:
-        """e.g. `12 / 79 trajectories · 35 tokens/s · about 2 min 10 s left`."""
+        """e.g. `12 / 79 trajectories · 35 tokens/s · about 2 min 10 s left`, with the pass in flight when there is
+        one (`pass of 60,000 tokens: layer 12/30 (35%)`)."""
         parts = [f"{self.done:,} / {self.total:,} trajectories"]
+        if self.pass_tokens:
+            parts.append(self.describe_pass())
         if self.cached:
             parts.append(f"{self.cached:,} from the cache")
         if self.tokens_per_s:
@@ -139,16 +143,21 @@ class ScoringJob:
                     self.progress.cached = base[1] + p.cached
                     self.progress.tokens = base[2] + p.tokens
                     self.progress.seconds = base[3] + (time.perf_counter() - started)
+                    for name in PASS_FIELDS:
+                        setattr(self.progress, name, getattr(p, name))
 
                 part = score_trajectories(todo[a:a + self.chunk], self.student, cache_dir=self.cache_dir,
                                           max_len=self.max_len, progress=report, should_stop=self._stop.is_set,
                                           sink=store_sink(writer, self.student.name, refused), keep=False)
+            self.progress.end_pass()
             self.errors.extend(part.errors)
+            if part.cache_problem and part.cache_problem not in self.notes:
+                self.notes.append(part.cache_problem)
             self.written += part.n_scored
             rewritten += part.rewritten
             if part.stopped:
                 break
         self.errors.extend(RecordError(str(self.store), None, m) for m in refused)
         if rewritten:
-            self.notes = rewrite_notes(rewritten)
+            self.notes = rewrite_notes(rewritten) + self.notes
         self.stopped = self._stop.is_set() and self.progress.done < self.progress.total

@@ -34,25 +34,60 @@ CACHED_BATCH = 64  # cached results handed to the sink together
 
 @dataclass
 class ScoringProgress:
-    """Where a scoring run stands: trajectories done (cached ones included) and the forward-pass rate."""
+    """Where a scoring run stands: trajectories done (cached ones included), the forward-pass rate, and how far
+    the forward pass in flight is (so that one long conversation shows progress too).
+
+    The pass fields are updated during a pass: per decoder layer on a CPU, per output-layer chunk everywhere
+    (on a GPU only at chunk boundaries, where reporting costs no synchronisation). `pass_fraction` is an
+    estimate from the pass's arithmetic (layers, attention, output layer), monotone from 0 to 1.
+    """
 
     done: int = 0  # trajectories with results (cached and already stored included)
     total: int = 0
     cached: int = 0
-    tokens: int = 0  # response tokens scored by forward passes so far
-    seconds: float = 0.0  # time spent in forward passes so far
+    tokens: int = 0  # response tokens scored by finished forward passes so far
+    seconds: float = 0.0  # time spent scoring so far
+    pass_tokens: int = 0  # tokens in the forward pass in flight (padded batch); 0 when none
+    pass_fraction: float = 0.0  # how far that pass is, in [0, 1]
+    pass_stage: str = ""  # e.g. "layer 12/30", "output layer 3/44"
+    pass_scored: int = 0  # response tokens that pass scores
+    pass_trajectories: int = 0  # conversations in that pass
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+        """Response tokens per second, the pass in flight counted by its fraction (so the rate moves during one
+        long pass)."""
+        tokens = self.tokens + self.pass_fraction * self.pass_scored
+        return tokens / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def seconds_left(self) -> float | None:
-        """Estimate from the time per scored trajectory so far; None before the first forward pass."""
-        scored = self.done - self.cached
+        """Estimate from the time per scored trajectory so far (the pass in flight counted by its fraction);
+        None before the first forward pass has moved."""
+        moved = self.pass_fraction * self.pass_trajectories
+        scored = self.done - self.cached + moved
         if scored <= 0 or self.seconds <= 0:
             return None
-        return self.seconds / scored * (self.total - self.done)
+        return self.seconds / scored * max(0.0, self.total - self.done - moved)
+
+    @property
+    def fraction(self) -> float:
+        """Share of the run done, in [0, 1], the pass in flight counted by its fraction (for a progress bar that
+        moves during one long conversation)."""
+        if not self.total:
+            return 1.0
+        return min(1.0, (self.done + self.pass_fraction * self.pass_trajectories) / self.total)
+
+    def describe_pass(self) -> str:
+        """e.g. `pass of 60,000 tokens: layer 12/30 (35%)`; '' when no pass is in flight."""
+        if not self.pass_tokens:
+            return ""
+        return f"pass of {self.pass_tokens:,} tokens: {self.pass_stage or 'starting'} ({self.pass_fraction:.0%})"
+
+    def end_pass(self) -> None:
+        """No pass in flight."""
+        self.pass_tokens = self.pass_scored = self.pass_trajectories = 0
+        self.pass_fraction, self.pass_stage = 0.0, ""
 
 
 @dataclass
@@ -63,6 +98,7 @@ class ScoringResult:
     stopped: bool = False  # stopped early (should_stop or interrupt); what was scored is kept and cached
     rewritten_ids: set[str] = field(default_factory=set)  # the template would rewrite their assistant text
     n_scored: int = 0  # results handed to the sink and not kept (keep=False)
+    cache_problem: str | None = None  # the cache could not be written or read (why); scoring went on without it
 
     @property
     def rewritten(self) -> int:
@@ -113,14 +149,20 @@ class _Stopped(Exception):
 def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, cache_dir: str | Path | None = None,
                        max_len: int = MAX_LEN, token_budget: int | None = None, progress: Progress | None = None,
                        should_stop: Callable[[], bool] | None = None, use_cache: bool = True,
-                       plain_format: bool = False, sink: Sink | None = None, keep: bool = True) -> ScoringResult:
+                       plain_format: bool = False, sink: Sink | None = None, keep: bool = True,
+                       cache: ScoreCache | None = None) -> ScoringResult:
     """Per-token results of every trajectory; cached ones cost no forward pass, new ones are cached at once.
 
     `sink` receives [(trajectory, scores)] per batch as soon as they are scored (cached ones included);
     `keep=False` leaves `result.scores` empty, so memory does not grow with the number of trajectories.
-    `plain_format` scores in the plain format instead of the student's chat template."""
+    `plain_format` scores in the plain format instead of the student's chat template. `cache`: a ScoreCache to use
+    instead of one at `cache_dir` (the caller can then ask it whether it could be written). A cache that cannot be
+    written or read is reported once (`result.cache_problem`) and scoring goes on without it."""
     trajectories = list(trajectories)
-    cache = ScoreCache(cache_dir or cache_root()) if use_cache else None
+    if use_cache and cache is None:
+        cache = ScoreCache(cache_dir or cache_root())
+    elif not use_cache:
+        cache = None
     result = ScoringResult()
     dtype = str(student.dtype).replace("torch.", "")
     template = None if plain_format else student.chat_template
@@ -164,6 +206,13 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
     except (_Stopped, KeyboardInterrupt):
         run.deliver(hits)
         result.stopped = True
+    finally:
+        state.end_pass()
+        if cache is not None and (cache.unwritable or cache.unreadable):
+            result.cache_problem = (
+                f"the cache at {cache.base} could not be written ({cache.unwritable}); scoring went on without "
+                "caching" if cache.unwritable else
+                f"the cache at {cache.base} could not be read ({cache.unreadable}); scoring went on without it")
     result.cached = state.cached
     return result
 
@@ -197,6 +246,12 @@ class _Run:
         if self.progress:
             self.progress(self.state)
 
+    def _on_pass(self, tokens: int, fraction: float, stage: str) -> None:
+        """Progress inside a forward pass (from `scoring.score_batch`)."""
+        self.state.pass_tokens, self.state.pass_fraction, self.state.pass_stage = tokens, fraction, stage
+        self.state.seconds = time.perf_counter() - self.started
+        self.progress(self.state)
+
     def score_window(self, window: list[tuple[Trajectory, str, Encoded]], should_stop) -> None:
         """Length-bucketed batches of one window, each scored, cached and delivered at once."""
         tok = self.student.tokenizer
@@ -205,7 +260,13 @@ class _Run:
             if should_stop and should_stop():
                 raise _Stopped
             items = [window[i] for i in batch]
-            stats = score_batch_backoff(self.student.model, [e for _, _, e in items], self.backoff, pad_id=pad)
+            self.state.pass_scored = sum(len(e.positions) for _, _, e in items)
+            self.state.pass_trajectories = len(items)
+            try:
+                stats = score_batch_backoff(self.student.model, [e for _, _, e in items], self.backoff, pad_id=pad,
+                                            on_pass=self._on_pass if self.progress else None)
+            finally:
+                self.state.end_pass()
             done = []
             for (t, key, enc), st in zip(items, stats):
                 if st is None:

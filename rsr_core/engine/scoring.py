@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,7 +34,12 @@ GPU_MEMORY_SHARE = 0.5  # share of the free GPU memory a batch's activations may
 GPU_MAX_TOKEN_BUDGET = 32768  # measured on an H100: 32k-token batches beat 16k (30.8k vs 28.4k tokens/s), peak 18.6 GB
 GPU_MIN_TOKEN_BUDGET = 1024
 MIN_CHUNK_ROWS = 16  # out-of-memory back-off stops halving the output-layer chunk here
+# the output layer's reductions per logit, in matmul FLOP equivalents (against 2 * H for the matmul itself): on a
+# CPU top-k, the strict-greater count, exp and sums in fp32 cost about as much as a 4k-wide matmul (measured on the
+# embedded student: body 64 %, output layer 36 % of a 6.8k-token pass); the fused GPU pass makes them almost free
+REDUCTION_OPS_PER_LOGIT = {"cpu": 4096, "gpu": 32}
 OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+PassCallback = Callable[[int, float, str], None]  # (tokens in the pass, fraction done in [0, 1], stage)
 ALLOCATION_FAILURES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "can't allocate memory")
 
 
@@ -180,10 +186,12 @@ def _fused_self_check(device: torch.device) -> bool:
                             for n in ("surprisal", "entropy", "top_probs"))
                     and torch.equal(x.gather(1, got["top_ids"]), x.gather(1, want["top_ids"])))
             if not same:
-                warnings.warn("the fused GPU reduction disagrees with token_statistics; using the eager path")
+                warnings.warn("the fused GPU reduction disagrees with token_statistics; using the eager path",
+                              stacklevel=2)
                 return False
     except Exception as e:  # Triton cannot compile here (old GPU, mismatched versions)
-        warnings.warn(f"the fused GPU reduction is unavailable ({type(e).__name__}: {e}); using the eager path")
+        warnings.warn(f"the fused GPU reduction is unavailable ({type(e).__name__}: {e}); using the eager path",
+                      stacklevel=2)
         return False
     return True
 
@@ -206,6 +214,70 @@ def reduce_logits(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K,
     return [token_statistics(logits[r:r + step], targets[r:r + step], k) for r in range(0, logits.shape[0], step)]
 
 
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer body's repeated blocks, in order: the ModuleList of the text config's num_hidden_layers
+    entries (else the longest ModuleList of the body); [] when there is none."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n = getattr(cfg, "num_hidden_layers", None)
+    best = None
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module):
+            if n and len(module) == n:
+                return list(module)
+            if best is None or len(module) > len(best):
+                best = module
+    return list(best) if best is not None else []
+
+
+class PassMeter:
+    """Reports how far one forward pass is to `callback(tokens, fraction, stage)`: after each decoder layer (forward
+    hooks, on a CPU only: on a GPU a hook runs when the layer is launched, not when it is done) and after each
+    output-layer chunk (where the loop is anyway: no synchronisation added). The fraction weighs the body and the
+    output layer by their arithmetic: per layer 2 * parameters per token plus causal attention (2 * L * H per
+    token), per scored row 2 * H * V for the matmul and REDUCTION_OPS_PER_LOGIT * V for the reductions.
+    The hooks are removed when the pass ends (`with` block), whatever happens."""
+
+    def __init__(self, callback: PassCallback, model: torch.nn.Module, ids: torch.Tensor, rows: int,
+                 chunk_rows: int, device: torch.device):
+        self.callback, self.tokens = callback, int(ids.numel())
+        layers = decoder_layers(model)
+        on_cpu = device.type == "cpu"
+        self.layers = layers if on_cpu else []
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        hidden = int(getattr(cfg, "hidden_size", 0) or 1)
+        vocab = int(model.get_output_embeddings().weight.shape[0])
+        n_layers = max(1, len(layers))
+        per_layer_params = sum(p.numel() for p in layers[0].parameters()) if layers else hidden * hidden * 12
+        batch, length = ids.shape
+        body = n_layers * batch * length * (2 * per_layer_params + 2 * length * hidden)
+        head = rows * vocab * (2 * hidden + REDUCTION_OPS_PER_LOGIT["cpu" if on_cpu else "gpu"])
+        self.body_share = body / (body + head) if body + head > 0 else 0.5
+        self.n_chunks = max(1, -(-rows // max(1, chunk_rows)))
+        self.handles: list = []
+
+    def __enter__(self) -> "PassMeter":
+        self.callback(self.tokens, 0.0, "starting")
+        n = len(self.layers)
+        try:
+            for i, layer in enumerate(self.layers):
+                self.handles.append(layer.register_forward_hook(
+                    lambda module, args, output, i=i: self.callback(self.tokens, self.body_share * (i + 1) / n,
+                                                                    f"layer {i + 1}/{n}")))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def chunk_done(self, j: int) -> None:
+        fraction = self.body_share + (1 - self.body_share) * (j + 1) / self.n_chunks
+        self.callback(self.tokens, min(1.0, fraction), f"output layer {j + 1}/{self.n_chunks}")
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
 def padded_ids(items: list[Encoded], pad_id: int) -> torch.Tensor:
     """Right-padded input_ids [B, L], each conversation cut after its last scored position's context."""
     lengths = [int(x.positions.max()) for x in items]
@@ -218,18 +290,18 @@ def padded_ids(items: list[Encoded], pad_id: int) -> torch.Tensor:
 @torch.inference_mode()
 def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
                 chunk_rows: int | None = None, k: int = TOP_K,
-                fused: bool | None = None) -> list[dict[str, np.ndarray]]:
+                fused: bool | None = None, on_pass: PassCallback | None = None) -> list[dict[str, np.ndarray]]:
     """Per-token arrays for a batch of encoded conversations: one body pass, chunked output layer.
 
     Right-padded input_ids [B, L] without an attention mask (causal attention: real positions never attend to
     the padding on their right; position ids are 0..L-1 in every row). Each conversation runs only up to its last
     response token's context: what follows (that token, the end-of-turn marker) predicts nothing that is scored.
     fused: None picks the fused GPU pass where it works. Returns, per item, surprisal/rank/entropy [T] and
-    top_ids/top_probs [T, k].
+    top_ids/top_probs [T, k]. on_pass: told how far the pass is (`PassMeter`); None costs nothing.
     """
     live = [i for i, x in enumerate(items) if len(x.positions)]
     if len(live) < len(items):  # conversations with nothing to score need no forward pass
-        stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k, fused) if live else []
+        stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k, fused, on_pass) if live else []
         out = [{"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
                 "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
                 "top_probs": np.zeros((0, k), np.float32)} for _ in items]
@@ -239,12 +311,15 @@ def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
     device = next(model.parameters()).device
     fused = fused_ready(device) if fused is None else fused and fused_ready(device)
     ids = padded_ids(items, pad_id)
-    with returned_promptly(device.type == "cpu" and ids.numel() > LONG_PASS_TOKENS):
-        return _forward_and_reduce(model, items, ids, device, chunk_rows or default_chunk_rows(model, fused), k,
-                                   fused)
+    chunk_rows = chunk_rows or default_chunk_rows(model, fused)
+    meter = None if on_pass is None else PassMeter(on_pass, model, ids, sum(len(x.positions) for x in items),
+                                                   chunk_rows, device)
+    with returned_promptly(device.type == "cpu" and ids.numel() > LONG_PASS_TOKENS), meter or nullcontext():
+        return _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused, meter)
 
 
-def _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused) -> list[dict[str, np.ndarray]]:
+def _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused,
+                        meter: PassMeter | None = None) -> list[dict[str, np.ndarray]]:
     """The body once over ids [B, L], then the output layer and the reductions on the response rows [N]."""
     hidden = model.base_model(input_ids=ids.to(device), use_cache=False).last_hidden_state  # [B, L, H]
     rows_b = torch.cat([torch.full((len(x.positions),), b, dtype=torch.long) for b, x in enumerate(items)])
@@ -260,6 +335,8 @@ def _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused) -> list
             for name, v in piece.items():
                 parts.setdefault(name, []).append(v)
         del logits
+        if meter is not None:
+            meter.chunk_done(a // chunk_rows)
     del hidden
     stats = {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}  # one copy to the host per batch
     out, a = [], 0
@@ -301,19 +378,19 @@ def release_memory(device: torch.device) -> None:
 
 
 def score_batch_backoff(model: torch.nn.Module, items: list[Encoded], backoff: MemoryBackoff, pad_id: int = 0,
-                        k: int = TOP_K) -> list[dict[str, np.ndarray] | None]:
+                        k: int = TOP_K, on_pass: PassCallback | None = None) -> list[dict[str, np.ndarray] | None]:
     """score_batch that backs off on out-of-memory instead of failing.
 
     A batch larger than `backoff.max_tokens` is split in halves up front. On out-of-memory the cache is emptied;
     a batch of several conversations is split in halves and `backoff.max_tokens` halved, so later batches come
     smaller; a single conversation retries with half the output-layer chunk, down to MIN_CHUNK_ROWS. None for a
-    conversation that does not fit even so.
+    conversation that does not fit even so. on_pass: as for score_batch (each retried or split pass reports anew).
     """
     size = padded_tokens(items)
     if len(items) > 1 and backoff.max_tokens is not None and size > backoff.max_tokens:
-        return _split(model, items, backoff, pad_id, k)
+        return _split(model, items, backoff, pad_id, k, on_pass)
     try:
-        return score_batch(model, items, pad_id, backoff.chunk_rows, k)
+        return score_batch(model, items, pad_id, backoff.chunk_rows, k, on_pass=on_pass)
     except Exception as e:
         if not is_out_of_memory(e):
             raise
@@ -322,19 +399,19 @@ def score_batch_backoff(model: torch.nn.Module, items: list[Encoded], backoff: M
     release_memory(device)
     if len(items) > 1:
         backoff.max_tokens = max(1, min(backoff.max_tokens or size, size) // 2)
-        return _split(model, items, backoff, pad_id, k)
+        return _split(model, items, backoff, pad_id, k, on_pass)
     rows = backoff.chunk_rows or default_chunk_rows(model, fused_ready(device))
     if rows <= MIN_CHUNK_ROWS:
         return [None]
     backoff.chunk_rows = max(MIN_CHUNK_ROWS, rows // 2)
-    return score_batch_backoff(model, items, backoff, pad_id, k)
+    return score_batch_backoff(model, items, backoff, pad_id, k, on_pass)
 
 
-def _split(model, items, backoff, pad_id, k) -> list[dict[str, np.ndarray] | None]:
+def _split(model, items, backoff, pad_id, k, on_pass=None) -> list[dict[str, np.ndarray] | None]:
     """score_batch_backoff on each half of `items`, in order."""
     half = len(items) // 2
-    return (score_batch_backoff(model, items[:half], backoff, pad_id, k)
-            + score_batch_backoff(model, items[half:], backoff, pad_id, k))
+    return (score_batch_backoff(model, items[:half], backoff, pad_id, k, on_pass)
+            + score_batch_backoff(model, items[half:], backoff, pad_id, k, on_pass))
 
 
 def to_token_scores(item: Encoded, stats: dict[str, np.ndarray], tokenizer) -> TokenScores:

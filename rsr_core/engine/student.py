@@ -19,14 +19,21 @@ from pathlib import Path
 import torch
 
 from rsr_core.data.paths import cache_root
-from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, student_name
+from rsr_core.data.students import (DTYPE_ALIASES, EMBEDDED, EMBEDDED_STUDENTS, gguf_problem, hub_offline,
+                                    hub_online, hub_problem, model_folder_problem, student_name)
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {name: getattr(torch, canonical) for name, canonical in DTYPE_ALIASES.items()}
 
 
 class StudentError(RuntimeError):
     """A student that cannot be found or loaded, with a message for the user."""
+
+
+def error_text(error: BaseException, limit: int = 600) -> str:
+    """An exception's message on one line, whole (a message that goes on after "one of:" keeps its list), cut
+    only beyond `limit` characters."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit].rstrip() + " ..."
 
 
 @dataclass
@@ -50,14 +57,24 @@ class Student:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """`auto` picks cuda, then mps, then cpu."""
+    """`auto` picks cuda, then mps, then cpu; cpu, cuda, cuda:N and mps must be there (else StudentError)."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+        return torch.device("mps" if mps else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise StudentError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        raise StudentError(f"device {device!r} is not available on this machine (CUDA devices: "
+                           f"{torch.cuda.device_count() if torch.cuda.is_available() else 'none'})")
+    if dev.type == "mps" and not mps:
+        raise StudentError(f"device {device!r} is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise StudentError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -125,25 +142,37 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    problem = gguf_problem(gguf)
+    if problem:
+        raise StudentError(problem)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways inside the GGUF reader
+        raise StudentError(f"{gguf} is not a readable GGUF file: {error_text(e)} (a damaged or incomplete "
+                           "file: copy or download it again)") from e
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict(), strict=False)
     fresh.tie_weights()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".tmp"))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".tmp"))
         fresh.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "rsr_source.json").write_text(json.dumps({"gguf": gguf.name, "fingerprint": _file_digest(gguf)}))
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+    except OSError as e:
+        raise StudentError(f"cannot write the converted copy of {gguf} to {out}: {e.strerror or error_text(e)}; "
+                           "set RSR_CACHE_DIR to a writable folder with room for it") from e
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -165,13 +194,20 @@ def locate(name_or_path: str | None) -> tuple[str, Path | str]:
         return name, converted_folder(embedded_gguf(spec))
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise StudentError(f"no GGUF file at {path}")
+        problem = gguf_problem(path)
+        if problem:
+            raise StudentError(problem)
         return name, converted_folder(path.resolve())
     if path.is_dir():
+        problem = model_folder_problem(path)
+        if problem:
+            raise StudentError(problem)
         return name, path.resolve()
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise StudentError(f"{spec!r} is neither a model folder, a .gguf file nor a Hugging Face model id")
+    problem = hub_problem(spec)
+    if problem:
+        raise StudentError(problem)
     return name, spec
 
 
@@ -186,22 +222,26 @@ def load_student(name_or_path: str | None = None, device: str = "auto", dtype: s
     name, where = locate(name_or_path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    # a hub model in the local cache loads from there when the hub cannot answer (no retries, no waiting)
+    local = {"local_files_only": True} if isinstance(where, str) and (hub_offline() or not hub_online()) else {}
     try:
-        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **local)
         if with_model:
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, trust_remote_code=trust_remote_code,
+                                                         **local)
             config = model.config
         else:
-            model, config = None, AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise StudentError(f"cannot load the student {name_or_path!r}: {str(e).splitlines()[0]}") from e
+            model, config = None, AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code, **local)
+    except Exception as e:  # noqa: BLE001 - damaged or incomplete model files fail in many ways
+        raise StudentError(f"cannot load the student {name_or_path!r}: {error_text(e)}") from e
     if not getattr(tok, "is_fast", False):
         raise StudentError(f"the student {name!r} has no fast tokenizer; character offsets need one")
     if model is not None:
         model.to(dev).eval()
     if isinstance(where, Path):
         source = where / "rsr_source.json"
-        fingerprint = json.loads(source.read_text())["fingerprint"][:16] if source.exists() else folder_fingerprint(where)
+        fingerprint = (json.loads(source.read_text())["fingerprint"][:16] if source.exists()
+                       else folder_fingerprint(where))
     else:
         fingerprint = str(getattr(config, "_commit_hash", None) or name)
     return Student(name=name, fingerprint=fingerprint, tokenizer=tok, model=model, device=dev, dtype=dt)
