@@ -433,7 +433,7 @@ def _job_status_body() -> None:
     text = p.describe()
     if job.running and job.stop_requested:
         text = "stopping after the forward pass in flight… " + text
-    st.progress(progress_value(p, job.running), text=text)
+    st.progress(p.fraction, text=text)  # the pass in flight counted too: the bar moves inside a long trajectory
     if job.finished:
         if job.failure:
             st.error(f"Scoring failed: {job.failure}")
@@ -448,23 +448,6 @@ def _job_status_body() -> None:
             st.warning(f"{count(len(job.errors), 'trajectory', 'trajectories')} could not be scored:\n\n"
                        + "\n".join(f"- {e}" for e in job.errors[:20]))
     _refresh_pages(job)
-
-
-def progress_value(p, running: bool = True) -> float:
-    """The progress bar's value: trajectories done, plus the share of the forward pass in flight when the engine
-    reports one (`pass_fraction`, 0-1), so the bar moves inside a long trajectory."""
-    total = int(getattr(p, "total", 0) or 0)
-    if total <= 0:
-        return 1.0
-    done = float(getattr(p, "done", 0) or 0)
-    inside = getattr(p, "pass_fraction", None) if running else None
-    try:
-        inside = float(inside) if inside is not None else 0.0
-    except (TypeError, ValueError):
-        inside = 0.0
-    if not 0.0 < inside < 1.0 or done >= total:
-        inside = 0.0
-    return max(0.0, min(1.0, (done + inside) / total))
 
 
 def _refresh_pages(job: ScoringJob) -> None:
