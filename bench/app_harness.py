@@ -14,7 +14,8 @@ Pieces, each usable alone:
   app exception ends the wait as an error; so does `timeout`.
 - widget helpers by Streamlit key (`st-key-<key>` classes): `set_number`, `set_text`, `choose_option`, `click`.
 - steps (each returns a `Step` with seconds, RSS before/after/peak and details): `step_first_render`,
-  `step_choose_student`, `step_set_r_max`, `step_open_page`, `step_build_selection`, `step_open_inspector`.
+  `step_choose_student`, `step_set_r_max`, `step_open_page`, `step_build_selection`, `step_open_inspector` (the
+  old app's Trajectory selectbox), `step_search_inspector` (the store app's search box).
   `run_step(name, fn, session)` wraps any callable the same way.
 
 Every selector and widget key the steps use is in `SEL` and `KEYS`, so an app whose widgets change needs only
@@ -75,6 +76,7 @@ KEYS = {  # widget keys (st.dataframe and st.plotly_chart get no st-key class, w
     "teachers_budget_seed": "teachers_budget_seed",
     "selection_problem": "selection_problem",
     "inspector_pick": "inspector_pick",
+    "inspector_search": "inspector_search",
 }
 OTHER_STUDENT_PREFIX = "other"  # the Student selectbox's entry that opens a free-text model field starts so
 
@@ -97,6 +99,9 @@ def key_css(key: str) -> str:
 PAGES = {
     "overview": Page("/", "RSR Explorer", (SEL["dataframe"], key_css(KEYS["overview_open_best"]))),
     "inspector": Page("/inspector", "Inspector", (key_css(KEYS["inspector_pick"]), SEL["token"])),
+    # the store app's inspector: a search box and a paged list instead of a selectbox (the trajectory it opens
+    # on may have no per-token data, so tokens are not required here)
+    "inspector_search": Page("/inspector", "Inspector", (key_css(KEYS["inspector_search"]),)),
     "teachers": Page("/teachers", "Teachers", (SEL["dataframe"], key_css(KEYS["teachers_budget_seed"]))),
     "selection": Page("/selection", "Selection", (SEL["dataframe"], key_css(KEYS["selection_problem"]))),
     "zone": Page("/zone", "zone"),
@@ -700,4 +705,23 @@ def step_open_inspector(session: Session, trajectory_id: str, timeout: float = S
     t_pick = _act_and_wait(session, lambda: choose_option(session, KEYS["inspector_pick"], trajectory_id),
                            shows, timeout)
     return {"seconds": t_page + t_pick, "page_s": round(t_page, 2), "pick_s": round(t_pick, 2),
+            "tokens_shown": len(session.driver.find_elements(By.CSS_SELECTOR, SEL["token"]))}
+
+
+def step_search_inspector(session: Session, trajectory_id: str, timeout: float = STEP_TIMEOUT) -> dict:
+    """Open the Inspector (sidebar link), then type `trajectory_id` into its search box (Enter): the list is
+    filtered to it and it is opened; done when its header (`**{id}** · teacher · ... · N tokens`) and its tokens
+    are shown. `seconds` is both together; `page_s` and `search_s` are the parts."""
+    t_page = _act_and_wait(session, open_page_action(session, "inspector"), page_ready("inspector_search"), timeout)
+
+    def shows(s: Session) -> bool:
+        text = main_text(s)
+        return any(line.startswith(trajectory_id + " ") for line in text.splitlines()) and has(s, SEL["token"])
+
+    t_search = _act_and_wait(session, lambda: set_text(session, KEYS["inspector_search"], trajectory_id), shows,
+                             timeout)
+    header = next((line for line in main_text(session).splitlines() if line.startswith(trajectory_id + " ")), "")
+    tokens = header.rsplit("·", 1)[-1].strip().split(" ")[0].replace(",", "") if "·" in header else ""
+    return {"seconds": t_page + t_search, "page_s": round(t_page, 2), "search_s": round(t_search, 2),
+            "trajectory_tokens": int(tokens) if tokens.isdigit() else None,
             "tokens_shown": len(session.driver.find_elements(By.CSS_SELECTOR, SEL["token"]))}

@@ -12,12 +12,20 @@ Everything goes through `StoreWriter` (per-token trajectories through `append_co
 `append_aggregates`), in batches, so memory stays bounded. Aggregates of the others are computed from their
 drawn tokens in worker processes (`--jobs`).
 
+`--long N` adds long trajectories with per-token data (`--long-count`, default 1) on top of the plan: extra runs
+`long1`, `long2`, ... of problems spread evenly over the per-token ones, of teachers taken in turn, ids
+`{teacher}/long{j}/{problem}` (`long_plan`), written through the same `append_columns`, after the per-token
+trajectories and before the aggregate-only ones; so the plan's trajectories, problems and pools stay as they are
+and the store holds N + count trajectories. For the inspector at 32k tokens: `--long 32000`.
+
 usage: python bench/synthetic_store.py --out DIR [--small] [--teachers 11 --problems 5000 --runs 3]
-       [--token-trajectories 5000] [--tokens 10000] [--vocab 49152] [--jobs N] [--no-measure]
+       [--token-trajectories 5000] [--tokens 10000] [--long 32000 [--long-count 1]] [--vocab 49152] [--jobs N]
+       [--no-measure] [--results FILE|none]
        python bench/synthetic_store.py --flat --out DIR --tokens 71     # flat files, then import-scores them
 
 `--small` is 11 x 30 x 3 = 990 trajectories of 2,000 tokens, all with per-token data. After writing, the
-script measures the store (unless --no-measure) and writes the figures to bench/results/store-*.json.
+script measures the store (unless --no-measure) and writes the figures to bench/results/store-*.json (or to
+`--results FILE`; `--results none` writes no file, for other benchmarks that only want the store).
 """
 from __future__ import annotations
 
@@ -135,17 +143,40 @@ def plan(args) -> list[tuple[str, str, str, int, int]]:
             for p in range(args.problems) for t in range(args.teachers) for run in range(1, args.runs + 1)]
 
 
+def long_plan(args) -> list[tuple[str, str, str, str, int]]:
+    """(trajectory_id, problem_id, teacher, run, teacher index) of the `--long` trajectories: run `long{j}` of a
+    problem in the middle of the j-th of `long_count` equal slices of the problems that have per-token data, by
+    teacher j (mod the teachers); [] without --long."""
+    if not getattr(args, "long", 0):
+        return []
+    per_problem = args.teachers * args.runs
+    with_tokens = max(1, min(args.problems, -(-min(args.token_trajectories, args.problems * per_problem)
+                                             // per_problem)))
+    out = []
+    for j in range(args.long_count):
+        p = (2 * j + 1) * with_tokens // (2 * args.long_count)
+        t = j % args.teachers
+        teacher = TEACHERS[t % len(TEACHERS)]
+        out.append((f"{teacher}/long{j + 1}/{p:05d}", f"q{p:05d}", teacher, f"long{j + 1}", t))
+    return out
+
+
 def trajectories(rows, contents) -> list[Trajectory]:
-    return [Trajectory(trajectory_id=tid, problem_id=pid, teacher=teacher, run=f"r{run}",
+    return [Trajectory(trajectory_id=tid, problem_id=pid, teacher=teacher, run=_run(run),
                        messages=[{"role": "user", "content": f"Synthetic problem {pid}."},
                                  {"role": "assistant", "content": text}],
                        source=f"synthetic/{teacher}/r{run}.jsonl", record=i + 1)
             for i, ((tid, pid, teacher, run, _), text) in enumerate(zip(rows, contents))]
 
 
+def _run(run) -> str:
+    """The run's name: r1, r2, ... for the plan's runs (numbers), as given for the long ones (`long1`, ...)."""
+    return run if isinstance(run, str) else f"r{run}"
+
+
 def table_rows(rows, aggregates: agg.RankAggregates, rng) -> pd.DataFrame:
     frame = pd.DataFrame({"trajectory_id": [r[0] for r in rows], "problem_id": [r[1] for r in rows],
-                          "teacher": [r[2] for r in rows], "run": [f"r{r[3]}" for r in rows], "student": STUDENT})
+                          "teacher": [r[2] for r in rows], "run": [_run(r[3]) for r in rows], "student": STUDENT})
     for name, values in agg.metric_columns(aggregates, 100).items():
         frame[name] = values
     frame["truncated"] = False
@@ -164,7 +195,9 @@ def generate(args) -> dict:
     vocab_np = np.array(vocab, dtype=object)
     rows = plan(args)
     n_tok = min(args.token_trajectories, len(rows))
-    settings = StudentSettings(student=STUDENT, fingerprint="synthetic", dtype="float32", max_len=32768, top_k=K)
+    longs = long_plan(args)
+    max_len = max(32768, (args.long + 60) if longs else 0)  # n_context = tokens + 60 must fit
+    settings = StudentSettings(student=STUDENT, fingerprint="synthetic", dtype="float32", max_len=max_len, top_k=K)
     t0 = time.monotonic()
     with StoreWriter(out, settings, vocabulary=vocab) as writer:
         step = max(1, (1 << 18) // args.tokens)  # ~256k tokens per append
@@ -177,8 +210,16 @@ def generate(args) -> dict:
                                            table_rows(batch, columns.aggregates(), rng))
             assert not result.errors, result.errors[:3]
             print(f"\rper-token trajectories: {a + len(batch)}/{n_tok}", end="", file=sys.stderr, flush=True)
-        t_tokens = time.monotonic() - t0
         print(file=sys.stderr)
+        for row in longs:  # one append each: a 32k-token trajectory is a row group of its own anyway
+            columns, contents = token_columns(rng, [row[0]], np.array([args.long]), [teacher_params(row[4])],
+                                              vocab_np)
+            result = writer.append_columns(trajectories([row], contents), columns,
+                                           table_rows([row], columns.aggregates(), rng))
+            assert not result.errors, result.errors[:3]
+        if longs:
+            print(f"long trajectories ({args.long:,} tokens): {', '.join(r[0] for r in longs)}", file=sys.stderr)
+        t_tokens = time.monotonic() - t0
         rest = rows[n_tok:]
         per_append = 8192
         jobs = [(args.seed * 1_000_003 + i, np.full(len(rest[i:i + AGG_CHUNK]), args.tokens),
@@ -197,8 +238,10 @@ def generate(args) -> dict:
                 done = _append_aggregates(writer, rest, done, pending, rng)
         print(file=sys.stderr)
     seconds = time.monotonic() - t0
-    return {"trajectories": len(rows), "token_trajectories": n_tok, "tokens_per_trajectory": args.tokens,
-            "vocab": args.vocab, "generate_s": round(seconds, 1), "generate_tokens_part_s": round(t_tokens, 1),
+    return {"trajectories": len(rows) + len(longs), "token_trajectories": n_tok + len(longs),
+            "tokens_per_trajectory": args.tokens, "long_tokens": args.long if longs else 0,
+            "long_ids": [r[0] for r in longs], "student": STUDENT, "vocab": args.vocab, "generate_s": round(seconds, 1),
+            "generate_tokens_part_s": round(t_tokens, 1),
             "disk": disk_usage(out)}
 
 
@@ -339,10 +382,15 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--token-trajectories", type=int, default=5000)
     p.add_argument("--tokens", type=int, default=10000)
+    p.add_argument("--long", type=int, default=0, help="add --long-count trajectories of this many tokens, with "
+                                                       "per-token data (e.g. 32000 for the inspector)")
+    p.add_argument("--long-count", type=int, default=1)
     p.add_argument("--vocab", type=int, default=49152)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--no-measure", action="store_true")
+    p.add_argument("--results", help="write the figures here instead of bench/results/store(-small).json; "
+                                     "'none': write no file")
     p.add_argument("--measure-only", action="store_true", help="measure the store at --out again, do not write it")
     p.add_argument("--flat", action="store_true", help="write the flat files of `score` to --out instead, and time "
                                                        "import-scores on them (--tokens is then the mean length)")
@@ -356,9 +404,10 @@ def main(argv=None) -> int:
         (ROOT / "bench" / "results" / "store-import.json").write_text(json.dumps(figures, indent=1) + "\n")
         return 0
     name = "store-small.json" if args.small else "store.json"
-    results = ROOT / "bench" / "results" / name
+    results = None if args.results == "none" else Path(args.results) if args.results else \
+        ROOT / "bench" / "results" / name
     if args.measure_only:
-        figures = json.loads(results.read_text()) if results.exists() else {}
+        figures = json.loads(results.read_text()) if results and results.exists() else {}
     else:
         figures = {"generate": generate(args)}
         print(json.dumps(figures["generate"], indent=1))
@@ -370,7 +419,8 @@ def main(argv=None) -> int:
         figures["measure"] = json.loads(res.stdout.strip().splitlines()[-1])
         print(json.dumps(figures["measure"], indent=1))
     figures["machine"] = f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
-    results.write_text(json.dumps(figures, indent=1) + "\n")
+    if results is not None:
+        results.write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 
