@@ -10,10 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rsr_core.analysis.pools import POOL_BY, assign_pools, for_student, students_of
-from rsr_core.analysis.selection import select
+from rsr_core.analysis.pools import POOL_BY, students_of
 from rsr_core.ui import state
-from rsr_core.ui.analysis_cache import cached_selection_summary
+from rsr_core.ui.analysis_cache import cached_pools, cached_selection, cached_selection_summary
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row
 from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.selection_widgets import (EXPORT_FORMATS, RULE_MODES, candidate_rows, comparison_display,
@@ -243,7 +242,7 @@ st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}. Candidates
 one_student = student if len(students_of(table)) > 1 else None
 settings = rule_controls(table)
 try:
-    pooled = assign_pools(for_student(table, one_student), settings["pool_by"])
+    pooled = cached_pools(table, one_student, settings["pool_by"])
 except ValueError as e:
     st.error(str(e))
     st.stop()
@@ -255,7 +254,7 @@ if stale:
                f"dataset or pooling): {', '.join(stale[:10])}. {'It is' if one else 'They are'} not applied.")
     st.button("Forget them", key="selection_forget_stale", on_click=_clear_overrides, args=(stale,))
 try:
-    sel = select(table, **settings, overrides=valid, student=one_student)
+    sel = cached_selection(table, settings, valid, one_student)
 except ValueError as e:
     st.error(str(e))
     st.stop()

@@ -27,7 +27,7 @@ from rsr_core.data.tables import rescore_table
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
 from rsr_core.ui import inspector as ui
-from rsr_core.ui.inspector_figures import token_positions
+from rsr_core.ui.inspector_figures import rank_surprisal_scatter, token_positions
 from rsr_core.ui.navigation import available_pages
 from tests.conftest import keep_app_navigation
 
@@ -197,6 +197,21 @@ def test_scatter_selection_points_to_positions():
     points = [{"customdata": [7, "x", 3], "x": 1.0}, {"customdata": [2, "y", 1]}, {"customdata": [7, "x", 3]}]
     assert token_positions(points) == [2, 7]
     assert token_positions([]) == []
+
+
+def test_scatter_of_a_long_trajectory_is_its_density_and_the_dots_of_the_page(demo):
+    table, scores = demo
+    ts = max(scores.values(), key=len)
+    n = len(ts)
+    every = rank_surprisal_scatter(ts, 100, dots_up_to=n)
+    assert sum(len(t.x) for t in every.data if t.mode == "markers") == n
+    fig = rank_surprisal_scatter(ts, 100, window=(10, 30), dots_up_to=n - 1)
+    density = [t for t in fig.data if t.type == "heatmap"]
+    assert len(density) == 1 and density[0].customdata is None  # a click on it selects no token
+    assert np.nansum(np.asarray(density[0].text, dtype=float)) == n  # every token counted once
+    dots = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
+    assert sorted(int(p) for t in dots for p in np.asarray(t.customdata)[:, 0]) == list(range(10, 30))
+    assert all("on this page" in t.name for t in dots)
 
 
 def test_jump_to_worst_span(demo):

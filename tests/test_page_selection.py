@@ -193,6 +193,15 @@ def test_problem_rows_show_drops_manual_choices_and_candidates(demo_table):
     assert list(rows.index[:-1]) == [p for p in sel.selected["problem_id"]]  # selection order, dropped last
 
 
+def test_problem_rows_list_the_best_candidates_then_how_many_more(demo_table):
+    pooled = assign_pools(demo_table)
+    rows = problem_rows(pooled, select(demo_table), "rsr", shown=3).set_index("problem_id")
+    p01 = demo_table[demo_table["problem_id"] == "p01"].sort_values("rsr")
+    labels = rows.loc["p01", "candidates"].split(" · ")
+    assert len(p01) > 3 and labels[-1] == f"+{len(p01) - 3} more" and len(labels) == 4
+    assert [label.split(":")[0].split()[0] for label in labels[:3]] == p01["teacher"].astype(str).tolist()[:3]
+
+
 def test_filter_problems(demo_table):
     pooled = assign_pools(demo_table)
     rows = problem_rows(pooled, select(demo_table, overrides={"p04": "p04-terse"}))

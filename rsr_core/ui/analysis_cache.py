@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis.report import teacher_report
-from rsr_core.analysis.selection import SelectionSummary, select, selection_summary
+from rsr_core.analysis.pools import assign_pools, for_student
+from rsr_core.analysis.selection import Selection, SelectionSummary, select, selection_summary
 from rsr_core.analysis.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
 from rsr_core.ui.results import TABLE_KEY, table_key
 from rsr_core.ui.teacher_figures import combined_tables
@@ -80,10 +81,31 @@ def cached_student_rankings(table: pd.DataFrame) -> pd.DataFrame:
     return student_rankings(cached_teacher_table(table))
 
 
+@st.cache_resource(show_spinner="Selecting…", max_entries=16, hash_funcs=_HASH)
+def _selection(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> Selection:
+    return select(view, **dict(settings), overrides=dict(overrides), student=student)
+
+
+def cached_selection(table: pd.DataFrame, settings: dict, overrides: dict[str, str],
+                     student: str | None = None) -> Selection:
+    """`select(table, **settings, overrides=..., student=...)`, cached (shared: do not change it)."""
+    return _selection(metric_view(table, keep_prompt=True), tuple(sorted(settings.items())),
+                      tuple(sorted(overrides.items())), student)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, hash_funcs=_HASH)
+def _pools(view: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
+    return assign_pools(for_student(view, student), pool_by)
+
+
+def cached_pools(table: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
+    """`assign_pools(for_student(table, student), pool_by)`, cached (shared: do not change it)."""
+    return _pools(metric_view(table, keep_prompt=True), student, pool_by)
+
+
 @st.cache_resource(show_spinner="Comparing with random selection…", max_entries=16, hash_funcs=_HASH)
 def _summary(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> SelectionSummary:
-    selection = select(view, **dict(settings), overrides=dict(overrides), student=student)
-    return selection_summary(view, selection)
+    return selection_summary(view, _selection(view, settings, overrides, student))
 
 
 def cached_selection_summary(table: pd.DataFrame, settings: dict, overrides: dict[str, str],

@@ -16,7 +16,7 @@ from rsr_core.analysis.segments import answer_boundaries, part_metrics, thinking
 from rsr_core.data.trajectory import answer_start
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.ui import state
-from rsr_core.ui.inspector_figures import (rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
+from rsr_core.ui.inspector_figures import (DOTS_UP_TO, rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
                                            surprisal_histogram, token_positions, zone_share_table)
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row, stacking_columns
 from rsr_core.ui.metric_labels import count
@@ -295,11 +295,15 @@ def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThreshol
     tabs = st.tabs(["Rank × surprisal", "Rank bins", "Surprisal", "Zones"])
     with tabs[0]:
         key = f"inspector_scatter_{tid}"
-        chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr), key=key,
+        start = min(state.window_start(tid), max(n - 1, 0))
+        chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr, window=(start, start + page)), key=key,
               on_select=lambda: _on_scatter(key, tid, n, page), selection_mode=("points", "box", "lasso"))
-        st.caption("Each dot is a token. Dotted lines: rank = c · surprisal (tokens on them have r/s = c); solid: "
-                   "this trajectory's RSR. Dots above it push RSR up. Select dots (click, box or lasso) to outline "
-                   "the tokens in the text.")
+        dots = ("Each dot is a token" if n <= DOTS_UP_TO else
+                f"Grey: where all {n:,} tokens lie (darker: more); each dot is a token of the page of text shown "
+                f"(tokens {start:,}-{min(n, start + page) - 1:,})")
+        st.caption(f"{dots}. Dotted lines: rank = c · surprisal (tokens on them have r/s = c); solid: this "
+                   "trajectory's RSR. Dots above it push RSR up. Select dots (click, box or lasso) to outline the "
+                   "tokens in the text.")
     with tabs[1]:
         chart(rank_bin_histogram(ts), key=f"inspector_bins_{tid}")
         st.caption("GLTR's fingerprint with 1-based ranks: GLTR's top bin '< 10' (0-based) is our 1-10.")

@@ -17,7 +17,8 @@ from rsr_core.analysis.zones import (RANK_BIN_COLOURS, RANK_BIN_LABELS, ZONE_COL
                                      ZoneThresholds, classify_zones, rank_bins, zone_summary)
 
 ISO_RSR = (1.0, 2.0, 4.0, 8.0, 16.0)
-WEBGL_ABOVE = 5000  # tokens; above this the scatter uses WebGL to stay responsive
+DOTS_UP_TO = 5000  # tokens drawn one dot each; a longer trajectory: its density, and dots for the page shown
+DENSITY_BINS = (60, 40)  # surprisal x log clipped rank
 RSR_LINE_COLOUR = "#6a00ff"
 
 
@@ -34,19 +35,28 @@ def token_positions(points: list[dict]) -> list[int]:
 
 
 def rank_surprisal_scatter(scores: TokenScores, r_max: int = 100, thresholds: ZoneThresholds = ZoneThresholds(),
-                           rsr: float | None = None, iso: tuple[float, ...] = ISO_RSR) -> go.Figure:
+                           rsr: float | None = None, iso: tuple[float, ...] = ISO_RSR,
+                           window: tuple[int, int] | None = None, dots_up_to: int = DOTS_UP_TO) -> go.Figure:
     """Every token at (surprisal, clipped rank), log rank axis, one trace per zone, with iso-RSR lines
     rank = c * surprisal (a token on the line of c has r/s = c) including the trajectory's own RSR.
 
-    customdata per point: [position, token text, unclipped rank]. Zones follow `rsr_core.analysis.zones`.
+    A trajectory of more than `dots_up_to` tokens is drawn as the density of all its tokens (a grey heatmap of
+    counts, computed here) with dots for the tokens of `window` [start, stop) only, the page of text shown: a
+    32,000-token trajectory would otherwise send 32,000 selectable points, seconds of drawing in the browser.
+    customdata per dot: [position, token text, unclipped rank]. Zones follow `rsr_core.analysis.zones`.
     """
     s = scores.surprisal.astype(np.float64)
     rc = clipped_rank(scores.rank, r_max)
     zones = classify_zones(scores.rank, scores.surprisal, thresholds)
     n = len(scores)
-    trace = go.Scattergl if n > WEBGL_ABOVE else go.Scatter
+    dense = n > dots_up_to
+    a, b = (0, n) if not dense or window is None else (max(0, int(window[0])), min(n, int(window[1])))
+    if dense and window is None:
+        a, b = 0, min(n, dots_up_to)
     x_max = max(float(s.max()) * 1.05 if n else 1.0, thresholds.surprisal * 1.2, 1.0)
     fig = go.Figure()
+    if dense:
+        fig.add_trace(_density(s, rc, x_max, r_max))
     xs = np.linspace(x_max / 400, x_max, 200)
     lines = [(c, False) for c in iso] + ([(float(rsr), True)] if rsr is not None and np.isfinite(rsr) else [])
     for c, own in lines:
@@ -63,16 +73,17 @@ def rank_surprisal_scatter(scores: TokenScores, r_max: int = 100, thresholds: Zo
             i = int(np.flatnonzero(keep)[-1])
             fig.add_annotation(x=float(xs[i]), y=float(np.log10(ys[i])), text=f"{c:g}", showarrow=False,
                                font={"size": 10, "color": "#666"}, xanchor="left", yanchor="bottom")
-    positions = np.arange(n)
-    texts = np.array([visible(t) for t in scores.tokens], dtype=object)
+    positions = np.arange(a, b)
+    texts = np.array([visible(t) for t in scores.tokens[a:b]], dtype=object)
+    where = "" if (a, b) == (0, n) else " on this page"
     for z in ZONES:
-        m = zones == z
+        m = zones[a:b] == z
         if not m.any():
             continue
-        fig.add_trace(trace(
-            x=s[m], y=rc[m], mode="markers", name=f"{ZONE_LABELS[z]} ({int(m.sum())})",
+        fig.add_trace(go.Scatter(
+            x=s[a:b][m], y=rc[a:b][m], mode="markers", name=f"{ZONE_LABELS[z]} ({int(m.sum())}{where})",
             marker={"color": ZONE_COLOURS[z], "size": 6, "line": {"width": 0.5, "color": "#444"}},
-            customdata=np.stack([positions[m], texts[m], scores.rank[m]], axis=1),
+            customdata=np.stack([positions[m], texts[m], scores.rank[a:b][m]], axis=1),
             hovertemplate="#%{customdata[0]} %{customdata[1]}<br>surprisal %{x:.3f} nats<br>"
                           "rank %{customdata[2]} (clipped %{y:.0f})<extra></extra>"))
     fig.update_layout(
@@ -82,6 +93,18 @@ def rank_surprisal_scatter(scores: TokenScores, r_max: int = 100, thresholds: Zo
                "range": [np.log10(0.8), np.log10(max(r_max, 2) * 1.3)]},
         legend={"orientation": "h", "y": -0.18})
     return fig
+
+
+def _density(s: np.ndarray, rc: np.ndarray, x_max: float, r_max: int) -> go.Heatmap:
+    """Token counts on a grid of surprisal x log clipped rank, empty cells transparent (not selectable)."""
+    x_edges = np.linspace(0.0, x_max, DENSITY_BINS[0] + 1)
+    y_edges = np.logspace(np.log10(0.8), np.log10(max(r_max, 2) * 1.3), DENSITY_BINS[1] + 1)
+    counts, _, _ = np.histogram2d(s, rc, bins=(x_edges, y_edges))
+    z = np.where(counts.T > 0, np.log10(np.maximum(counts.T, 1)) + 1, np.nan)  # log scale: a few tokens show
+    return go.Heatmap(x=(x_edges[:-1] + x_edges[1:]) / 2, y=np.sqrt(y_edges[:-1] * y_edges[1:]), z=z,
+                      text=counts.T.astype(np.int64), colorscale=[[0, "#f0f0f0"], [1, "#8c8c8c"]],
+                      showscale=False, zmin=0, name=f"all {len(s):,} tokens", showlegend=True,
+                      hovertemplate="%{text} tokens<extra>all tokens</extra>")  # no customdata: not a token
 
 
 def rank_bin_histogram(scores: TokenScores) -> go.Figure:

@@ -53,32 +53,45 @@ def valid_overrides(pooled: pd.DataFrame, overrides: Mapping[str, str]) -> tuple
     return valid, stale
 
 
+SHOWN_CANDIDATES = 8  # candidates listed in a problem's row (all of them in the problem's own table)
+
+
 def _fmt(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.2f}"
 
 
-def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr") -> pd.DataFrame:
+def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr",
+                 shown: int = SHOWN_CANDIDATES) -> pd.DataFrame:
     """One row per problem (pool), in the selection's order: its candidates, and the chosen one with how it was
     chosen.
 
     Columns: problem_id, pool_id, chosen (trajectory id, '' when the pool was dropped), teacher, run, `value` (the
     rule's metric of the chosen one; NaN for random), rsr, n_tokens, correct, choice ('rule', 'manual',
-    'fallback ...' or 'dropped: <reason>'), n_candidates, n_eligible, candidates ('teacher run: rsr' for each,
-    best RSR first), prompt (its first 120 characters).
+    'fallback ...' or 'dropped: <reason>'), n_candidates, n_eligible, candidates ('teacher run: rsr' for the best
+    `shown` by RSR, then '+N more'; 33 labels for each of 5,000 problems would be megabytes for the browser),
+    prompt (its first 120 characters).
     """
-    rsr_values = pooled["rsr"].to_numpy(float)
-    ordered = pooled.iloc[np.lexsort((sort_codes(pooled["trajectory_id"]), rsr_values,  # NaN sorts last
-                                      sort_codes(pooled["pool_id"])))]
-    labels = [f"{t}{' ' + r if r else ''}: {_fmt(v)}" for t, r, v in
-              zip(ordered["teacher"].astype(str).tolist(), ordered["run"].tolist(), ordered["rsr"].tolist())]
-    labels = pd.Series(labels, index=ordered.index, dtype=object)
-    grouped = ordered.assign(_label=labels).groupby("pool_id", sort=False)
+    pool_codes = sort_codes(pooled["pool_id"])
+    order = np.lexsort((sort_codes(pooled["trajectory_id"]), pooled["rsr"].to_numpy(float), pool_codes))  # NaN last
+    ordered = pooled.iloc[order]
+    codes = pool_codes[order]
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[1:] != codes[:-1]
+    place = np.arange(len(codes)) - np.maximum.accumulate(np.where(first, np.arange(len(codes)), 0))
+    top = ordered[place < shown]
+    labels = pd.Series([f"{t}{' ' + r if r else ''}: {_fmt(v)}" for t, r, v in
+                        zip(top["teacher"].astype(str).tolist(), top["run"].tolist(), top["rsr"].tolist())],
+                       index=top.index, dtype=object)
+    grouped = ordered.groupby("pool_id", sort=False)
     pools = pd.DataFrame({
         "problem_id": grouped["problem_id"].first(),
         "prompt": grouped["prompt"].first().astype(str).str.slice(0, 120) if "prompt" in ordered else "",
         "n_candidates": grouped.size(),
-        "candidates": grouped["_label"].agg(" · ".join),
+        "candidates": labels.groupby(top["pool_id"], sort=False).agg(" · ".join),
     })
+    more = pools["n_candidates"] - shown
+    pools["candidates"] = pools["candidates"].where(more <= 0,
+                                                    pools["candidates"] + " · +" + more.astype(str) + " more")
     pools.index.name = "pool_id"
     pools["problem_id"] = pools["problem_id"].where(pools["problem_id"] != "", pools.index.to_series())
 
