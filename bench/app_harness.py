@@ -366,21 +366,27 @@ class Session:
         return self.server.url + path
 
 
-def open_session(server: Server, name: str = "session", width: int = 1400, height: int = 1000) -> Session:
-    """A fresh headless Chromium pointed at nothing yet (`step_first_render` opens a page)."""
+def chrome(profile: Path, width: int = 1400, height: int = 1000) -> webdriver.Chrome:
+    """A headless Chromium with its own profile folder (so its own Streamlit session), at width x height."""
     binaries = browser_binaries()
     if binaries is None:
         raise RuntimeError("no chromium and chromedriver on this machine (Debian: apt-get install chromium "
                            "chromium-driver)")
-    chrome, driver_path = binaries
-    profile = Path(tempfile.mkdtemp(prefix="rsr-chrome-", dir=server.workdir))
+    binary, driver_path = binaries
     opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
+    opts.binary_location = binary
     for flag in CHROME_FLAGS:
         opts.add_argument(flag)
     opts.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
     driver.set_window_size(width, height)
+    return driver
+
+
+def open_session(server: Server, name: str = "session", width: int = 1400, height: int = 1000) -> Session:
+    """A fresh headless Chromium pointed at nothing yet (`step_first_render` opens a page)."""
+    profile = Path(tempfile.mkdtemp(prefix="rsr-chrome-", dir=server.workdir))
+    driver = chrome(profile, width, height)
     driver.set_page_load_timeout(120)
     driver.set_script_timeout(30)
     return Session(driver, server, profile, name)

@@ -47,6 +47,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.synthetic_flat import draw_scores  # noqa: E402  (the same token statistics as the flat scores)
 from rsr_core.analysis import aggregates as agg  # noqa: E402
 from rsr_core.data.store import ResultsStore, StoreWriter, StudentSettings, TokenColumns  # noqa: E402
 from rsr_core.data.trajectory import Trajectory  # noqa: E402
@@ -74,21 +75,6 @@ def vocabulary(size: int) -> list[str]:
     return out
 
 
-def draw_ranks(rng: np.random.Generator, n: int, p1: float, alpha: float, vocab: int) -> np.ndarray:
-    """[n] ranks: 1 with probability p1, else floor(2 U^(-1/(alpha-1))) (Pareto), redrawn uniformly above vocab."""
-    r = np.minimum(np.floor(2.0 * (1.0 - rng.random(n)) ** (-1.0 / (alpha - 1.0))), vocab + 1)
-    r = np.where(r > vocab, rng.integers(2, vocab + 1, n), r).astype(np.int64)
-    return np.where(rng.random(n) < p1, 1, r)
-
-
-def draw_tokens(rng: np.random.Generator, n: int, p1: float, alpha: float, vocab: int):
-    """([n] surprisal f32, [n] rank, [n] entropy f32) with surprisal correlated with rank."""
-    r = draw_ranks(rng, n, p1, alpha, vocab)
-    s = np.where(r == 1, rng.exponential(0.25, n), 0.6 * np.log(r) + 0.4 + np.abs(rng.normal(0.0, 0.6, n)))
-    e = 0.5 * s + rng.gamma(2.0, 0.3, n)
-    return s.astype(np.float32), r, e.astype(np.float32)
-
-
 def zipf_ids(rng: np.random.Generator, shape, vocab: int) -> np.ndarray:
     ids = np.minimum(np.floor((1.0 - rng.random(shape)) ** (-1.0 / 0.3)), vocab + 1).astype(np.int64) - 1
     return np.where(ids >= vocab, rng.integers(0, vocab, shape), ids)
@@ -96,7 +82,7 @@ def zipf_ids(rng: np.random.Generator, shape, vocab: int) -> np.ndarray:
 
 def token_columns(rng, ids: list[str], lengths: np.ndarray, params: list[tuple[float, float]], vocab_np: np.ndarray):
     """TokenColumns of trajectories `ids` and their conversation texts."""
-    parts = [draw_tokens(rng, int(n), p1, a, len(vocab_np)) for n, (p1, a) in zip(lengths, params)]
+    parts = [draw_scores(rng, int(n), p1, a, len(vocab_np)) for n, (p1, a) in zip(lengths, params)]
     s = np.concatenate([p[0] for p in parts])
     r = np.concatenate([p[1] for p in parts])
     e = np.concatenate([p[2] for p in parts])
@@ -132,7 +118,7 @@ def aggregates_chunk(args) -> agg.RankAggregates:
     """Aggregates of trajectories drawn with (seed, lengths, params): a worker's unit."""
     seed, lengths, params, vocab = args
     rng = np.random.default_rng(seed)
-    parts = [draw_tokens(rng, int(n), p1, a, vocab) for n, (p1, a) in zip(lengths, params)]
+    parts = [draw_scores(rng, int(n), p1, a, vocab) for n, (p1, a) in zip(lengths, params)]
     return agg.batch_aggregates(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                                 np.concatenate([p[2] for p in parts]), np.asarray(lengths))
 

@@ -6,7 +6,6 @@ title, the teaching page's tables without sideways scrolling), screenshots saved
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,9 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1400,1000")
 WAIT = 90  # seconds; the machine may be busy
 WIDTHS = (1280, 900)  # window widths the pages must read well at (900: the sidebar open beside a 540 px page)
 FITTING_TABLES = (".st-key-zpd_simulation", ".st-key-zpd_cartoon")  # tables that must not scroll sideways
@@ -74,6 +70,7 @@ return problems;
 """
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from bench.app_harness import browser_binaries, chrome  # noqa: E402  (one way to launch Chromium)
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
@@ -82,12 +79,6 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from rsr_core.data.demo import available_demo_students  # noqa: E402
 from rsr_core.ui.inspector import JUMP_LABEL  # noqa: E402
 from rsr_core.ui.navigation import available_pages  # noqa: E402
-
-
-def browser_binaries() -> tuple[str, str] | None:
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    return (chrome, driver) if chrome and driver else None
 
 
 pytestmark = [
@@ -144,14 +135,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chrome, driver_path = browser_binaries()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for flag in CHROME_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
-    driver.set_window_size(1400, 1000)
+    driver = chrome(tmp_path_factory.mktemp("chrome-profile"), 1400, 1000)
     yield driver
     driver.quit()
 
