@@ -66,9 +66,6 @@ ARROW_SCHEMA = pa.schema([
     ("agg_bins", pa.list_(BIN_TYPE)), ("agg_singles", pa.list_(SINGLE_TYPE)), ("agg_single_n_top", pa.int64()),
 ])
 ARROW_COLUMNS = tuple(ARROW_SCHEMA.names)
-_DTYPES = {"n": np.int64, "n_valid": np.int64, "n_valid_top": np.int64, "sum_s": np.float64, "sum_e": np.float64,
-           "sum_rank": np.float64, "single_n_top": np.int64, "bin_rank": np.uint32, "bin_count": np.uint32,
-           "bin_inv_s": np.float64, "bin_inv_s_top": np.float64, "single_rank": np.uint32, "single_s": np.float32}
 
 
 @dataclass
@@ -265,33 +262,6 @@ def concat_aggregates(parts: list[RankAggregates]) -> RankAggregates:
     return RankAggregates(**out)
 
 
-_PER_TRAJECTORY = ("n", "n_valid", "n_valid_top", "sum_s", "sum_e", "sum_rank", "single_n_top")
-_PER_BIN = ("bin_rank", "bin_count", "bin_inv_s", "bin_inv_s_top")
-_PER_SINGLE = ("single_rank", "single_s")
-
-
-def allocate(n: int, m: int, n_singles: int) -> RankAggregates:
-    """Uninitialised aggregates of N = n trajectories, M = m bins, L = n_singles singles, filled by `place`."""
-    out = {f.name: np.empty(n if f.name in _PER_TRAJECTORY else m if f.name in _PER_BIN else n_singles,
-                            dtype=_DTYPES[f.name]) for f in fields(RankAggregates) if not f.name.endswith("_offsets")}
-    return RankAggregates(bin_offsets=np.zeros(n + 1, np.int64), single_offsets=np.zeros(n + 1, np.int64), **out)
-
-
-def place(out: RankAggregates, part: RankAggregates, at: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Copy `part` into `out` at (trajectory, bin, single) position `at`; the position after it."""
-    j, b, s = at
-    n, m, n_singles = len(part), part.bin_rank.size, part.single_rank.size
-    for name in _PER_TRAJECTORY:
-        getattr(out, name)[j:j + n] = getattr(part, name)
-    for name in _PER_BIN:
-        getattr(out, name)[b:b + m] = getattr(part, name)
-    for name in _PER_SINGLE:
-        getattr(out, name)[s:s + n_singles] = getattr(part, name)
-    out.bin_offsets[j + 1:j + n + 1] = part.bin_offsets[1:] + b
-    out.single_offsets[j + 1:j + n + 1] = part.single_offsets[1:] + s
-    return j + n, b + m, s + n_singles
-
-
 def take(aggs: RankAggregates, index: np.ndarray) -> RankAggregates:
     """The aggregates of trajectories `index` ([K] positions), in that order."""
     index = np.asarray(index, dtype=np.int64)
@@ -437,13 +407,6 @@ def _list_parts(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Stru
 
 def _numpy(arr: pa.Array, dtype) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
-
-
-def arrow_sizes(table: pa.Table) -> tuple[int, int, int]:
-    """(trajectories, bins, singles) of an aggregates table, from its list offsets only."""
-    count = lambda col: sum(int(c.offsets[-1].as_py() - c.offsets[0].as_py())  # noqa: E731
-                            for c in table.column(col).chunks if len(c))
-    return table.num_rows, count("agg_bins"), count("agg_singles")
 
 
 def from_arrow(table: pa.Table) -> RankAggregates:

@@ -953,23 +953,9 @@ class ResultsStore:
         return pa.concat_tables(tables) if tables else _AGGS_SCHEMA.empty_table()
 
     def rank_aggregates(self, student: str) -> agg.RankAggregates:
-        """The aggregates as numpy arrays (`aggregates.RankAggregates`), rows as `trajectory_table`.
-
-        Filled part by part into arrays allocated once, so that loading needs little more memory than the result.
-        """
-        def read():
-            folder, parts = self._parts(student)
-            paths = [folder / f"{p['id']}.aggs.arrow" for p in parts]
-            sizes = [agg.arrow_sizes(files.read_ipc(path)) for path in paths]  # touches the offsets only
-            out = agg.allocate(*(sum(s[i] for s in sizes) for i in range(3)))
-            at = (0, 0, 0)
-            for path in paths:
-                for batch in files.ipc_batches(path):
-                    at = agg.place(out, agg.from_arrow(pa.Table.from_batches([batch])), at)
-            return out
-        out = self._retry(student, read)
-        pa.default_memory_pool().release_unused()  # what loading needed for a moment goes back to the system
-        return out
+        """The aggregates as one set of numpy arrays (`aggregates.RankAggregates`), rows as `trajectory_table`:
+        `rank_aggregate_parts` copied out of the memory-mapped files into memory of their own."""
+        return agg.concat_aggregates(self.rank_aggregate_parts(student))
 
     def rank_aggregate_parts(self, student: str) -> list[agg.RankAggregates]:
         """The aggregates as numpy views of the store's memory-mapped files, one per record batch, rows as

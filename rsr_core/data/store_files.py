@@ -368,15 +368,6 @@ def read_ipc(path: Path) -> pa.Table:
         return ipc.open_file(source).read_all()
 
 
-def ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The record batches of an Arrow IPC file, read one at a time into memory (not memory-mapped: pages of a
-    mapped file count in the process's memory until it is unmapped)."""
-    with pa.OSFile(str(path)) as source:
-        reader = ipc.open_file(source)
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
-
-
 def write_vocabulary(path: Path, entries: dict[int, str]) -> None:
     ids = sorted(entries)
     table = pa.table({"token_id": pa.array(ids, pa.int32()), "text": pa.array([entries[i] for i in ids], pa.string())},
