@@ -12,12 +12,12 @@ import streamlit as st
 
 from rsr_core.analysis.pools import POOL_BY, students_of
 from rsr_core.ui import state
-from rsr_core.ui.analysis_cache import cached_pools, cached_selection, cached_selection_summary
+from rsr_core.ui.analysis_cache import cached_pools, cached_problem_rows, cached_selection, cached_selection_summary
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row
 from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.selection_widgets import (EXPORT_FORMATS, RULE_MODES, candidate_rows, comparison_display,
-                                           export_bytes, filter_problems, picks_figure, problem_rows,
-                                           rule_description, selectable_metrics, valid_overrides)
+                                           export_bytes, filter_problems, picks_figure, rule_description,
+                                           selectable_metrics, valid_overrides)
 from rsr_core.ui.navigation import ensure_app_runs
 
 ensure_app_runs()
@@ -267,7 +267,7 @@ manual_warning(sel, settings)
 if valid:
     st.button(f"Forget {'the' if len(valid) == 1 else 'all'} {count(len(valid), 'manual choice')}",
               key="selection_clear_manual", on_click=_clear_overrides)
-rows = problem_rows(pooled, sel, settings["by"])
+rows = cached_problem_rows(table, settings, valid, one_student)
 problems_section(rows)
 problem_detail(rows, pooled, settings["by"], settings["correct_only"])
 summary_section(summary)

@@ -17,6 +17,7 @@ from rsr_core.analysis.pools import assign_pools, for_student
 from rsr_core.analysis.selection import Selection, SelectionSummary, select, selection_summary
 from rsr_core.analysis.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
 from rsr_core.ui.results import TABLE_KEY, table_key
+from rsr_core.ui.selection_widgets import problem_rows
 from rsr_core.ui.teacher_figures import combined_tables
 
 HEAVY_COLUMNS = ("messages", "prompt", "source")
@@ -101,6 +102,21 @@ def _pools(view: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFram
 def cached_pools(table: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
     """`assign_pools(for_student(table, student), pool_by)`, cached (shared: do not change it)."""
     return _pools(metric_view(table, keep_prompt=True), student, pool_by)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, hash_funcs=_HASH)
+def _problem_rows(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> pd.DataFrame:
+    options = dict(settings)
+    return problem_rows(_pools(view, student, options["pool_by"]), _selection(view, settings, overrides, student),
+                        options["by"])
+
+
+def cached_problem_rows(table: pd.DataFrame, settings: dict, overrides: dict[str, str],
+                        student: str | None = None) -> pd.DataFrame:
+    """`selection_widgets.problem_rows` of the cached pools and selection, cached: every rerun of the Selection
+    page needs it, and at 5,000 problems it takes about a second (shared: do not change it)."""
+    return _problem_rows(metric_view(table, keep_prompt=True), tuple(sorted(settings.items())),
+                         tuple(sorted(overrides.items())), student)
 
 
 @st.cache_resource(show_spinner="Comparing with random selection…", max_entries=16, hash_funcs=_HASH)
