@@ -41,13 +41,14 @@ functions, whose selectors and widget keys are in its `SEL`, `KEYS` and `PAGES`.
 usage: python bench/bench_app_scale.py --baseline [--sizes 990x2000 4983x2000 1980x10000] [--quick]
        [--mem-cap-gb 15] [--step-timeout 600] [--data-dir DIR] [--commit SHA]
        python bench/bench_app_scale.py --store [--sizes 990x2000 4983x2000 1980x10000 165000x10000:5000+32000]
-       [--quick] [--data-dir DIR] [--mem-cap-gb 15] [--step-timeout 600]
+       [--runs 3] [--quick] [--data-dir DIR] [--mem-cap-gb 15] [--step-timeout 600]
        python bench/bench_app_scale.py --score-memory [--counts 200 2000] [--score-threads 1] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import contextlib
 import datetime
 import json
@@ -57,6 +58,7 @@ import re
 import shutil
 import subprocess
 import sys
+import statistics
 import tempfile
 import threading
 import time
@@ -84,18 +86,26 @@ RSS; in headless Chromium (one browser instance per session), session 1:
 1. opens `/` (Overview, the default page; the sidebar's dataset is the store and its Student selectbox preselects
    the store's student): time from navigation until rendered (the report table and the "Inspect the lowest-RSR
    trajectory" button shown), and whether the caption names the synthetic student;
-2. sets r_max to 50 (sidebar number input): until the page shows `r_max = 50` (recomputed from the rank
-   aggregates, which the first change reads); then to 200 (the aggregates are in memory: the steady cost of a
-   change) and back to 50 (the table and report at 50 are cached);
+2. sets r_max to 50 (sidebar number input; typed, then timed from Enter): until the page shows `r_max = 50`
+   (recomputed from the rank aggregates, which the first change reads); then to 200 (the aggregates are in
+   memory: the steady cost of a change) and back to 50 (the table and report at 50 are cached);
 3. opens Teachers (sidebar link), until its tables and the budget section are drawn;
 4. opens Selection (sidebar link): it builds the selection over every pool on render; until its problem table and
    candidate picker are drawn;
 5. opens the Inspector (sidebar link; it shows the first trajectory of the table) and types the inspected id into
-   its search box (Enter): until that trajectory's header and tokens are shown. The id is the LONG trajectory
-   when the store has one, else the trajectory in the middle of the plan (as the baseline's). `page_s` and
-   `search_s` are the two parts;
+   its search box, then presses Enter: until that trajectory's header and tokens are shown. The id is the LONG
+   trajectory when the store has one, else the trajectory in the middle of the plan (as the baseline's).
+   `page_s` and `search_s` (timed from Enter, as the r_max steps: typing is the user's time) are the two parts,
+   and the step's time is their sum. Then the search is repeated 4 times, each after opening the first
+   trajectory again, so the page changes every time (`search_repeats_s`; the trajectory's data is then in the
+   server's cache): how much the browser's time for the same work varies from one run to the next;
 6. then session 2 opens `/`: its render time and the server RSS it adds (after session 1's steps, so the shared
    tables, aggregates and caches are already there).
+
+With `--runs N` all of this is done N times, each with a fresh server (from an empty RSR_CACHE_DIR) and fresh
+browsers, and every step reports the median of its N times (`runs_s`: each run's; the page and search parts of
+the inspector step per run), the memory figures the largest of the N: on a 2-core machine that the browser and
+the server share, the same step varies by a second from one run to the next.
 
 The server's RSS is that of its process tree (psutil), sampled every 0.2 s: before, after and peak of every step,
 and the peak over the run. Memory-mapped files (the rank aggregates) count as resident once touched.
@@ -110,6 +120,7 @@ trajectories committed so far. POOL is N records made from the bundled demo pool
 (`{id}~{i:05d}`) and a distinct prompt (` (copy i)` appended to the user message), so every conversation is
 scored and stored; the store is new for every count. Flat memory: the peak at N=2,000 stays near the peak at 200."""
 BASELINE_COMMIT = "c84133936e41eb344bef0c335a7538bad83e4fe6"
+INSPECT_REPEATS = 4  # the inspector's search again, alternating with the first trajectory it showed
 SIZES = ("990x2000", "4983x2000", "1980x10000")
 QUICK_SIZES = ("99x500",)
 STORE_SIZES = ("990x2000", "4983x2000", "1980x10000", "165000x10000:5000+32000")
@@ -469,7 +480,8 @@ def store_steps(trajectory_id: str, r_max: int = 50) -> list[tuple[str, StepFn]]
         (f"r_max -> {r_max} again (cached)", lambda s, t: h.step_set_r_max(s, r_max, t)),
         ("open Teachers", lambda s, t: h.step_open_page(s, "teachers", t)),
         ("build a selection (open Selection)", lambda s, t: h.step_build_selection(s, t)),
-        ("open the inspector on a trajectory", lambda s, t: h.step_search_inspector(s, trajectory_id, t)),
+        ("open the inspector on a trajectory",
+         lambda s, t: h.step_search_inspector(s, trajectory_id, t, repeats=INSPECT_REPEATS)),
     ]
 
 
@@ -495,6 +507,43 @@ def run_store_size(data_dir: Path, work: Path, text: str, args, app_dir: Path = 
         result["app"] = {"error": f"{type(e).__name__}: {e}"}
     result["load_average_after"] = load_average()
     return result
+
+
+def combine_runs(runs: list[dict]) -> dict:
+    """One size measured `len(runs)` times, each on a fresh server and browser: every step's time is the median of
+    the runs where it rendered (`runs_s`: each run's, None where it failed; failed when most runs failed), the
+    memory figures the largest of the runs. A single run is returned as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    out = copy.deepcopy(runs[0])
+    out["runs"] = len(runs)
+    out["load_average_after"] = runs[-1].get("load_average_after")
+    for step in _steps(out):
+        same = [_step_of(r, step["session"], step["name"]) for r in runs]
+        times = [x["seconds"] if x and x["ok"] else None for x in same]
+        done = sorted(t for t in times if t is not None)
+        step["runs_s"] = times
+        if len(done) * 2 > len(runs):
+            step.update(ok=True, seconds=round(statistics.median(done), 2), error=None)
+            step.pop("error", None)
+        details = [x.get("detail", {}) for x in same if x and x["ok"]]
+        for key in ("page_s", "search_s"):
+            if details and all(key in d for d in details):
+                step.setdefault("detail", {})[f"{key}_runs"] = [d[key] for d in details]
+        for key in ("rss_peak_gb", "rss_after_gb"):
+            values = [x[key] for x in same if x and x.get(key) is not None]
+            if values:
+                step[key] = max(values)
+    app, apps = out.get("app", {}), [r.get("app", {}) for r in runs]
+    for key in ("peak_rss_gb", "second_session_added_rss_gb"):
+        values = [a[key] for a in apps if a.get(key) is not None]
+        if values and key in app:
+            app[key] = max(values)
+    return out
+
+
+def _step_of(result: dict, session: str, name: str) -> dict | None:
+    return next((s for s in _steps(result) if s["name"] == name and s.get("session") == session), None)
 
 
 # --- score: memory against the number of trajectories ---------------------------------------------------------------
@@ -711,10 +760,17 @@ def steps_table(results: list[dict]) -> str:
         for name in names:
             step = _step(r, name)
             cell = "skipped" if step is None else _took(step, r)
+            runs = step.get("runs_s") if step else None
             if step and step["ok"] and "search_s" in step.get("detail", {}):
                 d = step["detail"]
-                cell += f" (page {d['page_s']:.1f} + search {d['search_s']:.1f}; {d.get('trajectory_tokens') or '?'} " \
-                        f"tokens)"
+                again = d.get("search_repeats_s")
+                parts = zip(d["page_s_runs"], d["search_s_runs"]) if "page_s_runs" in d else \
+                    [(d["page_s"], d["search_s"])]
+                cell += " (" + ", ".join(f"{a:.1f} + {b:.1f}" for a, b in parts) + " s: page + search" + (
+                    f"; search again: {', '.join(f'{x:.1f}' for x in again)} s" if again and not runs else "") + \
+                    f"; {d.get('trajectory_tokens') or '?'} tokens)"
+            elif runs:
+                cell += " (" + ", ".join("failed" if x is None else f"{x:.1f}" for x in runs) + ")"
             cells.append(cell)
         lines.append("| " + " | ".join([_pool(r), *cells]) + " |")
     return "\n".join(lines)
@@ -932,8 +988,10 @@ def run_store(args) -> int:
         app_dir = Path(args.app_dir).resolve() if args.app_dir else ROOT
         imports = measure_imports(app_dir)
         print(f"imports of the first script run, in a fresh process: {imports}", flush=True)
-        return run_sizes(args, "store", head_commit(app_dir), sizes,
-                         lambda size: run_store_size(data_dir, work, size, args, app_dir), measured=STORE_MEASURED,
+        def measure(size: str) -> dict:
+            runs = [run_store_size(data_dir, work, size, args, app_dir) for _ in range(max(1, args.runs))]
+            return combine_runs(runs)
+        return run_sizes(args, "store", head_commit(app_dir), sizes, measure, measured=STORE_MEASURED,
                          extra={"app_dir": str(app_dir), "app_code_changed": app_code_changed(app_dir),
                                 "first_run_imports_s": imports})
 
@@ -960,6 +1018,8 @@ def main(argv=None) -> int:
     p.add_argument("--score-timeout", type=float, default=7200.0, help="--score-memory: seconds per count")
     p.add_argument("--app-dir", help="--store: measure the app in this folder (e.g. a scratch copy with a candidate "
                                      "fix) instead of this checkout")
+    p.add_argument("--runs", type=int, default=1, help="--store: measure each size this many times, each on a "
+                                                       "fresh server and browser, and report the medians")
     p.add_argument("--out", help="write the results to this file instead of bench/results/app_scale(-quick).json")
     args = p.parse_args(argv)
     if args.score_memory:

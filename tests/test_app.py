@@ -5,6 +5,7 @@ survive moving between pages; the sidebar reports unreadable records and scores 
 no session holds the shared results."""
 from __future__ import annotations
 
+import base64
 import gc
 import json
 import os
@@ -156,6 +157,11 @@ def test_reasoning_trace_shows_prompt_boundary_and_parts(demo):
 
 
 def list_frame(at: AppTest) -> pd.DataFrame:
+    """The trajectory list's page as shown, the list opened first (a collapsed list is not drawn)."""
+    if not at.session_state[ui.K_LIST_OPEN]:
+        assert not [df for df in at.dataframe if df.key == ui.K_LIST]
+        at.session_state[ui.K_LIST_OPEN] = True
+        at.run()
     return next(df.value for df in at.dataframe if df.key == ui.K_LIST)
 
 
@@ -212,6 +218,48 @@ def test_scatter_of_a_long_trajectory_is_its_density_and_the_dots_of_the_page(de
     dots = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
     assert sorted(int(p) for t in dots for p in np.asarray(t.customdata)[:, 0]) == list(range(10, 30))
     assert all("on this page" in t.name for t in dots)
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def plotly_array(value) -> np.ndarray:
+    """An array of a figure's JSON: a list, or plotly's typed array {"dtype", "bdata" (base64)}."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def test_only_the_open_chart_tab_is_drawn(demo):
+    """The chart tabs beside the text draw the open tab only; choosing another draws that one instead."""
+    table, scores = demo
+    at = inspector(start_app())
+    tid = at.session_state["selected_trajectory"]
+    n = len(scores[tid])
+
+    def drawn() -> list[str]:
+        return [d["type"] for spec in chart_specs(at) for d in spec["data"]
+                if "window" not in json.dumps(spec["layout"].get("title", ""))]  # the curve below is always there
+    assert "scatter" in drawn() and "bar" not in drawn()
+    at.session_state[ui.K_CHART_TAB] = "Surprisal"
+    at.run()
+    assert not at.exception
+    bars = [d for spec in chart_specs(at) for d in spec["data"] if d["type"] == "bar"]
+    assert len(bars) == 1 and set(drawn()) == {"bar"}
+    assert int(np.sum(plotly_array(bars[0]["y"]))) == n  # binned on the server: every token in one of the bars
+    at.session_state[ui.K_CHART_TAB] = "Zones"
+    at.run()
+    assert drawn() == [] and any("% of Σ clipped rank" in df.value.columns for df in at.dataframe)
+
+
+def test_the_curve_of_a_long_text_has_a_bounded_number_of_windows():
+    s, r = np.random.default_rng(0).exponential(size=32_000), np.arange(32_000) % 50 + 1
+    for n, w in ((32_000, 64), (32_000, 2), (500, 64), (70, 64)):
+        curve = explain.sliding_rsr(s[:n], r[:n], 100, w, stride=ui.curve_stride(n, w))
+        assert len(curve) <= ui.CURVE_POINTS + 2 and curve["stop"].iloc[-1] == n
+        assert curve["start"].diff().max() <= max(w // 4, 1) or len(curve) > ui.CURVE_POINTS - 2
+    assert ui.curve_stride(500, 64) == 16  # a short text keeps the quarter-window step
 
 
 def test_jump_to_worst_span(demo):

@@ -156,6 +156,11 @@ def open_page(driver, url: str) -> None:
     time.sleep(1.0)
 
 
+def card(driver, token) -> str:
+    """The text of a token's hover card as drawn (its ::after content; "none" when not shown)."""
+    return driver.execute_script("return getComputedStyle(arguments[0], '::after').content", token)
+
+
 def test_inspector_tooltip_and_jump(server, browser):
     """Runs first: /inspector is the first URL this server process sees (app.py must still run around it)."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -168,17 +173,17 @@ def test_inspector_tooltip_and_jump(server, browser):
     browser.save_screenshot(str(ARTIFACTS / "inspector-top.png"))
 
     token = next(t for t in tokens[10:] if t.text.strip())
-    tip = token.find_element(By.CSS_SELECTOR, ".rsr-tip")
-    assert not tip.is_displayed()  # CSS-only card: hidden until hovered
+    assert card(browser, token) == "none"  # CSS-only card: nothing until hovered
     metric = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMetric"]')
     browser.execute_script(  # the metrics row just below the header, the text and the scatter beneath
         "const main = document.querySelector('[data-testid=\"stMain\"]');"
         "main.scrollTop += arguments[0].getBoundingClientRect().top - 70;", metric)
     ActionChains(browser).move_to_element(token).perform()
-    wait.until(lambda d: tip.is_displayed())
-    text = tip.text
+    wait.until(lambda d: card(d, token) != "none")
+    text = card(browser, token)
     assert "surprisal" in text and "rank" in text and "nats" in text, text
     assert f"#{token.get_attribute('data-t')}" in text
+    assert f"clipped rank {token.get_attribute('data-c')} (r_max 100)" in text, text  # values, not attr() left over
     time.sleep(0.5)
     browser.save_screenshot(str(ARTIFACTS / "inspector.png"))  # metrics, text with a hover card, scatter
 

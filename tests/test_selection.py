@@ -10,9 +10,11 @@ import pytest
 from rsr_core.analysis.metrics import dataset_rsr, trajectory_metrics
 from rsr_core.analysis.selection import (
     EXPORT_FIELDS,
+    prepare_pools,
     read_overrides,
     rule_label,
     select,
+    select_pooled,
     selection_records,
     selection_summary,
     write_selection,
@@ -210,6 +212,22 @@ def test_summary_counts_picks_and_compares_with_random_and_single_teachers():
         assert comp.loc[f"teacher {teacher} (all)", "n_trajectories"] == len(own)
     text = summary.to_text()
     assert "picks per teacher" in text and "random (mean of 3 seeds)" in text
+
+
+@pytest.mark.parametrize("settings", [{}, {"by": "random", "seed": 4}, {"correct_only": True},
+                                      {"correct_only": True, "keep_pools_without_correct": True, "mode": "max"}])
+def test_a_table_pooled_once_gives_the_same_selection_and_summary(settings):
+    """The app pools a table once (`prepare_pools`) for the selection and its summary: same results as `select`
+    and `selection_summary` on the table itself."""
+    table = random_table(n_problems=20, seed=9)
+    pooled = prepare_pools(table)
+    direct, shared = select(table, **settings), select_pooled(pooled, **settings)
+    pd.testing.assert_frame_equal(direct.selected, shared.selected)
+    pd.testing.assert_frame_equal(direct.dropped, shared.dropped)
+    a = selection_summary(table, direct, random_seeds=[0, 1])
+    b = selection_summary(table, shared, random_seeds=[0, 1], pooled=pooled)
+    pd.testing.assert_frame_equal(a.comparison, b.comparison)
+    assert "_value" not in pooled and len(pooled) == len(table)  # the shared table is left as it was
 
 
 def test_equal_surprisal_makes_rsr_selection_beat_random_and_every_teacher():

@@ -61,17 +61,40 @@ def test_newlines_are_kept_and_marked(scores):
     assert '<span class="rsr-nl">\u21b5</span>\n' in out
 
 
+def token_attributes(out: str, t: int) -> dict[str, str]:
+    """The attributes of token t's element, unescaped."""
+    tag = re.search(rf'<span class="rsr-tok[^"]*" data-t="{t}"([^>]*)>', out).group(1)
+    return {k: html.unescape(v) for k, v in re.findall(r'(data-[a-z]+)="([^"]*)"', tag)}
+
+
 def test_hover_card_shows_every_value(scores):
     out = token_strip_html(scores, r_max=3)
-    card = re.search(r'data-t="1".*?<span class="rsr-tip">(.*?)</span></span>(<span class="rsr-tok|</div>)',
-                     out, re.S).group(1)
+    card = token_attributes(out, 1)
     s, r = float(scores.surprisal[1]), int(scores.rank[1])
-    assert f"surprisal <b>{s:.3f}</b>" in card
-    assert float(re.search(r"p <b>([0-9.e+-]+)</b>", card).group(1)) == pytest.approx(np.exp(-s), rel=1e-2)
-    assert f"rank <b>{r}</b>" in card and f"clipped rank <b>{min(r, 3)}</b>" in card
-    assert f"{float(scores.entropy[1]):.3f}" in card
-    for alt, prob in zip(scores.top_tokens[1], scores.top_probs[1]):
-        assert html.escape(visible(alt)) in card and f"{float(prob):.3g}" in card
+    assert card["data-h"] == visible(scores.tokens[1])
+    assert card["data-s"] == f"{s:.3f}"
+    assert float(card["data-p"]) == pytest.approx(np.exp(-s), rel=1e-2)
+    assert card["data-r"] == str(r) and card["data-c"] == str(min(r, 3))
+    assert card["data-e"] == f"{float(scores.entropy[1]):.3f}"
+    alts = card["data-a"].split("\n")
+    assert len(alts) == len(scores.top_tokens[1])
+    for line, alt, prob, tid in zip(alts, scores.top_tokens[1], scores.top_probs[1], scores.top_ids[1]):
+        assert visible(alt) in line and f"{float(prob):.3g}" in line
+        assert line.endswith("\u25c2") == (int(tid) == int(scores.token_ids[1]))  # the token itself is marked
+    assert '--rsr-rmax:&quot;3&quot;' in out  # the card's r_max
+
+
+def test_hover_card_css_shows_every_attribute(scores):
+    """The card is the :hover::after of the token; its content names every attribute the token carries."""
+    out = token_strip_html(scores)
+    rule = re.search(r"\.rsr-tok:hover::after \{(.*?)\}", out, re.S).group(1)
+    content = rule[rule.index("content:"):]
+    for name in set(token_attributes(out, 1)) - {"data-zone"}:
+        assert f"attr({name})" in content, name
+    assert "var(--rsr-zone)" in content and "var(--rsr-rmax)" in content
+    assert re.search(r'\.rsr-tok\[data-zone="alien"\] \{ --rsr-zone: "alien', out)
+    body = out[out.index('<div class="rsr-strip">'):]
+    assert "<span" not in re.sub(r'<span class="rsr-(tok|nl|window)[^>]*>', "", body)  # one element per token
 
 
 def test_colours_follow_the_chosen_view(scores):

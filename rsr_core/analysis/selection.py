@@ -156,32 +156,10 @@ def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapp
     return pd.concat([kept, *rows], ignore_index=True)
 
 
-def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
-           correct_only: bool = False, keep_pools_without_correct: bool = False,
-           overrides: Mapping[str, str] | None = None, pool_by: str = "auto",
-           student: str | None = None) -> Selection:
-    """Pick one trajectory per candidate pool of a trajectory table by `mode` ('min', 'max', 'random') of `by`.
-
-    `by='random'` is the same as `mode='random'`. See the module docstring for NaN, ties, the correct filter
-    and overrides. Pools of one keep their only candidate (unless the correct filter drops it). A table scored
-    under several students needs `student` (scores of different students are not comparable).
-    """
-    if by == "random":
-        mode = "random"
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    pooled = _with_codes(assign_pools(for_student(table, student), pool_by))
-    return _select_pooled(pooled, by=by, mode=mode, seed=seed, correct_only=correct_only,
-                          keep_pools_without_correct=keep_pools_without_correct, overrides=overrides,
-                          student=student)
-
-
-def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None, correct_only: bool,
-                   keep_pools_without_correct: bool, overrides: Mapping[str, str] | None,
-                   student: str | None, summary: pd.DataFrame | None = None) -> Selection:
-    """`select` on a table `assign_pools` and `_with_codes` have prepared (left unchanged); `summary`: its
-    `pool_summary` indexed by pool_id, when already computed."""
-    pool_by = pooled.attrs["pool_by"]
+def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_only: bool,
+           keep_pools_without_correct: bool, summary: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """The rule's pick of each pool, before overrides: (the pooled table with the helper columns, [n] eligible
+    mask, the picked rows with `correct_filter_fallback`)."""
     pooled = pooled.copy(deep=False)
     pooled["_order"] = np.arange(len(pooled))
     if mode == "random":
@@ -193,14 +171,57 @@ def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None
         raise ValueError("correct-only selection, but the table has no correctness information")
     eligible = pooled["correct"].fillna(False).astype(bool).to_numpy() if correct_only \
         else np.ones(len(pooled), dtype=bool)
-
-    if summary is None:
-        summary = pool_summary(pooled).set_index("pool_id")
     chosen = _best_per_pool(pooled[eligible]).assign(correct_filter_fallback=False)
     missing = summary.index.difference(pd.Index(chosen["pool_id"]))
     if keep_pools_without_correct and len(missing):
         fallback = _best_per_pool(pooled[pooled["pool_id"].isin(missing)]).assign(correct_filter_fallback=True)
         chosen = pd.concat([chosen, fallback], ignore_index=True)
+    return pooled, eligible, chosen
+
+
+def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
+           correct_only: bool = False, keep_pools_without_correct: bool = False,
+           overrides: Mapping[str, str] | None = None, pool_by: str = "auto",
+           student: str | None = None) -> Selection:
+    """Pick one trajectory per candidate pool of a trajectory table by `mode` ('min', 'max', 'random') of `by`.
+
+    `by='random'` is the same as `mode='random'`. See the module docstring for NaN, ties, the correct filter
+    and overrides. Pools of one keep their only candidate (unless the correct filter drops it). A table scored
+    under several students needs `student` (scores of different students are not comparable).
+    """
+    return select_pooled(prepare_pools(table, pool_by, student), by=by, mode=mode, seed=seed,
+                         correct_only=correct_only, keep_pools_without_correct=keep_pools_without_correct,
+                         overrides=overrides, student=student)
+
+
+def prepare_pools(table: pd.DataFrame, pool_by: str = "auto", student: str | None = None) -> pd.DataFrame:
+    """The table of one student with its pools assigned and the sort codes of pool and trajectory ids: what
+    `select_pooled` and `selection_summary` work on, so an app computes it once for both."""
+    return _with_codes(assign_pools(for_student(table, student), pool_by))
+
+
+def select_pooled(pooled: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
+                  correct_only: bool = False, keep_pools_without_correct: bool = False,
+                  overrides: Mapping[str, str] | None = None, student: str | None = None) -> Selection:
+    """`select` on a table `prepare_pools` made (left unchanged)."""
+    if by == "random":
+        mode = "random"
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    return _select_pooled(pooled, by=by, mode=mode, seed=seed, correct_only=correct_only,
+                          keep_pools_without_correct=keep_pools_without_correct, overrides=overrides,
+                          student=student)
+
+
+def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None, correct_only: bool,
+                   keep_pools_without_correct: bool, overrides: Mapping[str, str] | None,
+                   student: str | None, summary: pd.DataFrame | None = None) -> Selection:
+    """`select` on a table `assign_pools` and `_with_codes` have prepared (left unchanged); `summary`: its
+    `pool_summary` indexed by pool_id, when already computed."""
+    pool_by = pooled.attrs["pool_by"]
+    if summary is None:
+        summary = pool_summary(pooled).set_index("pool_id")
+    pooled, eligible, chosen = _picks(pooled, by, mode, seed, correct_only, keep_pools_without_correct, summary)
     chosen = chosen.assign(manual=False)
     chosen = _apply_overrides(pooled, chosen, overrides or {})
 
@@ -245,23 +266,21 @@ def picks_per_teacher(selected: pd.DataFrame) -> pd.DataFrame:
 
 
 def selection_summary(table: pd.DataFrame, selection: Selection, *,
-                      random_seeds: Iterable[int] = DEFAULT_RANDOM_SEEDS) -> SelectionSummary:
+                      random_seeds: Iterable[int] = DEFAULT_RANDOM_SEEDS,
+                      pooled: pd.DataFrame | None = None) -> SelectionSummary:
     """Compare the selected set with random selection (mean over `random_seeds`) and each teacher's full set.
 
-    Random selection uses the same pools and the same correct filter as the selection itself.
+    Random selection uses the same pools and the same correct filter as the selection itself. `pooled`: the
+    table as `prepare_pools` made it for this selection, when already at hand.
     """
-    table = for_student(table, selection.student)
+    full = prepare_pools(table, selection.pool_by, selection.student) if pooled is None else pooled
     rows = [{"set": f"selected ({selection.rule})", **set_metrics(selection.selected)}]
     seeds = list(random_seeds)
-    full = assign_pools(table, selection.pool_by)
     if seeds:
-        pooled = _with_codes(full)
+        pooled = full
         summary = pool_summary(pooled).set_index("pool_id")
-        runs = [set_metrics(_select_pooled(pooled, by="random", mode="random", seed=s,
-                                           correct_only=selection.correct_only,
-                                           keep_pools_without_correct=selection.keep_pools_without_correct,
-                                           overrides=None, student=selection.student, summary=summary).selected)
-                for s in seeds]
+        runs = [set_metrics(_picks(pooled, "random", "random", s, selection.correct_only,  # the picks only
+                                   selection.keep_pools_without_correct, summary)[2]) for s in seeds]
         rows.append({"set": f"random (mean of {len(seeds)} seeds)",
                      **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)
                         else float("nan") for k in runs[0]}})

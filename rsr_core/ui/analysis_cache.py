@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis.report import teacher_report
-from rsr_core.analysis.pools import assign_pools, for_student
-from rsr_core.analysis.selection import Selection, SelectionSummary, select, selection_summary
+from rsr_core.analysis.selection import (Selection, SelectionSummary, prepare_pools, select_pooled,
+                                         selection_summary)
 from rsr_core.analysis.teachers import BudgetSelection, budget_selection, student_rankings, teacher_table
 from rsr_core.ui.results import TABLE_KEY, table_key
 from rsr_core.ui.selection_widgets import problem_rows
@@ -84,7 +84,9 @@ def cached_student_rankings(table: pd.DataFrame) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Selecting…", max_entries=16, hash_funcs=_HASH)
 def _selection(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> Selection:
-    return select(view, **dict(settings), overrides=dict(overrides), student=student)
+    options = dict(settings)
+    pooled = _pools(view, student, options.pop("pool_by", "auto"))
+    return select_pooled(pooled, **options, overrides=dict(overrides), student=student)
 
 
 def cached_selection(table: pd.DataFrame, settings: dict, overrides: dict[str, str],
@@ -96,11 +98,12 @@ def cached_selection(table: pd.DataFrame, settings: dict, overrides: dict[str, s
 
 @st.cache_resource(show_spinner=False, max_entries=16, hash_funcs=_HASH)
 def _pools(view: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
-    return assign_pools(for_student(view, student), pool_by)
+    return prepare_pools(view, pool_by, student)
 
 
 def cached_pools(table: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
-    """`assign_pools(for_student(table, student), pool_by)`, cached (shared: do not change it)."""
+    """`selection.prepare_pools(table, pool_by, student)`, cached: the selection, its summary and the page share
+    it (shared: do not change it)."""
     return _pools(metric_view(table, keep_prompt=True), student, pool_by)
 
 
@@ -121,7 +124,8 @@ def cached_problem_rows(table: pd.DataFrame, settings: dict, overrides: dict[str
 
 @st.cache_resource(show_spinner="Comparing with random selection…", max_entries=16, hash_funcs=_HASH)
 def _summary(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> SelectionSummary:
-    return selection_summary(view, _selection(view, settings, overrides, student))
+    return selection_summary(view, _selection(view, settings, overrides, student),
+                             pooled=_pools(view, student, dict(settings).get("pool_by", "auto")))
 
 
 def cached_selection_summary(table: pd.DataFrame, settings: dict, overrides: dict[str, str],

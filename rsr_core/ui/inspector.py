@@ -35,8 +35,11 @@ MARGIN = 20  # tokens shown before a span or token that the view jumps to
 
 K_TEACHER, K_PROBLEM, K_SORT, K_DESC = "inspector_teacher", "inspector_problem", "inspector_sort", "inspector_desc"
 K_SEARCH, K_LIST_PAGE = "inspector_search", "inspector_list_page"
-K_PICK, K_LIST = "inspector_pick", "inspector_list"
+K_PICK, K_LIST, K_LIST_OPEN = "inspector_pick", "inspector_list", "inspector_list_open"
 LIST_PAGE = 50  # rows of the trajectory list per page
+CURVE_POINTS = 500  # at most about this many windows on the sliding-RSR curve (a 32k-token text: 2,000 at w / 4)
+K_CHART_TAB = "inspector_chart_tab"
+CHART_TABS = ("Rank × surprisal", "Rank bins", "Surprisal", "Zones")
 PERSISTENT = (K_TEACHER, K_PROBLEM, K_SORT, K_DESC, K_SEARCH, "inspector_view", "inspector_page_size")
 K_VIEW, K_PAGE, K_START = "inspector_view", "inspector_page_size", "inspector_start"
 K_COMPARE, K_COMPARE_MODE = "inspector_compare", "inspector_compare_mode"
@@ -81,6 +84,13 @@ def trajectory_list(table: pd.DataFrame, teacher: str = ALL, problem: str = ALL,
     view = view[[c for c in LIST_COLUMNS if c in view]]
     view = view.sort_values(sort, ascending=not descending, kind="stable", na_position="last")
     return view.reset_index(drop=True)
+
+
+def curve_stride(n_tokens: int, window: int, points: int = CURVE_POINTS) -> int:
+    """Step between the windows of the sliding-RSR curve: a quarter window, wider for a text so long that the
+    curve would have more than about `points` windows (each point is a selectable marker the browser draws)."""
+    w = max(1, min(int(window), int(n_tokens)))
+    return int(max(w // 4 or 1, -(-(int(n_tokens) - w) // max(1, points))))
 
 
 def list_page(view: pd.DataFrame, page: int, size: int = LIST_PAGE) -> pd.DataFrame:
@@ -162,22 +172,31 @@ def pick_trajectory(table: pd.DataFrame) -> str | None:
         tid = str(view["trajectory_id"].iloc[0])
     state.select_trajectory(tid)
     pages = max(1, (len(view) + LIST_PAGE - 1) // LIST_PAGE)
-    with st.expander(f"Trajectories ({len(view):,}): click a row to open it", expanded=False):
-        page = 0
-        if pages > 1:
-            page = int(st.number_input(f"Page (of {pages:,}; {LIST_PAGE} rows each)", 1, pages, 1,
-                                       key=K_LIST_PAGE)) - 1
-        shown = list_page(view, page)
-        ids = shown["trajectory_id"].astype(str).tolist()
-        st.dataframe(shown, key=K_LIST, on_select=lambda: _on_list_select(ids), selection_mode="single-row",
-                     hide_index=True, height=240, width="stretch",
-                     column_config={"rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
-                                    "avg_rank_clipped": st.column_config.NumberColumn(format="%.2f"),
-                                    "avg_surprisal": st.column_config.NumberColumn(format="%.3f")})
+    # drawn only while open (opening it reruns the page), so a collapsed list costs a rerun nothing
+    box = st.expander(f"Trajectories ({len(view):,}): click a row to open it", expanded=False, key=K_LIST_OPEN,
+                      on_change="rerun")
+    if box.open is not False:
+        with box:
+            _list_view(view, pages)
     row = state.trajectory_row(tid)
     st.markdown(f"**{tid}** · {row['teacher']} · problem {row['problem_id']} · RSR {row['rsr']:.3f} · "
                 f"{count(row['n_tokens'], 'token')}")
     return tid
+
+
+def _list_view(view: pd.DataFrame, pages: int) -> None:
+    """One page of the trajectory list (click a row to open it), with the page number."""
+    page = 0
+    if pages > 1:
+        page = int(st.number_input(f"Page (of {pages:,}; {LIST_PAGE} rows each)", 1, pages, 1,
+                                   key=K_LIST_PAGE)) - 1
+    shown = list_page(view, page)
+    ids = shown["trajectory_id"].astype(str).tolist()
+    st.dataframe(shown, key=K_LIST, on_select=lambda: _on_list_select(ids), selection_mode="single-row",
+                 hide_index=True, height=240, width="stretch",
+                 column_config={"rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
+                                "avg_rank_clipped": st.column_config.NumberColumn(format="%.2f"),
+                                "avg_surprisal": st.column_config.NumberColumn(format="%.3f")})
 
 
 def answer_starts(ts: TokenScores, messages: list[dict]) -> tuple[np.ndarray, list[int]]:
@@ -292,28 +311,34 @@ def outlined_span_text(ts: TokenScores, positions: list[int], r_max: int, worst:
 def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, rsr: float, page: int) -> None:
     """The rank × surprisal scatter (selectable) and the histograms."""
     n = len(ts)
-    tabs = st.tabs(["Rank × surprisal", "Rank bins", "Surprisal", "Zones"])
+    # only the open tab is drawn (switching tabs reruns the page): four charts of a long text at every rerun
+    # were a second of the browser's time
+    tabs = st.tabs(list(CHART_TABS), key=K_CHART_TAB, on_change="rerun")
     with tabs[0]:
-        key = f"inspector_scatter_{tid}"
-        start = min(state.window_start(tid), max(n - 1, 0))
-        chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr, window=(start, start + page)), key=key,
-              on_select=lambda: _on_scatter(key, tid, n, page), selection_mode=("points", "box", "lasso"))
-        dots = ("Each dot is a token" if n <= DOTS_UP_TO else
-                f"Grey: where all {n:,} tokens lie (darker: more); each dot is a token of the page of text shown "
-                f"(tokens {start:,}-{min(n, start + page) - 1:,})")
-        st.caption(f"{dots}. Dotted lines: rank = c · surprisal (tokens on them have r/s = c); solid: this "
-                   "trajectory's RSR. Dots above it push RSR up. Select dots (click, box or lasso) to outline the "
-                   "tokens in the text.")
+        if tabs[0].open is not False:
+            key = f"inspector_scatter_{tid}"
+            start = min(state.window_start(tid), max(n - 1, 0))
+            chart(rank_surprisal_scatter(ts, r_max, thresholds, rsr, window=(start, start + page)), key=key,
+                  on_select=lambda: _on_scatter(key, tid, n, page), selection_mode=("points", "box", "lasso"))
+            dots = ("Each dot is a token" if n <= DOTS_UP_TO else
+                    f"Grey: where all {n:,} tokens lie (darker: more); each dot is a token of the page of text "
+                    f"shown (tokens {start:,}-{min(n, start + page) - 1:,})")
+            st.caption(f"{dots}. Dotted lines: rank = c · surprisal (tokens on them have r/s = c); solid: this "
+                       "trajectory's RSR. Dots above it push RSR up. Select dots (click, box or lasso) to outline "
+                       "the tokens in the text.")
     with tabs[1]:
-        chart(rank_bin_histogram(ts), key=f"inspector_bins_{tid}")
-        st.caption("GLTR's fingerprint with 1-based ranks: GLTR's top bin '< 10' (0-based) is our 1-10.")
+        if tabs[1].open is not False:
+            chart(rank_bin_histogram(ts), key=f"inspector_bins_{tid}")
+            st.caption("GLTR's fingerprint with 1-based ranks: GLTR's top bin '< 10' (0-based) is our 1-10.")
     with tabs[2]:
-        chart(surprisal_histogram(ts, thresholds), key=f"inspector_surprisal_{tid}")
+        if tabs[2].open is not False:
+            chart(surprisal_histogram(ts, thresholds), key=f"inspector_surprisal_{tid}")
     with tabs[3]:
-        st.dataframe(zone_share_table(ts, r_max, thresholds), hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
-                                    ("% tokens", "% of Σ clipped rank", "% of Σ surprisal")})
-        st.caption("A zone whose share of Σ clipped rank exceeds its share of Σ surprisal pushes RSR up.")
+        if tabs[3].open is not False:
+            st.dataframe(zone_share_table(ts, r_max, thresholds), hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
+                                        ("% tokens", "% of Σ clipped rank", "% of Σ surprisal")})
+            st.caption("A zone whose share of Σ clipped rank exceeds its share of Σ surprisal pushes RSR up.")
 
 
 def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int,
@@ -330,7 +355,7 @@ def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int
                "changes RSR by −excess / (Σ surprisal of the rest).")
     # the curve and the spans one above the other, full width: side by side the table was 170 px wide
     top = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=5)
-    curve = explain.sliding_rsr(ts.surprisal, ts.rank, r_max, window)
+    curve = explain.sliding_rsr(ts.surprisal, ts.rank, r_max, window, stride=curve_stride(n, window))
     marked = state.selected_tokens(tid)
     span = (marked[0], marked[-1] + 1) if marked else None
     label = "outlined: raises RSR most" if top and span == (top[0].start, top[0].stop) else "outlined"

@@ -122,10 +122,14 @@ def rank_bin_histogram(scores: TokenScores) -> go.Figure:
 
 def surprisal_histogram(scores: TokenScores, thresholds: ZoneThresholds = ZoneThresholds(),
                         bins: int = 40) -> go.Figure:
-    """Histogram of token surprisal (nats) with the zone threshold and the mean marked."""
+    """Histogram of token surprisal (nats) with the zone threshold and the mean marked; binned here, so the
+    figure carries `bins` bars and not one value per token."""
     s = scores.surprisal.astype(np.float64)
-    fig = go.Figure(go.Histogram(x=s, nbinsx=bins, marker_color="#fc8d59",
-                                 hovertemplate="%{x} nats: %{y} tokens<extra></extra>"))
+    counts, edges = np.histogram(s, bins=bins, range=(0.0, max(float(s.max()) if s.size else 1.0, 1e-6)))
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges) * 0.95,
+                           marker_color="#fc8d59", customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                           hovertemplate="%{customdata[0]:.2f}-%{customdata[1]:.2f} nats: %{y} tokens"
+                                         "<extra></extra>"))
     fig.add_vline(x=thresholds.surprisal, line={"dash": "dot", "color": "#444"},
                   annotation_text=f"zone threshold {thresholds.surprisal:g}", annotation_position="top right")
     if s.size:
@@ -133,7 +137,7 @@ def surprisal_histogram(scores: TokenScores, thresholds: ZoneThresholds = ZoneTh
                       annotation_text=f"mean {s.mean():.2f}", annotation_position="top left")
     fig.update_layout(height=280, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       title={"text": "surprisal per token", "font": {"size": 13}},
-                      xaxis={"title": "surprisal (nats)"}, yaxis={"title": "tokens"}, bargap=0.05)
+                      xaxis={"title": "surprisal (nats)"}, yaxis={"title": "tokens"})
     return fig
 
 

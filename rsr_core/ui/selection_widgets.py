@@ -71,8 +71,10 @@ def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr",
     `shown` by RSR, then '+N more'; 33 labels for each of 5,000 problems would be megabytes for the browser),
     prompt (its first 120 characters).
     """
-    pool_codes = sort_codes(pooled["pool_id"])
-    order = np.lexsort((sort_codes(pooled["trajectory_id"]), pooled["rsr"].to_numpy(float), pool_codes))  # NaN last
+    # the sort codes `selection.prepare_pools` left in the table, else computed here
+    pool_codes = pooled["_pool"].to_numpy() if "_pool" in pooled else sort_codes(pooled["pool_id"])
+    id_codes = pooled["_id_rank"].to_numpy() if "_id_rank" in pooled else sort_codes(pooled["trajectory_id"])
+    order = np.lexsort((id_codes, pooled["rsr"].to_numpy(float), pool_codes))  # NaN last
     ordered = pooled.iloc[order]
     codes = pool_codes[order]
     first = np.ones(len(codes), dtype=bool)

@@ -2,9 +2,12 @@
 
 `token_strip_html` is pure (testable without Streamlit); `render_token_strip` hands its output to `st.html`.
 Views (`colour_by`): "rank" (clipped rank, log scale), "surprisal" (nats), "zone" (see `rsr_core.analysis.zones`) and
-"gltr" (GLTR's rank bins). The hover card is CSS only (st.html strips scripts). Every token is a
-`<span class="rsr-tok" data-t="INDEX">` whose card is its child `<span class="rsr-tip">`; INDEX is the token's
-position in the whole trajectory, also when only a window [start, stop) is rendered.
+"gltr" (GLTR's rank bins). Every token is one element, `<span class="rsr-tok" data-t="INDEX" ...>`, where INDEX is
+its position in the whole trajectory, also when only a window [start, stop) is rendered.
+
+The hover card is CSS only (st.html strips scripts): the token's values are data attributes (`CARD_FIELDS`) that
+a `:hover::after` rule assembles into the card. A card of child elements per token made a page of 1,500 tokens
+27,000 nodes and 2 MB of HTML, and the browser's sanitising of it took about a second on every rerun.
 """
 from __future__ import annotations
 
@@ -40,23 +43,24 @@ STRIP_CSS = """
 .rsr-tok:hover { outline: 2px solid #333; z-index: 20; }
 .rsr-tok.rsr-hl { outline: 2px solid #6a00ff; outline-offset: 1px; }
 .rsr-nl { opacity: 0.45; font-size: 0.8em; }
-.rsr-tip { display: none; position: absolute; left: 0; top: 1.6em; z-index: 1000; min-width: 15em; max-width: 22em;
-  white-space: normal; font-family: sans-serif; font-size: 0.78rem; line-height: 1.35; text-align: left;
-  background: #ffffff; color: #111111; border: 1px solid #999; border-radius: 6px; padding: 0.45em 0.6em;
-  box-shadow: 0 2px 8px rgba(0,0,0,0.25); }
-.rsr-tok:hover > .rsr-tip { display: block; }
-.rsr-tip b { font-weight: 600; }
-.rsr-tip .rsr-tip-head { display: block; font-weight: 600; margin-bottom: 0.2em; }
-.rsr-tip .rsr-tip-row { display: block; }
-.rsr-tip .rsr-tip-alts { display: block; margin-top: 0.3em; border-top: 1px solid #ddd; padding-top: 0.25em; }
-.rsr-tip .rsr-alt { display: block; }
-.rsr-tip .rsr-alt.rsr-self { font-weight: 600; }
+.rsr-tok:hover::after { display: block; position: absolute; left: 0; top: 1.6em; z-index: 1000; min-width: 15em;
+  max-width: 24em; width: max-content; white-space: pre-wrap; font-family: sans-serif; font-size: 0.78rem;
+  line-height: 1.35; text-align: left; font-weight: 400; background: #ffffff; color: #111111; border: 1px solid #999;
+  border-radius: 6px; padding: 0.45em 0.6em; box-shadow: 0 2px 8px rgba(0,0,0,0.25);
+  content: attr(data-h) "   #" attr(data-t) "\\A" "surprisal " attr(data-s) " nats \\00b7  p " attr(data-p) "\\A"
+    "rank " attr(data-r) " \\00b7  clipped rank " attr(data-c) " (r_max " var(--rsr-rmax) ")\\A"
+    "entropy " attr(data-e) " nats \\00b7  " var(--rsr-zone) "\\A" "student's top choices:\\A" attr(data-a); }
 .rsr-turn { display: block; font-family: sans-serif; font-size: 0.75rem; opacity: 0.7; margin: 0.4em 0;
   border-top: 1px dashed #aaa; }
 .rsr-part { display: block; font-family: sans-serif; font-size: 0.75rem; font-weight: 600; color: #5a3e9b;
   margin: 0.5em 0 0.3em; border-top: 2px solid #8e6fd1; }
 .rsr-window { display: block; font-family: sans-serif; font-size: 0.75rem; opacity: 0.7; }
-"""
+""" + "".join(f'.rsr-tok[data-zone="{z}"] {{ --rsr-zone: "{label}"; }}\n' for z, label in ZONE_LABELS.items())
+CARD_FIELDS = {  # data attribute of a token: what its hover card shows there
+    "data-h": "the token's text, whitespace made visible",
+    "data-s": "surprisal (nats)", "data-p": "probability", "data-r": "rank", "data-c": "clipped rank",
+    "data-e": "entropy (nats)", "data-a": "the student's top alternatives, one per line, ◂ marking the token itself",
+}
 
 
 def visible(text: str) -> str:
@@ -83,28 +87,21 @@ def _fmt_prob(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-3 else f"{p:.2e}"
 
 
-def _tooltip(scores: TokenScores, t: int, zone: str, r_max: int) -> str:
-    """The hover card of token t: its text, every per-token value and the student's top alternatives."""
+def _attr(text: str) -> str:
+    """Text as a double-quoted attribute value (newlines kept as character references)."""
+    return html.escape(text, quote=True).replace("\n", "&#10;")
+
+
+def _card_attributes(scores: TokenScores, t: int, rc: int) -> str:
+    """The data attributes of token t that its hover card shows (`CARD_FIELDS`), as HTML."""
     s = float(scores.surprisal[t])
-    r = int(scores.rank[t])
-    p = float(np.exp(-s))
-    rows = [
-        f'<span class="rsr-tip-head">{html.escape(visible(scores.tokens[t]))} '
-        f'<span style="font-weight:400;opacity:0.7">#{t}</span></span>',
-        f'<span class="rsr-tip-row">surprisal <b>{s:.3f}</b> nats &middot; p <b>{_fmt_prob(p)}</b></span>',
-        f'<span class="rsr-tip-row">rank <b>{r}</b> &middot; clipped rank <b>{int(clipped_rank(r, r_max))}</b> '
-        f'(r_max {r_max})</span>',
-        f'<span class="rsr-tip-row">entropy <b>{float(scores.entropy[t]):.3f}</b> nats &middot; '
-        f'{html.escape(ZONE_LABELS[zone])}</span>',
-    ]
-    alts = []
     own_id = int(scores.token_ids[t])
-    for k, (alt, prob) in enumerate(zip(scores.top_tokens[t], scores.top_probs[t].tolist())):
-        own = int(scores.top_ids[t][k]) == own_id
-        alts.append(f'<span class="rsr-alt{" rsr-self" if own else ""}">{k + 1}. '
-                    f'{html.escape(visible(alt))} &nbsp;{_fmt_prob(float(prob))}</span>')
-    rows.append(f'<span class="rsr-tip-alts">student\'s top {len(alts)}:{"".join(alts)}</span>')
-    return f'<span class="rsr-tip">{"".join(rows)}</span>'
+    alts = "\n".join(f"{k + 1}. {visible(alt)}  {_fmt_prob(float(prob))}"
+                     + (" \u25c2" if int(scores.top_ids[t][k]) == own_id else "")
+                     for k, (alt, prob) in enumerate(zip(scores.top_tokens[t], scores.top_probs[t].tolist())))
+    return (f' data-h="{_attr(visible(scores.tokens[t]))}" data-s="{s:.3f}" data-p="{_fmt_prob(float(np.exp(-s)))}"'
+            f' data-r="{int(scores.rank[t])}" data-c="{rc}" data-e="{float(scores.entropy[t]):.3f}"'
+            f' data-a="{_attr(alts)}"')
 
 
 def _token_text(text: str) -> str:
@@ -161,6 +158,7 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
     answers = {int(i) for i in answer_starts}
     colours = token_colours(scores, colour_by, r_max, thresholds, surprisal_max)
     zones = classify_zones(scores.rank, scores.surprisal, thresholds)
+    clipped = clipped_rank(scores.rank[start:stop], r_max)
     parts = []
     if start > 0 or stop < n:
         parts.append(f'<span class="rsr-window">showing tokens {start}&ndash;{max(stop - 1, start)} '
@@ -173,11 +171,12 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
         bg = colours[t]
         cls = "rsr-tok rsr-hl" if t in marked else "rsr-tok"
         parts.append(f'<span class="{cls}" data-t="{t}" data-zone="{zones[t]}" '
-                     f'style="background:{bg};color:{text_colour(bg)}">{_token_text(scores.tokens[t])}'
-                     f'{_tooltip(scores, t, zones[t], r_max)}</span>')
+                     f'style="background:{bg};color:{text_colour(bg)}"'
+                     f'{_card_attributes(scores, t, int(clipped[t - start]))}>{_token_text(scores.tokens[t])}</span>')
     body = "".join(parts)
     head = legend_html(colour_by, r_max, thresholds, surprisal_max) if legend else ""
-    return (f'<div class="rsr-strip-wrap" data-view="{colour_by}">{head}<style>{STRIP_CSS}</style>'
+    return (f'<div class="rsr-strip-wrap" data-view="{colour_by}" style="--rsr-rmax:&quot;{int(r_max)}&quot;">'
+            f'{head}<style>{STRIP_CSS}</style>'
             f'<div class="rsr-strip">{body}</div></div>')
 
 
