@@ -41,7 +41,7 @@ functions, whose selectors and widget keys are in its `SEL`, `KEYS` and `PAGES`.
 usage: python bench/bench_app_scale.py --baseline [--sizes 990x2000 4983x2000 1980x10000] [--quick]
        [--mem-cap-gb 15] [--step-timeout 600] [--data-dir DIR] [--commit SHA]
        python bench/bench_app_scale.py --store [--sizes 990x2000 4983x2000 1980x10000 165000x10000:5000+32000]
-       [--runs 3] [--quick] [--data-dir DIR] [--mem-cap-gb 15] [--step-timeout 600]
+       [--runs 3] [--quiet-below 1.0] [--quick] [--data-dir DIR] [--mem-cap-gb 15] [--step-timeout 600]
        python bench/bench_app_scale.py --score-memory [--counts 200 2000] [--score-threads 1] [--quick]
 """
 
@@ -105,7 +105,8 @@ RSS; in headless Chromium (one browser instance per session), session 1:
 With `--runs N` all of this is done N times, each with a fresh server (from an empty RSR_CACHE_DIR) and fresh
 browsers, and every step reports the median of its N times (`runs_s`: each run's; the page and search parts of
 the inspector step per run), the memory figures the largest of the N: on a 2-core machine that the browser and
-the server share, the same step varies by a second from one run to the next.
+the server share, the same step varies by a second from one run to the next. `--quiet-below L` waits before each
+run until the 1-minute load average is under L (at most 3 minutes; `waited_for_quiet_s`).
 
 The server's RSS is that of its process tree (psutil), sampled every 0.2 s: before, after and peak of every step,
 and the peak over the run. Memory-mapped files (the rank aggregates) count as resident once touched.
@@ -149,6 +150,15 @@ print(json.dumps({"seconds": seconds, "import_s": import_s, "trajectories": len(
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_for_quiet(below: float | None, limit_s: float = 180.0) -> float:
+    """Wait until the 1-minute load average is under `below` (at most `limit_s`); returns the seconds waited.
+    The previous run's server and browsers leave the load near 2 on a 2-core machine for a minute."""
+    t0 = time.monotonic()
+    while below is not None and os.getloadavg()[0] >= below and time.monotonic() - t0 < limit_s:
+        time.sleep(5)
+    return round(time.monotonic() - t0, 1)
 
 
 def _first_line(cmd: list[str]) -> str | None:
@@ -518,6 +528,9 @@ def combine_runs(runs: list[dict]) -> dict:
     out = copy.deepcopy(runs[0])
     out["runs"] = len(runs)
     out["load_average_after"] = runs[-1].get("load_average_after")
+    out["runs_load_average_before"] = [r.get("load_average_before") for r in runs]
+    if any("waited_for_quiet_s" in r for r in runs):
+        out["waited_for_quiet_s"] = [r.get("waited_for_quiet_s") for r in runs]
     for step in _steps(out):
         same = [_step_of(r, step["session"], step["name"]) for r in runs]
         times = [x["seconds"] if x and x["ok"] else None for x in same]
@@ -989,7 +1002,10 @@ def run_store(args) -> int:
         imports = measure_imports(app_dir)
         print(f"imports of the first script run, in a fresh process: {imports}", flush=True)
         def measure(size: str) -> dict:
-            runs = [run_store_size(data_dir, work, size, args, app_dir) for _ in range(max(1, args.runs))]
+            runs = []
+            for _ in range(max(1, args.runs)):
+                waited = wait_for_quiet(args.quiet_below)
+                runs.append({**run_store_size(data_dir, work, size, args, app_dir), "waited_for_quiet_s": waited})
             return combine_runs(runs)
         return run_sizes(args, "store", head_commit(app_dir), sizes, measure, measured=STORE_MEASURED,
                          extra={"app_dir": str(app_dir), "app_code_changed": app_code_changed(app_dir),
@@ -1020,6 +1036,8 @@ def main(argv=None) -> int:
                                      "fix) instead of this checkout")
     p.add_argument("--runs", type=int, default=1, help="--store: measure each size this many times, each on a "
                                                        "fresh server and browser, and report the medians")
+    p.add_argument("--quiet-below", type=float, help="--store: before each run, wait (at most 3 minutes) until the "
+                                                     "1-minute load average is under this")
     p.add_argument("--out", help="write the results to this file instead of bench/results/app_scale(-quick).json")
     args = p.parse_args(argv)
     if args.score_memory:

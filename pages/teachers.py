@@ -10,11 +10,12 @@ from __future__ import annotations
 import streamlit as st
 
 from rsr_core.analysis.pools import students_of
-from rsr_core.analysis.teachers import ranking_agreement, run_table
+from rsr_core.analysis.teachers import ranking_agreement
 from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
 from rsr_core.ui.metric_labels import count, metric_label
-from rsr_core.ui.analysis_cache import cached_budget_selection, cached_student_rankings, cached_teacher_table, combined
+from rsr_core.ui.analysis_cache import (cached_budget_selection, cached_run_table, cached_student_rankings,
+                                       cached_teacher_table, combined)
 from rsr_core.ui.layout import CONTROL_PX, chart, control_row, metric_row
 from rsr_core.ui.teacher_figures import (HIDDEN_LABELS, budget_figure, rank_surprisal_figure,
                                          rsr_distribution_figure, teacher_display_table, teacher_from_selection,
@@ -86,7 +87,7 @@ def teacher_table_section(teachers, table) -> None:
     names = shown["teacher"].astype(str).tolist()
     st.dataframe(shown, key=key, hide_index=True, width="stretch", column_config=NUM, selection_mode="single-row",
                  on_select=lambda: _focus_from_table(key, names))
-    runs = run_table(table)
+    runs = cached_run_table(table)
     if runs["run"].notna().any():
         with st.expander("Per run"):
             cols = [c for c in ("teacher", "run", "n_trajectories", "rsr", "avg_surprisal", "avg_rank_clipped",
