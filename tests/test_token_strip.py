@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.ui.token_strip import token_colours, token_strip_html, visible
+from rsr_core.ui.token_strip import CARD_FIELDS, token_colours, token_strip_html, visible
 from rsr_core.analysis.zones import ZONE_COLOURS, ZoneThresholds, rank_colour, surprisal_colour
 
 VOCAB = ["<a>", " b&c", "\n", " x", "y", " Wait", " So", "2"]
@@ -89,7 +89,8 @@ def test_hover_card_css_shows_every_attribute(scores):
     out = token_strip_html(scores)
     rule = re.search(r"\.rsr-tok:hover::after \{(.*?)\}", out, re.S).group(1)
     content = rule[rule.index("content:"):]
-    for name in set(token_attributes(out, 1)) - {"data-zone"}:
+    assert set(token_attributes(out, 1)) == {"data-zone", *CARD_FIELDS}  # those after data-t
+    for name in ("data-t", *CARD_FIELDS):
         assert f"attr({name})" in content, name
     assert "var(--rsr-zone)" in content and "var(--rsr-rmax)" in content
     assert re.search(r'\.rsr-tok\[data-zone="alien"\] \{ --rsr-zone: "alien', out)

@@ -131,6 +131,13 @@ def _with_codes(pooled: pd.DataFrame) -> pd.DataFrame:
     return pooled.assign(_pool=sort_codes(pooled["pool_id"]), _id_rank=sort_codes(pooled["trajectory_id"]))
 
 
+def pool_sort_codes(pooled: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """([n] codes that sort as `pool_id`, [n] codes that sort as `trajectory_id`) of a pooled table: the ones
+    `prepare_pools` left in it, else computed."""
+    coded = _with_codes(pooled)
+    return coded["_pool"].to_numpy(), coded["_id_rank"].to_numpy()
+
+
 def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapping[str, str]) -> pd.DataFrame:
     """Replace each overridden pool's pick by the named trajectory, marked manual."""
     by_id = pooled.set_index("trajectory_id", drop=False)
@@ -277,9 +284,8 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
     rows = [{"set": f"selected ({selection.rule})", **set_metrics(selection.selected)}]
     seeds = list(random_seeds)
     if seeds:
-        pooled = full
-        summary = pool_summary(pooled).set_index("pool_id")
-        runs = [set_metrics(_picks(pooled, "random", "random", s, selection.correct_only,  # the picks only
+        summary = pool_summary(full).set_index("pool_id")
+        runs = [set_metrics(_picks(full, "random", "random", s, selection.correct_only,  # the picks only
                                    selection.keep_pools_without_correct, summary)[2]) for s in seeds]
         rows.append({"set": f"random (mean of {len(seeds)} seeds)",
                      **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)

@@ -96,9 +96,9 @@ def cached_student_rankings(table: pd.DataFrame) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Selecting…", max_entries=16, hash_funcs=_HASH)
 def _selection(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> Selection:
-    options = dict(settings)
-    pooled = _pools(view, student, options.pop("pool_by", "auto"))
-    return select_pooled(pooled, **options, overrides=dict(overrides), student=student)
+    options = {k: v for k, v in settings if k != "pool_by"}
+    return select_pooled(_settings_pools(view, settings, student), **options, overrides=dict(overrides),
+                         student=student)
 
 
 def cached_selection(table: pd.DataFrame, settings: dict, overrides: dict[str, str],
@@ -113,6 +113,11 @@ def _pools(view: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFram
     return prepare_pools(view, pool_by, student)
 
 
+def _settings_pools(view: pd.DataFrame, settings: tuple, student: str | None) -> pd.DataFrame:
+    """The cached pools of the settings' `pool_by` (the selection settings as `(name, value)` pairs)."""
+    return _pools(view, student, dict(settings).get("pool_by", "auto"))
+
+
 def cached_pools(table: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
     """`selection.prepare_pools(table, pool_by, student)`, cached: the selection, its summary and the page share
     it (shared: do not change it)."""
@@ -121,9 +126,8 @@ def cached_pools(table: pd.DataFrame, student: str | None, pool_by: str) -> pd.D
 
 @st.cache_resource(show_spinner=False, max_entries=16, hash_funcs=_HASH)
 def _problem_rows(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> pd.DataFrame:
-    options = dict(settings)
-    return problem_rows(_pools(view, student, options["pool_by"]), _selection(view, settings, overrides, student),
-                        options["by"])
+    return problem_rows(_settings_pools(view, settings, student), _selection(view, settings, overrides, student),
+                        dict(settings)["by"])
 
 
 def cached_problem_rows(table: pd.DataFrame, settings: dict, overrides: dict[str, str],
@@ -137,7 +141,7 @@ def cached_problem_rows(table: pd.DataFrame, settings: dict, overrides: dict[str
 @st.cache_resource(show_spinner="Comparing with random selection…", max_entries=16, hash_funcs=_HASH)
 def _summary(view: pd.DataFrame, settings: tuple, overrides: tuple, student: str | None) -> SelectionSummary:
     return selection_summary(view, _selection(view, settings, overrides, student),
-                             pooled=_pools(view, student, dict(settings).get("pool_by", "auto")))
+                             pooled=_settings_pools(view, settings, student))
 
 
 def cached_selection_summary(table: pd.DataFrame, settings: dict, overrides: dict[str, str],

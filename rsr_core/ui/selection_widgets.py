@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from rsr_core.analysis.pools import sort_codes
-from rsr_core.analysis.selection import Selection, SelectionSummary, write_selection
+from rsr_core.analysis.selection import Selection, SelectionSummary, pool_sort_codes, write_selection
 from rsr_core.ui.metric_labels import metric_label
 
 RULE_MODES = {"min": "lowest value of a metric", "max": "highest value of a metric", "random": "random (seeded)"}
@@ -71,9 +70,7 @@ def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr",
     `shown` by RSR, then '+N more'; 33 labels for each of 5,000 problems would be megabytes for the browser),
     prompt (its first 120 characters).
     """
-    # the sort codes `selection.prepare_pools` left in the table, else computed here
-    pool_codes = pooled["_pool"].to_numpy() if "_pool" in pooled else sort_codes(pooled["pool_id"])
-    id_codes = pooled["_id_rank"].to_numpy() if "_id_rank" in pooled else sort_codes(pooled["trajectory_id"])
+    pool_codes, id_codes = pool_sort_codes(pooled)
     order = np.lexsort((id_codes, pooled["rsr"].to_numpy(float), pool_codes))  # NaN last
     ordered = pooled.iloc[order]
     codes = pool_codes[order]
