@@ -537,8 +537,11 @@ def combine_runs(runs: list[dict]) -> dict:
         done = sorted(t for t in times if t is not None)
         step["runs_s"] = times
         if len(done) * 2 > len(runs):
-            step.update(ok=True, seconds=round(statistics.median(done), 2), error=None)
+            step.update(ok=True, seconds=round(statistics.median(done), 2))
             step.pop("error", None)
+        else:
+            step.update(ok=False, seconds=None,
+                        error=next((x["error"] for x in same if x and x.get("error")), "not run in most runs"))
         details = [x.get("detail", {}) for x in same if x and x["ok"]]
         for key in ("page_s", "search_s"):
             if details and all(key in d for d in details):
