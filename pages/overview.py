@@ -3,9 +3,10 @@ import streamlit as st
 
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_teacher_report
-from rsr_core.ui.layout import button_row
+from rsr_core.ui.layout import button_row, chart
 from rsr_core.ui.metric_labels import count
 from rsr_core.ui.navigation import available_pages, ensure_app_runs
+from rsr_core.ui.teacher_figures import report_figure
 
 ensure_app_runs()
 
@@ -27,13 +28,20 @@ st.caption(f"Dataset: **{dataset.label if dataset else 'none'}** · student: **{
            f"r_max = {state.current_r_max()}")
 
 st.subheader("Teachers on this dataset")
+# the chart's place is drawn first, so that the browser loads its charting code while the report is computed
+figure = st.empty()
+with figure:
+    chart(report_figure(None))
 tables = {s: state.student_table(s) for s in ([student] if student else []) + state.other_students()}
 tables = {s: t for s, t in tables.items() if not t.empty}
 if not tables:
+    figure.empty()
     st.info(state.NO_SCORES)
 else:
     st.caption(f"{count(len(table), 'trajectory', 'trajectories')} under {student}" if not table.empty else "")
     report = cached_teacher_report(tables)
+    with figure:
+        chart(report_figure(report, student), key="overview_chart_teachers")
     shown = [c for c in ("student", "teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average",
                          "avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "n_runs")
              if c in report]

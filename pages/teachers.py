@@ -27,6 +27,10 @@ ensure_app_runs()
 FOCUS = "teachers_focus"  # the teacher whose trajectories are listed (selectbox; chart and table clicks set it)
 OPEN = "teachers_open_trajectory"  # a trajectory clicked in the list, opened in the inspector on the next run
 CHARTS = ("teachers_chart_plane", "teachers_chart_length", "teachers_chart_accuracy")
+GLANCE_TAB = "teachers_glance_tab"  # which chart of "Teachers at a glance" is open (only that one is drawn)
+GLANCE_TABS = ("RSR against surprisal", "RSR against length", "RSR per trajectory")
+RUNS_OPEN = "teachers_runs_open"  # the per-run table's expander (drawn only while open)
+BUDGET_OPEN = "teachers_budget_open"  # the budget section's expander (computed and drawn only while open)
 NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f") for c in (
     "teacher_score", "rsr", "rsr_low", "rsr_high", "avg_surprisal", "avg_rank_clipped", "avg_rank", "avg_length",
     "correct_rate", "top_k_rate", "rsr_budget", "rsr_budget_low", "rsr_budget_high", "rsr_full")}
@@ -87,9 +91,12 @@ def teacher_table_section(teachers, table) -> None:
     names = shown["teacher"].astype(str).tolist()
     st.dataframe(shown, key=key, hide_index=True, width="stretch", column_config=NUM, selection_mode="single-row",
                  on_select=lambda: _focus_from_table(key, names))
-    runs = cached_run_table(table)
-    if runs["run"].notna().any():
-        with st.expander("Per run"):
+    if "run" not in table or not table["run"].dropna().astype(str).ne("").any():
+        return
+    box = st.expander("Per run", key=RUNS_OPEN, on_change="rerun")  # computed and drawn only while open
+    if box.open is not False:
+        runs = cached_run_table(table)
+        with box:
             cols = [c for c in ("teacher", "run", "n_trajectories", "rsr", "avg_surprisal", "avg_rank_clipped",
                                 "avg_length", "correct_rate") if c in runs and runs[c].notna().any()]
             st.dataframe(runs[cols], hide_index=True, width="stretch", column_config=NUM)
@@ -97,17 +104,30 @@ def teacher_table_section(teachers, table) -> None:
 
 def scatter_section(teachers, table) -> None:
     st.subheader("Teachers at a glance")
-    # one chart a row: side by side, each would be 200 px wide in a 900 px window
-    y = st.radio("vertical axis", ["avg_rank_clipped", "rsr"], horizontal=True, key="teachers_plane_y",
-                 format_func=lambda c: "mean clipped rank (iso-lines: constant RSR)" if c == "avg_rank_clipped"
-                 else "RSR (iso-lines: constant clipped rank)")
-    _clickable_chart(rank_surprisal_figure(teachers, y=y), CHARTS[0])
-    _clickable_chart(teacher_scatter(teachers, "avg_length", "rsr", "RSR against length"), CHARTS[1])
-    st.caption("Vertical bars: 95 % bootstrap interval of RSR. Click a point to list the teacher's trajectories "
-               "below. " + HIDDEN_LABELS)
-    kind = st.radio("distribution", ["box", "violin"], horizontal=True, key="teachers_distribution_kind")
-    chart(rsr_distribution_figure(table, teachers["teacher"].astype(str).tolist(), kind),
-          key="teachers_chart_distribution")
+    # only the open tab is drawn (switching tabs reruns the page): three charts at once were a second of the
+    # browser's time on every rerun
+    plane, length, spread = st.tabs(list(GLANCE_TABS), key=GLANCE_TAB, on_change="rerun")
+    with plane:
+        if plane.open is not False:
+            # one chart a row: side by side, each would be 200 px wide in a 900 px window
+            y = st.radio("vertical axis", ["avg_rank_clipped", "rsr"], horizontal=True,
+                         key=state.keep("teachers_plane_y"),
+                         format_func=lambda c: "mean clipped rank (iso-lines: constant RSR)"
+                         if c == "avg_rank_clipped" else "RSR (iso-lines: constant clipped rank)")
+            state.remember("teachers_plane_y")
+            _clickable_chart(rank_surprisal_figure(teachers, y=y), CHARTS[0])
+    with length:
+        if length.open is not False:
+            _clickable_chart(teacher_scatter(teachers, "avg_length", "rsr", "RSR against length"), CHARTS[1])
+            st.caption("Vertical bars: 95 % bootstrap interval of RSR.")
+    with spread:
+        if spread.open is not False:
+            kind = st.radio("distribution", ["box", "violin"], horizontal=True,
+                            key=state.keep("teachers_distribution_kind"))
+            state.remember("teachers_distribution_kind")
+            chart(rsr_distribution_figure(table, teachers["teacher"].astype(str).tolist(), kind),
+                  key="teachers_chart_distribution")
+    st.caption("Click a point to list the teacher's trajectories below. " + HIDDEN_LABELS)
 
 
 def trajectories_section(teachers, table) -> None:
@@ -163,13 +183,24 @@ def budget_section(table, n_teachers: int) -> None:
     st.caption("Rank the teachers by the dataset RSR of N sampled trajectories each (the paper uses 200) and keep "
                "the top k. Resampling says how stable that choice is: if the top k changes from sample to sample, "
                "N is too small.")
+    box = st.expander("Resample the teachers", key=BUDGET_OPEN, on_change="rerun")  # computed only while open
+    if box.open is False:
+        return
+    with box:
+        budget_view(table, n_teachers)
+
+
+def budget_view(table, n_teachers: int) -> None:
     with control_row():
-        n = st.number_input("N per teacher", 1, 100_000, 200, 10, key="teachers_budget_n", width=CONTROL_PX - 40)
+        n = st.number_input("N per teacher", 1, 100_000, 200, 10, key=state.keep("teachers_budget_n"),
+                            width=CONTROL_PX - 40)
         k = st.number_input("top k", 1, max(1, n_teachers), min(3, max(1, n_teachers - 1)), 1,
-                            key="teachers_budget_k", width=CONTROL_PX - 40)
-        resamples = st.number_input("resamples", 1, 2000, 200, 50, key="teachers_budget_resamples",
+                            key=state.keep("teachers_budget_k"), width=CONTROL_PX - 40)
+        resamples = st.number_input("resamples", 1, 2000, 200, 50, key=state.keep("teachers_budget_resamples"),
                                     width=CONTROL_PX - 40)
-        seed = st.number_input("seed", 0, 2**31 - 1, 0, 1, key="teachers_budget_seed", width=CONTROL_PX - 40)
+        seed = st.number_input("seed", 0, 2**31 - 1, 0, 1, key=state.keep("teachers_budget_seed"),
+                               width=CONTROL_PX - 40)
+    state.remember("teachers_budget_n", "teachers_budget_k", "teachers_budget_resamples", "teachers_budget_seed")
     budget = cached_budget_selection(table, int(n), int(k), int(resamples), int(seed))
     with metric_row():
         for student, rate in budget.same_set_rate.items():

@@ -316,7 +316,8 @@ def test_long_trajectory_renders_one_page_at_a_time(demo, tmp_path, monkeypatch)
     assert html.count('class="rsr-tok') == ui.DEFAULT_PAGE and 'data-t="0"' in html
     at.number_input(key=ui.K_START).set_value(9000).run()
     html = strips(at)[0]
-    assert 'data-t="9000"' in html and 'data-t="10499"' in html and 'data-t="10500"' not in html
+    last = 9000 + ui.DEFAULT_PAGE - 1
+    assert 'data-t="9000"' in html and f'data-t="{last}"' in html and f'data-t="{last + 1}"' not in html
     at.button(key="inspector_jump_worst").click().run()
     worst = explain.top_spans(ts.surprisal, ts.rank, 100, ui.default_window(len(ts)), k=1)[0]
     assert f'data-t="{worst.start}"' in strips(at)[0]
@@ -368,6 +369,10 @@ def test_side_by_side_two_students_and_switching(demo):
     report = next(df.value for df in at.dataframe if "student" in df.value.columns)
     n_second = int((report["student"] == SECOND).sum())
     assert (report["student"].iloc[:n_second] == SECOND).all()  # the active student's rows on top
+    bars = next(spec["data"][0] for spec in chart_specs(at) if "per teacher" in json.dumps(spec["layout"]))
+    mine = report[report["student"] == SECOND].sort_values("rsr")
+    assert list(bars["y"]) == mine["teacher"].tolist()  # the active student's teachers, best on top
+    assert np.allclose(plotly_array(bars["x"]), mine["rsr"].to_numpy(float))
     inspector(at)
     assert at.session_state["student_name"] == SECOND
     assert set(app_table(at)["student"]) == {SECOND}
@@ -621,3 +626,35 @@ def test_score_and_stop_with_the_embedded_student(tmp_path):
     at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
     assert sorted(app_table(at)["trajectory_id"]) == sorted(r["id"] for r in rows)
     assert any("4 of 4 trajectories have scores" in c.value for c in at.sidebar.caption)
+
+
+def test_the_trajectory_list_filters_and_sorts_like_pandas():
+    """`list_rows` (the Inspector's list as row positions) against a plain pandas filter and stable sort."""
+    rng = np.random.default_rng(1)
+    n = 300
+    table = pd.DataFrame({
+        "trajectory_id": [f"T{k}/run{k % 3}/{k:05d}" for k in range(n)],
+        "problem_id": pd.Categorical([f"p{k % 17:03d}" for k in range(n)]),
+        "teacher": pd.Categorical(rng.choice(["QwQ", "R1", "Phi"], n)),
+        "rsr": np.where(rng.random(n) < 0.1, np.nan, rng.choice([1.5, 2.0, 2.5, 3.0], n)),
+        "n_tokens": rng.integers(1, 100, n)})
+    for teacher, problem, sort, desc, search in [(ui.ALL, ui.ALL, "rsr", False, ""), ("R1", "", "rsr", True, ""),
+                                                  (ui.ALL, "p003", "n_tokens", False, ""),
+                                                  (ui.ALL, ui.ALL, "teacher", True, "RUN1"),
+                                                  ("Phi", ui.ALL, "rsr", False, "p01"),
+                                                  (ui.ALL, ui.ALL, "rsr", False, "no such id")]:
+        rows = ui.list_rows(table, teacher, problem, sort, desc, search)
+        view = table.assign(_pos=np.arange(n))
+        if teacher != ui.ALL:
+            view = view[view["teacher"].astype(str) == teacher]
+        if problem and problem != ui.ALL:
+            view = view[view["problem_id"].astype(str) == problem]
+        if search:
+            hay = (view["trajectory_id"] + " " + view["problem_id"].astype(str)).str.lower()
+            view = view[hay.str.contains(search.lower(), regex=False)]
+        view = view.sort_values(sort, ascending=not desc, kind="stable", na_position="last")
+        assert rows.tolist() == view["_pos"].tolist()
+        page = ui.list_page(table, rows, 1, size=20)  # the second page, or the last when there is no second
+        first = 20 if len(rows) > 20 else 0
+        assert page["trajectory_id"].tolist() == table["trajectory_id"].iloc[rows[first:first + 20]].tolist()
+        assert list(page.columns) == [c for c in ui.LIST_COLUMNS if c in table]

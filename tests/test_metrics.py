@@ -86,3 +86,28 @@ def test_empty_trajectories_are_left_out_of_dataset_rsr():
 
 def test_teacher_score_is_the_mean_over_runs():
     assert metrics.teacher_score([3.0, 4.0, 5.0]) == pytest.approx(4.0)
+
+
+def test_metrics_by_group_equal_the_metrics_of_each_group():
+    """`dataset_metrics_by` reads the columns once; each group's metrics are exactly `dataset_metrics` of that
+    group's rows (unscored rows, unknown correctness and NaN baselines included)."""
+    rng = np.random.default_rng(2)
+    n = 400
+    table = pd.DataFrame({
+        "teacher": rng.choice(["QwQ", "R1", "Phi"], n), "run": rng.choice(["r1", "r2"], n),
+        "n_tokens": rng.integers(0, 50, n), "avg_rank_clipped": rng.uniform(1, 20, n),
+        "avg_surprisal": rng.uniform(0.2, 3, n), "avg_rank": rng.uniform(1, 90, n), "rsr": rng.uniform(1, 9, n),
+        "avg_entropy": np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0, 2, n)),
+        "correct": pd.array(np.where(rng.random(n) < 0.3, None, rng.random(n) < 0.5), dtype="boolean")})
+    grouped = metrics.dataset_metrics_by(table, ["teacher", "run"])
+    expected = [((t, r), frame) for (t, r), frame in table.groupby(["teacher", "run"], sort=True)]
+    assert [key for key, _ in grouped] == [key for key, _ in expected]
+    for (_, got), (_, frame) in zip(grouped, expected):
+        want = metrics.dataset_metrics(frame)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k] == want[k] or (math.isnan(got[k]) and math.isnan(want[k])), k
+        assert want["n_trajectories"] == int((frame["n_tokens"] > 0).sum())
+        scored = frame[frame["n_tokens"] > 0]
+        assert want["rsr"] == pytest.approx(scored["avg_rank_clipped"].sum() / scored["avg_surprisal"].sum())
+        assert want["correct_rate"] == pytest.approx(scored["correct"].dropna().astype(float).mean())

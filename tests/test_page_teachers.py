@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app_pages import chart_titles, editor_state, frame_by_key, frame_with_column, open_page
+from app_pages import chart_titles, editor_state, frame_by_key, frame_with_column, open_page, write_store
 from rsr_core.data import demo
 from rsr_core.analysis.teachers import teacher_table
 from rsr_core.ui.accuracy_input import (accuracies_from_frame, correlate, correlation_display, editor_frame,
@@ -18,6 +18,8 @@ from rsr_core.ui.teacher_figures import (budget_figure, combined_tables, correla
                                          with_accuracy)
 
 PAGE = "pages/teachers.py"
+GLANCE_TAB, RUNS_OPEN, BUDGET_OPEN = "teachers_glance_tab", "teachers_runs_open", "teachers_budget_open"
+GLANCE_TABS = ("RSR against surprisal", "RSR against length", "RSR per trajectory")
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +51,60 @@ def test_page_shows_one_row_per_teacher_with_its_interval(page, demo_data):
     assert sorted(table["teacher"]) == sorted(demo_data[0]["teacher"].unique())
     assert (table["rsr_low"] <= table["rsr"] + 1e-9).all() and (table["rsr"] <= table["rsr_high"] + 1e-9).all()
     assert list(table["rank"]) == sorted(table["rank"])  # best (lowest teacher score) first
-    titles = chart_titles(page)
-    assert any("constant RSR" in t for t in titles) and any("against length" in t for t in titles)
-    assert "Trajectory RSR per teacher" in titles
+
+
+def open_tab(page, tab: str) -> list[str]:
+    """Open a tab of "Teachers at a glance" (what a click on it does); the titles of the charts then drawn."""
+    page.session_state[GLANCE_TAB] = tab
+    page.run()
+    assert not page.exception
+    return chart_titles(page)
+
+
+def test_only_the_open_chart_of_the_glance_is_drawn(page):
+    titles = chart_titles(page)  # the first tab is open
+    assert any("constant RSR" in t for t in titles)
+    assert not any("against length" in t or "per teacher" in t for t in titles)
+    titles = open_tab(page, GLANCE_TABS[1])
+    assert any("against length" in t for t in titles) and not any("constant RSR" in t for t in titles)
+    assert any(t.startswith("Trajectory RSR per teacher") for t in open_tab(page, GLANCE_TABS[2]))
 
 
 def test_switching_the_plane_to_rsr_draws_constant_rank_curves(page):
     page.radio(key="teachers_plane_y").set_value("rsr").run()
     assert not page.exception
     assert any("constant clipped rank" in t for t in chart_titles(page))
+    open_tab(page, GLANCE_TABS[1])
+    assert any("constant clipped rank" in t for t in open_tab(page, GLANCE_TABS[0]))  # the choice is kept
+
+
+def test_the_per_run_table_is_drawn_when_opened(demo_data, tmp_path, monkeypatch):
+    """A pool generated in two runs (a store of the demo's trajectories, each twice): the per-run table is
+    computed and drawn once its expander is opened, one row per teacher and run."""
+    from dataclasses import replace
+
+    from rsr_core.data.store import ResultsStore
+
+    demo_store = ResultsStore(demo.DEMO_STORE)
+    table, scores = demo_data
+    ids = table["trajectory_id"].tolist()
+    trajectories, run_scores = [], {}
+    for run in ("r1", "r2"):
+        for traj in demo_store.trajectories(ids, student=demo.available_demo_students()[0]):
+            copy = replace(traj, trajectory_id=f"{traj.trajectory_id}/{run}", run=run)
+            trajectories.append(copy)
+            run_scores[copy.trajectory_id] = scores[traj.trajectory_id]
+    monkeypatch.setenv("RSR_STORE", str(write_store(tmp_path / "runs", trajectories, run_scores)))
+    page = open_page(PAGE, monkeypatch, tmp_path)
+    assert not any(e.label == "Per run" and e.proto.expanded for e in page.expander)
+    assert all("run" not in df.value for df in page.dataframe)  # not drawn while closed
+    page.session_state[RUNS_OPEN] = True
+    page.run()
+    assert not page.exception
+    runs = frame_with_column(page, "run")
+    assert sorted(zip(runs["teacher"], runs["run"])) == sorted(
+        (teacher, run) for teacher in table["teacher"].unique() for run in ("r1", "r2"))
+    assert (runs["n_trajectories"] == runs["teacher"].map(table["teacher"].value_counts())).all()
 
 
 def test_a_clicked_teacher_lists_its_trajectories(page, demo_data):
@@ -107,6 +154,9 @@ def test_a_second_student_shows_the_teachers_side_by_side(page, demo_data):
 
 
 def test_a_small_budget_resamples_and_reports_stability(page):
+    assert not any(w.key == "teachers_budget_n" for w in page.number_input)  # computed only when opened
+    page.session_state[BUDGET_OPEN] = True
+    page.run()
     assert any("the sample is all the data" in i.value for i in page.info)
     page.number_input(key="teachers_budget_n").set_value(5).run()
     assert not page.exception

@@ -17,6 +17,7 @@ from rsr_core.analysis.selection import (
     select_pooled,
     selection_records,
     selection_summary,
+    set_metrics,
     write_selection,
 )
 from rsr_core.data.trajectory import problem_hash
@@ -323,3 +324,26 @@ def test_a_table_scored_under_several_students_needs_a_student():
     assert picks(sel) == brute_force(large, "rsr") and set(sel.selected["student"]) == {"large"}
     summary = selection_summary(both, sel, random_seeds=[0])
     assert summary.comparison.set_index("set").loc["teacher QwQ (all)", "n_trajectories"] == 12
+
+
+@pytest.mark.parametrize("settings", [{}, {"correct_only": True},
+                                      {"correct_only": True, "keep_pools_without_correct": True}])
+def test_the_random_baseline_is_the_mean_of_random_selections(settings):
+    """The summary's random row (all seeds drawn over one sort of the pools) equals the mean over seeds of what
+    `select(by='random', seed=...)` keeps, on pools of uneven size, unknown correctness and shuffled rows."""
+    rng = np.random.default_rng(3)
+    table = random_table(n_problems=40, seed=3)
+    table = table[rng.random(len(table)) < 0.7]  # pools of 0 to 6 candidates
+    table = table.assign(correct=[None if u < 0.2 else c for u, c in zip(rng.random(len(table)), table["correct"])])
+    table = table.sample(frac=1.0, random_state=4).reset_index(drop=True)
+    seeds = [0, 1, 7]
+    sel = select(table, **settings)
+    comp = selection_summary(table, sel, random_seeds=seeds).comparison.set_index("set")
+    runs = [set_metrics(select(table, by="random", seed=s, **settings).selected) for s in seeds]
+    expected = {k: np.mean([r[k] for r in runs]) for k in runs[0]}
+    got = comp.loc[f"random (mean of {len(seeds)} seeds)"]
+    assert got["n_trajectories"] == round(expected["n_trajectories"])
+    for k in ("rsr", "avg_length", "correct_rate"):
+        assert got[k] == pytest.approx(expected[k], rel=1e-12)
+    if settings.get("correct_only") and not settings.get("keep_pools_without_correct"):
+        assert got["correct_rate"] == 1.0

@@ -97,10 +97,14 @@ def dataset_rsr(mean_rank_clipped: Iterable[float], mean_surprisal: Iterable[flo
 
     Trajectories with no scored tokens (NaN means) are left out of both sums.
     """
-    r = np.asarray(list(mean_rank_clipped), dtype=np.float64)
-    s = np.asarray(list(mean_surprisal), dtype=np.float64)
+    r, s = _floats(mean_rank_clipped), _floats(mean_surprisal)
     ok = np.isfinite(r) & np.isfinite(s)
     return ratio(r[ok].sum(), s[ok].sum()) if ok.any() else float("nan")
+
+
+def _floats(values: Iterable[float]) -> np.ndarray:
+    """[n] float64 of an array, a sequence or any other iterable."""
+    return np.asarray(values if isinstance(values, (np.ndarray, Sequence)) else list(values), dtype=np.float64)
 
 
 def simple_average_rsr(trajectory_rsrs: Sequence[float]) -> float:
@@ -120,31 +124,81 @@ def scored_rows(table):
     return table[table["n_tokens"] > 0] if "n_tokens" in table else table
 
 
+METRIC_INPUTS = ("avg_rank_clipped", "avg_surprisal", "rsr", "avg_rank", "n_tokens", "avg_entropy",
+                 "avg_rsr_token", "filtered_rsr_token", "correct")
+
+
+def metric_columns(table) -> dict[str, np.ndarray]:
+    """The columns of a trajectory table (pandas DataFrame) that `dataset_metrics` reads, as [n] float64 arrays;
+    `correct` as 1.0 / 0.0, NaN where unknown. Read once, they give the metrics of any set of rows by position."""
+    out = {}
+    for name in METRIC_INPUTS:
+        if name not in table:
+            continue
+        column = table[name]
+        if name == "correct":
+            known = column.notna().to_numpy(bool)
+            values = np.full(len(column), np.nan)
+            values[known] = column[known].astype(float).to_numpy()
+            out[name] = values
+        else:
+            out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
 def dataset_metrics(table) -> dict[str, float]:
     """Dataset-level metrics of a trajectory table (one row per trajectory; pandas DataFrame).
 
     Means over trajectories for the baselines; Eq. 9 for `rsr`; the rank/surprisal combinations of the paper.
     """
-    t = scored_rows(table)
-    mr, ms = t["avg_rank_clipped"].to_numpy(float), t["avg_surprisal"].to_numpy(float)
+    return metrics_of_columns(metric_columns(table))
+
+
+def metrics_of_columns(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
+    """`dataset_metrics` of the rows at positions `rows` ([m] int, in that order; None: all) of `metric_columns`."""
+    t = columns if rows is None else {k: v[rows] for k, v in columns.items()}
+    if "n_tokens" in t:
+        keep = t["n_tokens"] > 0
+        t = {k: v[keep] for k, v in t.items()}
+    mr, ms = t["avg_rank_clipped"], t["avg_surprisal"]
+    n = int(mr.size)
     out = {
-        "n_trajectories": int(len(t)),
+        "n_trajectories": n,
         "rsr": dataset_rsr(mr, ms),
-        "rsr_simple_average": simple_average_rsr(t["rsr"].to_numpy(float)),
-        "avg_surprisal": float(np.nanmean(ms)) if len(t) else float("nan"),
-        "avg_rank_clipped": float(np.nanmean(mr)) if len(t) else float("nan"),
-        "avg_rank": float(np.nanmean(t["avg_rank"].to_numpy(float))) if len(t) else float("nan"),
-        "avg_length": float(t["n_tokens"].mean()) if len(t) else float("nan"),
+        "rsr_simple_average": simple_average_rsr(t["rsr"]),
+        "avg_surprisal": float(np.nanmean(ms)) if n else float("nan"),
+        "avg_rank_clipped": float(np.nanmean(mr)) if n else float("nan"),
+        "avg_rank": float(np.nanmean(t["avg_rank"])) if n else float("nan"),
+        "avg_length": _mean_known(t["n_tokens"]) if "n_tokens" in t and n else float("nan"),
     }
     for col in ("avg_entropy", "avg_rsr_token", "filtered_rsr_token"):
         if col in t:
-            v = t[col].to_numpy(float)
+            v = t[col]
             out[col] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
     if "avg_entropy" in t:
-        out["rank_entropy_ratio"] = dataset_rsr(mr, t["avg_entropy"].to_numpy(float))
+        out["rank_entropy_ratio"] = dataset_rsr(mr, t["avg_entropy"])
     out["rank_minus_surprisal"] = out["avg_rank_clipped"] - out["avg_surprisal"]
     out["rank_times_surprisal"] = out["avg_rank_clipped"] * out["avg_surprisal"]
     if "correct" in t:
-        c = t["correct"].dropna()
-        out["correct_rate"] = float(c.astype(float).mean()) if len(c) else float("nan")
+        out["correct_rate"] = _mean_known(t["correct"])
     return out
+
+
+def _mean_known(values: np.ndarray) -> float:
+    """Mean of the non-NaN values, NaN when there is none (no warning)."""
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if known.size else float("nan")
+
+
+def dataset_metrics_by(table, keys: list[str]) -> list[tuple[tuple, dict[str, float]]]:
+    """`dataset_metrics` of each group of `table.groupby(keys)`, in sorted key order: [(key tuple, metrics)].
+    The table's columns are read once, not once per group."""
+    columns = metric_columns(table)
+    return [(key, metrics_of_columns(columns, rows)) for key, rows in group_rows(table, keys)]
+
+
+def group_rows(table, keys: list[str]) -> list[tuple[tuple, np.ndarray]]:
+    """[(key tuple, [m] row positions in table order)] of each group of `table.groupby(keys)`, sorted by key."""
+    groups = table.groupby(list(keys), sort=True).indices
+    return sorted((((k if isinstance(k, tuple) else (k,)), np.asarray(v)) for k, v in groups.items()),
+                  key=lambda kv: kv[0])

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.analysis.metrics import dataset_metrics
+from rsr_core.analysis.metrics import group_rows, metric_columns, metrics_of_columns
 from rsr_core.analysis.pools import assign_pools, for_student, pool_summary, sort_codes
 from rsr_core.data.tables import replacing
 
@@ -106,12 +106,44 @@ def _metric_values(pooled: pd.DataFrame, by: str, mode: str) -> np.ndarray:
     return -values if mode == "max" else values
 
 
+def _pool_order(pooled: pd.DataFrame) -> np.ndarray:
+    """[n] row positions in (pool_id, trajectory_id) order: the order random draws are assigned in."""
+    return np.lexsort((pooled["_id_rank"].to_numpy(), pooled["_pool"].to_numpy()))
+
+
 def _random_values(pooled: pd.DataFrame, seed: int | None) -> np.ndarray:
     """[n] uniform draws assigned in (pool_id, trajectory_id) order, so the pick ignores the input row order."""
-    order = np.lexsort((pooled["_id_rank"].to_numpy(), pooled["_pool"].to_numpy()))
     values = np.empty(len(pooled))
-    values[order] = np.random.default_rng(seed).random(len(pooled))
+    values[_pool_order(pooled)] = np.random.default_rng(seed).random(len(pooled))
     return values
+
+
+def _random_picks(pooled: pd.DataFrame, seeds: list[int], eligible: np.ndarray,
+                  keep_pools_without_correct: bool) -> list[np.ndarray]:
+    """Per seed, the row positions `_picks` keeps under random selection (the eligible picks in pool order, then
+    the fallbacks), drawing the same values as `_random_values`; one sort for all the seeds."""
+    order = _pool_order(pooled)
+    codes, ok = pooled["_pool"].to_numpy()[order], eligible[order]
+    if not len(order):
+        return [order for _ in seeds]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    segment = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, codes.size]))
+
+    def first_minimum(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([pools] position in `order` of each pool's first smallest value, [pools] whether it is finite)."""
+        low = np.minimum.reduceat(values, starts)
+        hit = np.where(values == low[segment], np.arange(values.size), values.size)
+        return np.minimum.reduceat(hit, starts), np.isfinite(low)
+
+    picks = []
+    for seed in seeds:
+        draws = np.random.default_rng(seed).random(order.size)
+        at, found = first_minimum(np.where(ok, draws, np.inf))
+        kept = at[found]
+        if keep_pools_without_correct and not found.all():
+            kept = np.r_[kept, first_minimum(draws)[0][~found]]
+        picks.append(order[kept])
+    return picks
 
 
 def _best_per_pool(frame: pd.DataFrame) -> pd.DataFrame:
@@ -163,6 +195,15 @@ def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapp
     return pd.concat([kept, *rows], ignore_index=True)
 
 
+def _eligible(pooled: pd.DataFrame, correct_only: bool) -> np.ndarray:
+    """[n] bool: the candidates a rule may keep (those marked correct under correct-only, else all)."""
+    if not correct_only:
+        return np.ones(len(pooled), dtype=bool)
+    if len(pooled) and pooled["correct"].notna().sum() == 0:
+        raise ValueError("correct-only selection, but the table has no correctness information")
+    return pooled["correct"].fillna(False).astype(bool).to_numpy()
+
+
 def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_only: bool,
            keep_pools_without_correct: bool, summary: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """The rule's pick of each pool, before overrides: (the pooled table with the helper columns, [n] eligible
@@ -174,10 +215,7 @@ def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_o
     else:
         values = _metric_values(pooled, by, mode)
         pooled["_value"], pooled["_nan"] = values, ~np.isfinite(values)
-    if correct_only and len(pooled) and pooled["correct"].notna().sum() == 0:
-        raise ValueError("correct-only selection, but the table has no correctness information")
-    eligible = pooled["correct"].fillna(False).astype(bool).to_numpy() if correct_only \
-        else np.ones(len(pooled), dtype=bool)
+    eligible = _eligible(pooled, correct_only)
     chosen = _best_per_pool(pooled[eligible]).assign(correct_filter_fallback=False)
     missing = summary.index.difference(pd.Index(chosen["pool_id"]))
     if keep_pools_without_correct and len(missing):
@@ -258,9 +296,14 @@ def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None
 
 def set_metrics(frame: pd.DataFrame) -> dict[str, float]:
     """n_trajectories, dataset RSR (Eq. 9), mean length and correct rate of a set of trajectories."""
-    m = dataset_metrics(frame) if len(frame) else {}
+    return _set_row(metric_columns(frame), None, len(frame))
+
+
+def _set_row(columns: dict[str, np.ndarray], rows: np.ndarray | None, n: int) -> dict[str, float]:
+    """`set_metrics` of the `n` rows at positions `rows` (None: all) of `metrics.metric_columns`."""
+    m = metrics_of_columns(columns, rows) if n else {}
     nan = float("nan")
-    return {"n_trajectories": int(len(frame)), "rsr": m.get("rsr", nan), "avg_length": m.get("avg_length", nan),
+    return {"n_trajectories": int(n), "rsr": m.get("rsr", nan), "avg_length": m.get("avg_length", nan),
             "correct_rate": m.get("correct_rate", nan)}
 
 
@@ -283,15 +326,15 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
     full = prepare_pools(table, selection.pool_by, selection.student) if pooled is None else pooled
     rows = [{"set": f"selected ({selection.rule})", **set_metrics(selection.selected)}]
     seeds = list(random_seeds)
+    columns = metric_columns(full)
     if seeds:
-        summary = pool_summary(full).set_index("pool_id")
-        runs = [set_metrics(_picks(full, "random", "random", s, selection.correct_only,  # the picks only
-                                   selection.keep_pools_without_correct, summary)[2]) for s in seeds]
+        runs = [_set_row(columns, picks, len(picks)) for picks in _random_picks(
+            full, seeds, _eligible(full, selection.correct_only), selection.keep_pools_without_correct)]
         rows.append({"set": f"random (mean of {len(seeds)} seeds)",
                      **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)
                         else float("nan") for k in runs[0]}})
-    for teacher, frame in full.groupby("teacher", sort=True):
-        rows.append({"set": f"teacher {teacher} (all)", **set_metrics(frame)})
+    for (teacher,), group in group_rows(full, ["teacher"]):
+        rows.append({"set": f"teacher {teacher} (all)", **_set_row(columns, group, len(group))})
     comparison = pd.DataFrame(rows)
     comparison["n_trajectories"] = comparison["n_trajectories"].round().astype(int)
     sel = selection.selected

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsr_core.analysis.metrics import dataset_metrics, dataset_rsr, scored_rows, teacher_score
+from rsr_core.analysis.metrics import (METRIC_INPUTS, dataset_metrics_by, dataset_rsr, group_rows, metric_columns,
+                                      metrics_of_columns, scored_rows, teacher_score)
 from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr
 from rsr_core.data.tables import normalise_table
 
@@ -26,26 +27,30 @@ CORRELATION_METRICS = (
 
 
 def _prepared(table: pd.DataFrame) -> pd.DataFrame:
-    """Normalised table with a `student` column and `run` as '' where missing (so it can be grouped)."""
-    out = normalise_table(table)
+    """The normalised columns the teacher tables read, with a `student` column and `_run`, the run as '' where
+    missing (so it can be grouped)."""
+    read = [c for c in ("trajectory_id", "student", "teacher", "run", *METRIC_INPUTS) if c in table]
+    out = normalise_table(table[read])
     if "student" not in out:
         out["student"] = ""
-    out["_run"] = [r or "" for r in out["run"]]
+    out["_run"] = out["run"].fillna("")
     return out
 
 
-def _run_rsr(frame: pd.DataFrame) -> float:
-    scored = scored_rows(frame)
-    return dataset_rsr(scored["avg_rank_clipped"].to_numpy(float), scored["avg_surprisal"].to_numpy(float))
+def _scored_rsr(columns: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([m] mean clipped ranks, [m] mean surprisals) of the scored trajectories among `rows` of `metric_columns`."""
+    r, s = columns["avg_rank_clipped"][rows], columns["avg_surprisal"][rows]
+    if "n_tokens" in columns:
+        scored = columns["n_tokens"][rows] > 0
+        r, s = r[scored], s[scored]
+    return r, s
 
 
 def run_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (student, teacher, run): n_trajectories and every dataset metric (`metrics.dataset_metrics`)."""
-    t = _prepared(table)
-    rows = []
-    for (student, teacher, run), frame in t.groupby(["student", "teacher", "_run"], sort=True):
-        rows.append({"student": student, "teacher": teacher, "run": run or None, **dataset_metrics(frame)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"student": student, "teacher": teacher, "run": run or None, **metrics}
+                         for (student, teacher, run), metrics in
+                         dataset_metrics_by(_prepared(table), ["student", "teacher", "_run"])])
 
 
 def teacher_table(table: pd.DataFrame, *, n_resamples: int = 1000, confidence: float = 0.95,
@@ -57,21 +62,24 @@ def teacher_table(table: pd.DataFrame, *, n_resamples: int = 1000, confidence: f
     with `n_resamples=0`, which skips the bootstrap). `correct_rate` is NaN when the data has no correctness.
     """
     t = _prepared(table)
-    rows = []
-    for (student, teacher), frame in t.groupby(["student", "teacher"], sort=True):
-        run_rsrs = [_run_rsr(run) for _, run in frame.groupby("_run", sort=True)]
+    columns = metric_columns(t)
+    runs_of: dict[tuple, list[np.ndarray]] = {}
+    for (student, teacher, _), rows in group_rows(t, ["student", "teacher", "_run"]):
+        runs_of.setdefault((student, teacher), []).append(rows)
+    out_rows = []
+    for (student, teacher), runs in runs_of.items():
+        run_rsrs = [dataset_rsr(*_scored_rsr(columns, rows)) for rows in runs]
+        rows = np.sort(np.concatenate(runs))
         low = high = float("nan")
         if n_resamples > 0:
-            scored = scored_rows(frame)
-            ci = bootstrap_dataset_rsr(scored["avg_rank_clipped"].to_numpy(float),
-                                       scored["avg_surprisal"].to_numpy(float),
-                                       n_resamples=n_resamples, confidence=confidence, seed=seed)
+            ci = bootstrap_dataset_rsr(*_scored_rsr(columns, rows), n_resamples=n_resamples,
+                                       confidence=confidence, seed=seed)
             low, high = ci.low, ci.high
-        metrics = dataset_metrics(frame)
+        metrics = metrics_of_columns(columns, rows)
         metrics.setdefault("correct_rate", float("nan"))
-        rows.append({"student": student, "teacher": teacher, "n_runs": len(run_rsrs),
-                     "teacher_score": teacher_score(run_rsrs), "rsr_low": low, "rsr_high": high, **metrics})
-    out = pd.DataFrame(rows)
+        out_rows.append({"student": student, "teacher": teacher, "n_runs": len(run_rsrs),
+                         "teacher_score": teacher_score(run_rsrs), "rsr_low": low, "rsr_high": high, **metrics})
+    out = pd.DataFrame(out_rows)
     if out.empty:
         return out
     out["rank"] = out.groupby("student")["teacher_score"].rank(method="min", na_option="bottom").astype(int)

@@ -16,6 +16,7 @@ is in the `zone`. Ranks are compared unclipped; r_max matters only for the colou
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,8 +171,10 @@ def rank_bin_colour(rank: int) -> str:
     return RANK_BIN_COLOURS[rank_bin(rank)]
 
 
+@functools.lru_cache(maxsize=4096)
 def text_colour(background: str) -> str:
-    """Black or white, whichever reads better on `background` (WCAG relative luminance)."""
+    """Black or white, whichever reads better on `background` (WCAG relative luminance); remembered per colour
+    (a page of text has a few hundred distinct ones)."""
     def channel(v: int) -> float:
         c = v / 255.0
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4

@@ -20,11 +20,12 @@ from rsr_core.ui.inspector_figures import (DOTS_UP_TO, rank_bin_histogram, rank_
                                            surprisal_histogram, token_positions, zone_share_table)
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row, stacking_columns
 from rsr_core.ui.metric_labels import count
+from rsr_core.ui.results import table_key
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
 from rsr_core.analysis.zones import ZoneThresholds
 
 PAGE_SIZES = (500, 1000, 1500, 3000)
-DEFAULT_PAGE = 1500
+DEFAULT_PAGE = 1000  # tokens of text drawn at once: each is an element with its hover card
 ALL = "(all)"
 SORTABLE = {"rsr": "RSR", "n_tokens": "tokens", "avg_rank_clipped": "mean clipped rank",
             "avg_surprisal": "mean surprisal", "avg_rank": "mean rank (unclipped)", "avg_entropy": "mean entropy",
@@ -68,22 +69,31 @@ def default_window(n_tokens: int) -> int:
     return int(max(4, min(64, n_tokens // 8)))
 
 
-def trajectory_list(table: pd.DataFrame, teacher: str = ALL, problem: str = ALL, sort: str = "rsr",
-                    descending: bool = False, search: str = "") -> pd.DataFrame:
-    """The trajectory list as shown: filtered by teacher, problem and a search text (a part of the trajectory or
-    problem id, case-insensitive), sorted (ties: input order), with a fresh 0..n-1 index."""
-    view = table
+def list_rows(table: pd.DataFrame, teacher: str = ALL, problem: str = ALL, sort: str = "rsr",
+              descending: bool = False, search: str = "") -> np.ndarray:
+    """[m] row positions of the trajectory list as shown: filtered by teacher, problem and a search text (a part
+    of the trajectory or problem id, case-insensitive), sorted (NaN last; ties: table order)."""
+    keep = np.ones(len(table), dtype=bool)
     if teacher != ALL:
-        view = view[view["teacher"].astype(str) == teacher]
+        keep &= (table["teacher"].astype(str) == teacher).to_numpy(bool)
     if problem and problem != ALL:
-        view = view[view["problem_id"].astype(str) == problem]
+        keep &= (table["problem_id"].astype(str) == problem).to_numpy(bool)
     if search.strip():
         needle = search.strip().lower()
-        hay = view["trajectory_id"].astype(str).str.lower() + " " + view["problem_id"].astype(str).str.lower()
-        view = view[hay.str.contains(needle, regex=False)]
-    view = view[[c for c in LIST_COLUMNS if c in view]]
-    view = view.sort_values(sort, ascending=not descending, kind="stable", na_position="last")
-    return view.reset_index(drop=True)
+        hay = table["trajectory_id"].astype(str).str.lower() + " " + table["problem_id"].astype(str).str.lower()
+        keep &= hay.str.contains(needle, regex=False).to_numpy(bool)
+    rows = np.flatnonzero(keep)
+    values = table[sort].iloc[rows].reset_index(drop=True)
+    order = values.sort_values(ascending=not descending, kind="stable", na_position="last").index.to_numpy()
+    return rows[order].astype(np.int32 if len(table) < 2**31 else np.int64)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, hash_funcs={pd.DataFrame: table_key})
+def cached_list_rows(table: pd.DataFrame, teacher: str, problem: str, sort: str, descending: bool,
+                     search: str) -> np.ndarray:
+    """`list_rows`, cached per table and filters: sorting 165,000 rows on every rerun of the page took a tenth
+    of a second or more (shared: do not change it)."""
+    return list_rows(table, teacher, problem, sort, descending, search)
 
 
 def curve_stride(n_tokens: int, window: int, points: int = CURVE_POINTS) -> int:
@@ -93,11 +103,12 @@ def curve_stride(n_tokens: int, window: int, points: int = CURVE_POINTS) -> int:
     return int(max(w // 4 or 1, -(-(int(n_tokens) - w) // max(1, points))))
 
 
-def list_page(view: pd.DataFrame, page: int, size: int = LIST_PAGE) -> pd.DataFrame:
-    """Rows [page * size, (page + 1) * size) of the list, page clipped to the last one."""
-    last = max(0, (len(view) - 1) // size)
+def list_page(table: pd.DataFrame, rows: np.ndarray, page: int, size: int = LIST_PAGE) -> pd.DataFrame:
+    """The list's rows [page * size, (page + 1) * size) (page clipped to the last one), its columns only."""
+    last = max(0, (len(rows) - 1) // size)
     page = min(max(0, int(page)), last)
-    return view.iloc[page * size:(page + 1) * size].reset_index(drop=True)
+    shown = table.iloc[rows[page * size:(page + 1) * size]]
+    return shown[[c for c in LIST_COLUMNS if c in shown]].reset_index(drop=True)
 
 
 # --- callbacks (run before the script; they only touch the state) ---------------------------------------------
@@ -163,34 +174,36 @@ def pick_trajectory(table: pd.DataFrame) -> str | None:
                             width=width)
         descending = st.toggle("Descending", key=state.keep(K_DESC))
     state.remember(K_TEACHER, K_SEARCH, K_PROBLEM, K_SORT, K_DESC)
-    view = trajectory_list(table, teacher, problem.strip(), sort, descending, search)
-    if view.empty:
+    rows = cached_list_rows(table, teacher, problem.strip(), sort, descending, search)
+    if not len(rows):
         st.warning("No trajectory matches these filters.")
         return None
     tid = state.selected_trajectory()
-    if tid is None or (teacher != ALL or problem.strip() or search.strip()) and tid not in set(view["trajectory_id"]):
-        tid = str(view["trajectory_id"].iloc[0])
+    filtered = teacher != ALL or problem.strip() or search.strip()
+    if tid is None or filtered and tid not in set(table["trajectory_id"].iloc[rows].astype(str)):
+        tid = str(table["trajectory_id"].iloc[rows[0]])
     state.select_trajectory(tid)
-    pages = max(1, (len(view) + LIST_PAGE - 1) // LIST_PAGE)
+    pages = max(1, (len(rows) + LIST_PAGE - 1) // LIST_PAGE)
     # drawn only while open (opening it reruns the page), so a collapsed list costs a rerun nothing
-    box = st.expander(f"Trajectories ({len(view):,}): click a row to open it", expanded=False, key=K_LIST_OPEN,
+    box = st.expander(f"Trajectories ({len(rows):,}): click a row to open it", expanded=False, key=K_LIST_OPEN,
                       on_change="rerun")
     if box.open is not False:
         with box:
-            _list_view(view, pages)
+            _list_view(table, rows, pages)
     row = state.trajectory_row(tid)
     st.markdown(f"**{tid}** · {row['teacher']} · problem {row['problem_id']} · RSR {row['rsr']:.3f} · "
                 f"{count(row['n_tokens'], 'token')}")
     return tid
 
 
-def _list_view(view: pd.DataFrame, pages: int) -> None:
-    """One page of the trajectory list (click a row to open it), with the page number."""
+def _list_view(table: pd.DataFrame, rows: np.ndarray, pages: int) -> None:
+    """One page of the trajectory list (rows of `table` in list order; click a row to open it), with the page
+    number."""
     page = 0
     if pages > 1:
         page = int(st.number_input(f"Page (of {pages:,}; {LIST_PAGE} rows each)", 1, pages, 1,
                                    key=K_LIST_PAGE)) - 1
-    shown = list_page(view, page)
+    shown = list_page(table, rows, page)
     ids = shown["trajectory_id"].astype(str).tolist()
     st.dataframe(shown, key=K_LIST, on_select=lambda: _on_list_select(ids), selection_mode="single-row",
                  hide_index=True, height=240, width="stretch",

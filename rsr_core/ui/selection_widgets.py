@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,7 +57,7 @@ SHOWN_CANDIDATES = 8  # candidates listed in a problem's row (all of them in the
 
 
 def _fmt(value: float) -> str:
-    return "-" if not np.isfinite(value) else f"{value:.2f}"
+    return f"{value:.2f}" if math.isfinite(value) else "-"
 
 
 def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr",
@@ -72,21 +73,25 @@ def problem_rows(pooled: pd.DataFrame, selection: Selection, by: str = "rsr",
     """
     pool_codes, id_codes = pool_sort_codes(pooled)
     order = np.lexsort((id_codes, pooled["rsr"].to_numpy(float), pool_codes))  # NaN last
-    ordered = pooled.iloc[order]
+    shown_columns = [c for c in ("pool_id", "problem_id", "prompt", "teacher", "run", "rsr") if c in pooled]
+    ordered = pooled[shown_columns].iloc[order]
     codes = pool_codes[order]
     first = np.ones(len(codes), dtype=bool)
     first[1:] = codes[1:] != codes[:-1]
     place = np.arange(len(codes)) - np.maximum.accumulate(np.where(first, np.arange(len(codes)), 0))
-    top = ordered[place < shown]
-    labels = pd.Series([f"{t}{' ' + r if r else ''}: {_fmt(v)}" for t, r, v in
-                        zip(top["teacher"].astype(str).tolist(), top["run"].tolist(), top["rsr"].tolist())],
-                       index=top.index, dtype=object)
+    listed = place < shown
+    top = ordered[listed]
+    labels = [f"{t}{' ' + r if r else ''}: {_fmt(v)}" for t, r, v in
+              zip(top["teacher"].astype(str).tolist(), top["run"].tolist(), top["rsr"].tolist())]
+    starts = np.flatnonzero(first[listed])  # each pool's labels are contiguous, best first
+    ends = np.r_[starts[1:], len(labels)]
     grouped = ordered.groupby("pool_id", sort=False)
     pools = pd.DataFrame({
         "problem_id": grouped["problem_id"].first(),
         "prompt": grouped["prompt"].first().astype(str).str.slice(0, 120) if "prompt" in ordered else "",
         "n_candidates": grouped.size(),
-        "candidates": labels.groupby(top["pool_id"], sort=False).agg(" · ".join),
+        "candidates": pd.Series([" · ".join(labels[a:b]) for a, b in zip(starts, ends)],
+                                index=top["pool_id"].to_numpy()[starts], dtype=object),
     })
     more = pools["n_candidates"] - shown
     pools["candidates"] = pools["candidates"].where(more <= 0,

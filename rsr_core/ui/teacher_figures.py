@@ -192,13 +192,16 @@ def rsr_distribution_figure(table: pd.DataFrame, order: Sequence[str] | None = N
         raise ValueError(f"kind must be 'box' or 'violin', not {kind!r}")
     teachers = list(order) if order is not None else sorted(table["teacher"].astype(str).unique())
     every = len(table) <= max_points
-    names = table["teacher"].astype(str)
+    names = table["teacher"].astype(str).to_numpy(object)
+    rows_of = pd.Series(np.arange(len(names))).groupby(names, sort=False).indices  # teacher -> [m] positions
+    rsr = table["rsr"].to_numpy(float)
     fig = go.Figure()
     for teacher in teachers:
-        rows = table[names == teacher]
+        at = rows_of.get(teacher, np.zeros(0, dtype=int))
         if not every and kind == "box":
-            fig.add_trace(go.Box(name=teacher, orientation="h", **_box_statistics(rows["rsr"].to_numpy(float))))
+            fig.add_trace(go.Box(name=teacher, orientation="h", **_box_statistics(rsr[at])))
             continue
+        rows = table.iloc[at]
         if not every:
             rows = rows.sample(n=min(len(rows), max(1, max_points * len(rows) // len(table))), random_state=0)
         common = dict(x=rows["rsr"].to_numpy(float), name=teacher, orientation="h",
@@ -248,6 +251,34 @@ def correlation_figure(corr: pd.DataFrame, method: str = "spearman") -> go.Figur
     fig.update_layout(title=f"{method.capitalize()} with post-training accuracy (bars: 95% bootstrap interval)",
                       xaxis={"title": f"{method.capitalize()} rho", "range": [-1.05, 1.05]},
                       height=max(280, 40 + 26 * len(frame)), margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def report_figure(report: pd.DataFrame | None, student: str | None = None) -> go.Figure:
+    """Dataset RSR per teacher (`report.teacher_report` rows of one student: `student` when the report has it,
+    else its first), best on top, with the teacher's trajectories and mean clipped rank and surprisal on hover.
+    Without a report: the empty chart, saying that the report is being computed."""
+    title = "Dataset RSR per teacher (lower is better)"
+    if report is None:
+        fig = go.Figure()
+        fig.add_annotation(text="computing the report…", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_layout(title=title, height=220, xaxis={"visible": False}, yaxis={"visible": False},
+                          margin={"l": 10, "r": 10, "t": 50, "b": 10})
+        return fig
+    rows = report
+    if "student" in report and len(report):
+        names = report["student"].astype(str)
+        rows = report[names == (str(student) if str(student) in set(names) else names.iloc[0])]
+    rows = rows.sort_values("rsr", kind="stable", na_position="last")
+    fig = go.Figure(go.Bar(
+        x=rows["rsr"].to_numpy(float), y=rows["teacher"].astype(str), orientation="h", marker={"color": "#2f6f4f"},
+        customdata=np.column_stack([rows["n_trajectories"].to_numpy(int), rows["avg_rank_clipped"].to_numpy(float),
+                                    rows["avg_surprisal"].to_numpy(float)]),
+        hovertemplate="<b>%{y}</b>: RSR %{x:.3f}<br>%{customdata[0]} trajectories · mean clipped rank "
+                      "%{customdata[1]:.2f} · mean surprisal %{customdata[2]:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="dataset RSR (Eq. 9)",
+                      yaxis={"autorange": "reversed"}, showlegend=False,
+                      height=max(220, 60 + 26 * len(rows)), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 
 

@@ -70,17 +70,18 @@ def visible(text: str) -> str:
 
 def token_colours(scores: TokenScores, colour_by: str, r_max: int = 100,
                   thresholds: ZoneThresholds = ZoneThresholds(),
-                  surprisal_max: float = SURPRISAL_MAX) -> list[str]:
-    """[T] background colour of every token under one view."""
+                  surprisal_max: float = SURPRISAL_MAX, start: int = 0, stop: int | None = None) -> list[str]:
+    """[stop - start] background colour of tokens [start, stop) (default: all) under one view."""
     if colour_by not in VIEWS:
         raise ValueError(f"colour_by must be one of {sorted(VIEWS)}, not {colour_by!r}")
+    rank, surprisal = scores.rank[start:stop], scores.surprisal[start:stop]
     if colour_by == "rank":
-        return rank_colours(scores.rank, r_max)
+        return rank_colours(rank, r_max)
     if colour_by == "surprisal":
-        return surprisal_colours(scores.surprisal, surprisal_max)
+        return surprisal_colours(surprisal, surprisal_max)
     if colour_by == "zone":
-        return [zone_colour(z) for z in classify_zones(scores.rank, scores.surprisal, thresholds)]
-    return [RANK_BIN_COLOURS[b] for b in rank_bins(scores.rank).tolist()]
+        return [zone_colour(z) for z in classify_zones(rank, surprisal, thresholds)]
+    return [RANK_BIN_COLOURS[b] for b in rank_bins(rank).tolist()]
 
 
 def _fmt_prob(p: float) -> str:
@@ -92,13 +93,14 @@ def _attr(text: str) -> str:
     return html.escape(text, quote=True).replace("\n", "&#10;")
 
 
-def _card_attributes(scores: TokenScores, t: int, rc: int) -> str:
-    """The data attributes of token t that its hover card shows (`CARD_FIELDS`), as HTML."""
+def _card_attributes(scores: TokenScores, t: int, rc: int, top_probs: list[float]) -> str:
+    """The data attributes of token t that its hover card shows (`CARD_FIELDS`), as HTML; top_probs: [K] its
+    alternatives' probabilities."""
     s = float(scores.surprisal[t])
     own_id = int(scores.token_ids[t])
-    alts = "\n".join(f"{k + 1}. {visible(alt)}  {_fmt_prob(float(prob))}"
+    alts = "\n".join(f"{k + 1}. {visible(alt)}  {_fmt_prob(prob)}"
                      + (" \u25c2" if int(scores.top_ids[t][k]) == own_id else "")
-                     for k, (alt, prob) in enumerate(zip(scores.top_tokens[t], scores.top_probs[t].tolist())))
+                     for k, (alt, prob) in enumerate(zip(scores.top_tokens[t], top_probs)))
     return (f' data-h="{_attr(visible(scores.tokens[t]))}" data-s="{s:.3f}" data-p="{_fmt_prob(float(np.exp(-s)))}"'
             f' data-r="{int(scores.rank[t])}" data-c="{rc}" data-e="{float(scores.entropy[t]):.3f}"'
             f' data-a="{_attr(alts)}"')
@@ -156,9 +158,10 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
     stop = n if stop is None else min(int(stop), n)
     marked = set(int(i) for i in highlight) if highlight else set()
     answers = {int(i) for i in answer_starts}
-    colours = token_colours(scores, colour_by, r_max, thresholds, surprisal_max)
-    zones = classify_zones(scores.rank, scores.surprisal, thresholds)
+    colours = token_colours(scores, colour_by, r_max, thresholds, surprisal_max, start, stop)  # the window's only
+    zones = classify_zones(scores.rank[start:stop], scores.surprisal[start:stop], thresholds)
     clipped = clipped_rank(scores.rank[start:stop], r_max)
+    top_probs = scores.top_probs[start:stop].tolist()
     parts = []
     if start > 0 or stop < n:
         parts.append(f'<span class="rsr-window">showing tokens {start}&ndash;{max(stop - 1, start)} '
@@ -168,11 +171,12 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
             parts.append(f'<span class="rsr-turn">assistant turn {int(scores.turn[t]) + 1}</span>')
         if t in answers:
             parts.append('<span class="rsr-part">answer (the thinking ends here)</span>')
-        bg = colours[t]
+        bg = colours[t - start]
         cls = "rsr-tok rsr-hl" if t in marked else "rsr-tok"
-        parts.append(f'<span class="{cls}" data-t="{t}" data-zone="{zones[t]}" '
+        parts.append(f'<span class="{cls}" data-t="{t}" data-zone="{zones[t - start]}" '
                      f'style="background:{bg};color:{text_colour(bg)}"'
-                     f'{_card_attributes(scores, t, int(clipped[t - start]))}>{_token_text(scores.tokens[t])}</span>')
+                     f'{_card_attributes(scores, t, int(clipped[t - start]), top_probs[t - start])}>'
+                     f'{_token_text(scores.tokens[t])}</span>')
     body = "".join(parts)
     head = legend_html(colour_by, r_max, thresholds, surprisal_max) if legend else ""
     return (f'<div class="rsr-strip-wrap" data-view="{colour_by}" style="--rsr-rmax:&quot;{int(r_max)}&quot;">'
