@@ -31,7 +31,7 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP) browser
 
 app: install
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m rsr_core app --server.port $(PORT)
 
 # Chromium and its driver for the real-browser test, where this machine can install Debian packages.
 browser:

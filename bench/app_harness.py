@@ -2,8 +2,9 @@
 
 Pieces, each usable alone:
 
-- `start_server(app_dir, env=...)`: `streamlit run app.py` in `app_dir` on a free port, headless, from an empty
-  `RSR_CACHE_DIR` (unless `env` sets one), with a `MemoryWatch` on its process tree (optional kill cap).
+- `start_server(app_dir, env=...)`: the app of `app_dir` (`python -m rsr_core app`) on a free port, headless,
+  from an empty `RSR_CACHE_DIR` (unless `env` sets one), with a `MemoryWatch` on its process tree (optional kill
+  cap).
 - `MemoryWatch` / `tree_rss`: resident memory of a process and its children (psutil, else /proc), sampled in a
   thread: current, peak, peak per step; above a cap the tree is killed and the watch says at how much.
 - `open_session(server)`: a Chromium instance of its own (own profile), so every session is a separate Streamlit
@@ -310,9 +311,18 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not become healthy in {timeout:.0f} s")
 
 
+def launcher(app_dir: Path) -> tuple[str, ...]:
+    """The module and arguments that start the app of `app_dir` (`python -m ...`)."""
+    if (Path(app_dir) / "rsr_core" / "commands" / "app.py").is_file():
+        return ("rsr_core", "app")
+    return ("streamlit", "run", "app.py")
+
+
 def start_server(app_dir: str | Path, env: dict[str, str] | None = None, workdir: str | Path | None = None,
                  mem_cap_gb: float | None = None, timeout: float = 120.0, python: str = sys.executable) -> Server:
-    """`streamlit run app.py` in `app_dir`, headless on a free localhost port, file watcher off.
+    """The app in `app_dir` as its README starts it (`python -m rsr_core app`, which imports the app's modules
+    before the server starts; `streamlit run app.py` for a checkout without that command), headless on a free
+    localhost port, file watcher off.
 
     `env` is added to this process's environment; `RSR_CACHE_DIR` defaults to an empty folder in `workdir` (a new
     temporary folder when None). The server's log goes to `workdir/streamlit.log`."""
@@ -326,7 +336,7 @@ def start_server(app_dir: str | Path, env: dict[str, str] | None = None, workdir
     log_path = workdir / "streamlit.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [python, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+            [python, "-m", *launcher(app_dir), "--server.headless", "true", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
             cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

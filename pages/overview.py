@@ -41,7 +41,7 @@ else:
     st.caption(f"{count(len(table), 'trajectory', 'trajectories')} under {student}" if not table.empty else "")
     report = cached_teacher_report(tables)
     with figure:
-        chart(report_figure(report, student), key="overview_chart_teachers")
+        chart(report_figure(report, student))
     shown = [c for c in ("student", "teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average",
                          "avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "n_runs")
              if c in report]

@@ -19,6 +19,7 @@ COMMANDS = {
     "reproduce-paper": ("reproduce_paper", "recompute the paper's metric/accuracy correlations from its tables"),
     "import-scores": ("import_scores", "turn a trajectory table and its token table into a results store"),
     "compact": ("compact", "merge a results store's small parts into as few files as possible"),
+    "app": ("app", "start the app (streamlit run app.py) with its modules imported before the first visitor"),
 }
 
 
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     from rsr_core.commands.checks import UsageError
 
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "_passes_on", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.passed_on = extra
         if args._check is not None:
             try:
                 args._check(args)

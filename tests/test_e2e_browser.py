@@ -1,8 +1,9 @@
-"""End to end in a real browser: `streamlit run app.py` on a free port from an empty cache, every page opened in
-headless Chromium (Selenium), a token hovered for its tooltip, the span that raises RSR most jumped to, every page
-read at 1280 and 900 px wide (no value, label or button cut, no overlapping chart labels, no toolbar over a chart's
-title, the teaching page's tables without sideways scrolling), screenshots saved in tests/artifacts/ (inspector.png,
-1400x1000 with a hover card, is the README's screenshot). Skips without chromium and chromedriver."""
+"""End to end in a real browser: the app (`python -m rsr_core app`) on a free port from an empty cache, every page
+opened in headless Chromium (Selenium), a token hovered for its tooltip, the span that raises RSR most jumped to,
+every page read at 1280 and 900 px wide (no value, label or button cut, no overlapping chart labels, no toolbar
+over a chart's title, the teaching page's tables without sideways scrolling), screenshots saved in tests/artifacts/
+(inspector.png, 1400x1000 with a hover card, is the README's screenshot). Skips without chromium and
+chromedriver."""
 from __future__ import annotations
 
 import os
@@ -110,13 +111,13 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = WAIT) -> Non
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The app served by `streamlit run` from an empty score cache."""
+    """The app served as `make app` starts it (`python -m rsr_core app`) from an empty score cache."""
     tmp = tmp_path_factory.mktemp("e2e")
     port = free_port()
     env = {**os.environ, "RSR_CACHE_DIR": str(tmp / "cache")}
     log = open(tmp / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", "rsr_core", "app", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
