@@ -1,4 +1,5 @@
-"""`python -m rsr_core app`: the app with its modules imported before the first browser session."""
+"""`python -m rsr_core app` (`rsr_core.ui.launch`): the app with its modules imported before the first browser
+session."""
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_preload_imports_the_pages_modules_but_not_the_engine():
-    code = ("import sys; from rsr_core.commands import app; names = app.preload(); "
+    code = ("import sys; from rsr_core.ui import launch; names = launch.preload(); "
             "print(all(n in sys.modules for n in names), 'torch' in sys.modules, 'rsr_core.engine' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
