@@ -76,7 +76,6 @@ KEYS = {  # widget keys (st.dataframe and st.plotly_chart get no st-key class, w
     "student_spec": "sidebar_student_spec",
     "r_max": "sidebar_r_max",
     "overview_open_best": "overview_open_best",
-    "teachers_budget_seed": "teachers_budget_seed",
     "selection_problem": "selection_problem",
     "inspector_pick": "inspector_pick",
     "inspector_search": "inspector_search",
@@ -443,23 +442,26 @@ def install_run_counter(session: Session) -> int:
     return int(session.driver.execute_script(RUN_COUNTER_JS) or 0)
 
 
+def ask(session: Session, script: str, *args, default=None):
+    """What a script run in the page returns (`default` when it returns nothing or the page cannot answer, e.g.
+    while it is replaced)."""
+    try:
+        return session.driver.execute_script(script, *args) or default
+    except (JavascriptException, WebDriverException):
+        return default
+
+
 def has(session: Session, css: str) -> bool:
     """Whether an element matches `css` (asked in the page: WebDriver's find_elements would send back a reference
     to every match, 1,500 on a page of tokens, on every poll)."""
-    try:
-        return bool(session.driver.execute_script(EXISTS_JS, css))
-    except (JavascriptException, WebDriverException):
-        return False
+    return bool(ask(session, EXISTS_JS, css, default=False))
 
 
 def main_text(session: Session) -> str:
     """The main area's rendered text (the browser's own innerText). WebDriver's element text walks every node
     in JavaScript and took 3-4 s on the Inspector page (1,500 tokens with their hidden hover cards), blocking the
     page it measures; innerText takes about 0.05 s."""
-    try:
-        return session.driver.execute_script(MAIN_TEXT_JS, SEL["main"]) or ""
-    except (JavascriptException, WebDriverException):
-        return ""
+    return ask(session, MAIN_TEXT_JS, SEL["main"], default="")
 
 
 def wait_render(session: Session, ready: Callable[[Session], bool] | None = None, timeout: float = STEP_TIMEOUT,
@@ -500,10 +502,7 @@ def page_ready(page: str) -> Callable[[Session], bool]:
     spec = PAGES[page]
 
     def ready(session: Session) -> bool:
-        try:
-            titles = session.driver.execute_script(TITLES_JS, SEL["title"]) or []
-        except (JavascriptException, WebDriverException):
-            return False
+        titles = ask(session, TITLES_JS, SEL["title"], default=[])
         if not any(spec.title.lower() in t.lower() for t in titles):
             return False
         return all(has(session, css) for css in spec.content)
@@ -803,10 +802,7 @@ def step_search_inspector(session: Session, trajectory_id: str, timeout: float =
 
 def paragraphs(session: Session) -> list[str]:
     """The text of every markdown paragraph in the main area (cheap enough to poll; see `PARAGRAPHS_JS`)."""
-    try:
-        return list(session.driver.execute_script(PARAGRAPHS_JS, SEL["main"]) or [])
-    except (JavascriptException, WebDriverException):
-        return []
+    return list(ask(session, PARAGRAPHS_JS, SEL["main"], default=[]))
 
 
 def header_ids(session: Session) -> set[str]:

@@ -91,7 +91,7 @@ def teacher_table_section(teachers, table) -> None:
     names = shown["teacher"].astype(str).tolist()
     st.dataframe(shown, key=key, hide_index=True, width="stretch", column_config=NUM, selection_mode="single-row",
                  on_select=lambda: _focus_from_table(key, names))
-    if "run" not in table or not table["run"].dropna().astype(str).ne("").any():
+    if "run" not in table or not any(str(r) != "" for r in table["run"].dropna().unique()):
         return
     box = st.expander("Per run", key=RUNS_OPEN, on_change="rerun")  # computed and drawn only while open
     if box.open is not False:

@@ -154,12 +154,19 @@ def dataset_metrics(table) -> dict[str, float]:
     return metrics_of_columns(metric_columns(table))
 
 
-def metrics_of_columns(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
-    """`dataset_metrics` of the rows at positions `rows` ([m] int, in that order; None: all) of `metric_columns`."""
+def scored_columns(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The rows at positions `rows` ([m] int, in that order; None: all) of `metric_columns` that have scored
+    tokens (`scored_rows` of the arrays)."""
     t = columns if rows is None else {k: v[rows] for k, v in columns.items()}
     if "n_tokens" in t:
         keep = t["n_tokens"] > 0
         t = {k: v[keep] for k, v in t.items()}
+    return t
+
+
+def metrics_of_columns(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
+    """`dataset_metrics` of the rows at positions `rows` ([m] int, in that order; None: all) of `metric_columns`."""
+    t = scored_columns(columns, rows)
     mr, ms = t["avg_rank_clipped"], t["avg_surprisal"]
     n = int(mr.size)
     out = {

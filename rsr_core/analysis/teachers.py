@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rsr_core.analysis.metrics import (METRIC_INPUTS, dataset_metrics_by, dataset_rsr, group_rows, metric_columns,
-                                      metrics_of_columns, scored_rows, teacher_score)
+                                      metrics_of_columns, scored_columns, scored_rows, teacher_score)
 from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr
 from rsr_core.data.tables import normalise_table
 
@@ -39,11 +39,9 @@ def _prepared(table: pd.DataFrame) -> pd.DataFrame:
 
 def _scored_rsr(columns: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """([m] mean clipped ranks, [m] mean surprisals) of the scored trajectories among `rows` of `metric_columns`."""
-    r, s = columns["avg_rank_clipped"][rows], columns["avg_surprisal"][rows]
-    if "n_tokens" in columns:
-        scored = columns["n_tokens"][rows] > 0
-        r, s = r[scored], s[scored]
-    return r, s
+    t = scored_columns({k: columns[k] for k in ("avg_rank_clipped", "avg_surprisal", "n_tokens") if k in columns},
+                       rows)
+    return t["avg_rank_clipped"], t["avg_surprisal"]
 
 
 def run_table(table: pd.DataFrame) -> pd.DataFrame:
