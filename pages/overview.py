@@ -2,7 +2,7 @@
 import streamlit as st
 
 from rsr_core.ui import state
-from rsr_core.ui.analysis_cache import cached_teacher_report
+from rsr_core.ui.analysis_cache import cached_teacher_report, report_students
 from rsr_core.ui.layout import button_row, chart
 from rsr_core.ui.metric_labels import count
 from rsr_core.ui.navigation import available_pages, ensure_app_runs
@@ -32,7 +32,7 @@ st.subheader("Teachers on this dataset")
 figure = st.empty()
 with figure:
     chart(report_figure(None))
-tables = {s: state.student_table(s) for s in ([student] if student else []) + state.other_students()}
+tables = {s: state.student_table(s) for s in report_students(student, state.students())}
 tables = {s: t for s, t in tables.items() if not t.empty}
 if not tables:
     figure.empty()

@@ -10,14 +10,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rsr_core.analysis.pools import POOL_BY, students_of
+from rsr_core.analysis.pools import POOL_BY
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_pools, cached_problem_rows, cached_selection, cached_selection_summary
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row
 from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.selection_widgets import (EXPORT_FORMATS, RULE_MODES, candidate_rows, comparison_display,
                                            export_bytes, filter_problems, picks_figure, rule_description,
-                                           selectable_metrics, valid_overrides)
+                                           rule_student, selectable_metrics, valid_overrides)
 from rsr_core.ui.navigation import ensure_app_runs
 
 ensure_app_runs()
@@ -239,7 +239,7 @@ table = state.scored_table_or_stop()
 student = state.current_student()
 st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}. Candidates of every teacher and run are "
             "pooled per problem, and the rule keeps one of each pool.")
-one_student = student if len(students_of(table)) > 1 else None
+one_student = rule_student(table, student)
 settings = rule_controls(table)
 try:
     pooled = cached_pools(table, one_student, settings["pool_by"])

@@ -239,8 +239,7 @@ def test_only_the_open_chart_tab_is_drawn(demo):
     n = len(scores[tid])
 
     def drawn() -> list[str]:
-        return [d["type"] for spec in chart_specs(at) for d in spec["data"]
-                if "window" not in json.dumps(spec["layout"].get("title", ""))]  # the curve below is always there
+        return [d["type"] for spec in chart_specs(at) for d in spec["data"]]
     assert "scatter" in drawn() and "bar" not in drawn()
     at.session_state[ui.K_CHART_TAB] = "Surprisal"
     at.run()
@@ -251,6 +250,39 @@ def test_only_the_open_chart_tab_is_drawn(demo):
     at.session_state[ui.K_CHART_TAB] = "Zones"
     at.run()
     assert drawn() == [] and any("% of Σ clipped rank" in df.value.columns for df in at.dataframe)
+
+
+def test_why_this_score_draws_the_open_tab_only(demo):
+    """Under the text: the spans table by default; the window curve and the token table when their tab is chosen,
+    each with the numbers of `explain` for this trajectory and the window shown."""
+    table, scores = demo
+    at = inspector(start_app())
+    tid = at.session_state["selected_trajectory"]
+    ts = scores[tid]
+    window = int(at.number_input(key=ui.window_key(tid)).value)
+
+    def curves() -> list[dict]:
+        return [s for s in chart_specs(at) if "window" in json.dumps(s["layout"].get("title", ""))]
+
+    def frame(column: str) -> pd.DataFrame | None:
+        return next((df.value for df in at.dataframe if column in df.value.columns), None)
+    spans = frame("rsr_without")
+    top = explain.top_spans(ts.surprisal, ts.rank, 100, window, k=5)
+    assert not curves() and frame("position") is None
+    assert spans["start"].tolist() == [sp.start for sp in top] and spans["stop"].tolist() == [sp.stop for sp in top]
+    at.session_state[ui.K_WHY_TAB] = "RSR along the text"
+    at.run()
+    assert not at.exception and frame("rsr_without") is None
+    [curve] = curves()
+    expected = explain.sliding_rsr(ts.surprisal, ts.rank, 100, window, stride=ui.curve_stride(len(ts), window))
+    y = plotly_array(curve["data"][0]["y"])
+    np.testing.assert_allclose(y, expected["rsr"].to_numpy(), rtol=1e-9)
+    at.session_state[ui.K_WHY_TAB] = "Tokens that push RSR up most"
+    at.run()
+    assert not at.exception and not curves()
+    tokens = frame("position")
+    expected = explain.token_contributions(ts.surprisal, ts.rank, ts.tokens, 100, k=10)
+    assert tokens["position"].tolist() == expected["position"].tolist() and len(tokens) == 10
 
 
 def test_the_curve_of_a_long_text_has_a_bounded_number_of_windows():

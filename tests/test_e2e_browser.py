@@ -30,6 +30,10 @@ const drawn = (sel, part) => [...document.querySelectorAll(sel)].every(el => hid
 return drawn('[data-testid="stPlotlyChart"]', '.main-svg') && drawn('[data-testid="stDataFrame"]', '.dvn-scroller');
 """
 
+CURVE_DRAWN_JS = """
+return [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.includes('-token windows'));
+"""
+
 # what a reader would see as broken on the page, one line per problem: text cut by its box (metric values and
 # labels, buttons, widget labels), chart labels on top of each other, a chart's toolbar over its title, a table
 # that must fit scrolling sideways, the page wider than the window
@@ -78,7 +82,7 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from rsr_core.data.demo import available_demo_students  # noqa: E402
-from rsr_core.ui.inspector import JUMP_LABEL  # noqa: E402
+from rsr_core.ui.inspector import JUMP_LABEL, WHY_TABS  # noqa: E402
 from rsr_core.ui.navigation import available_pages  # noqa: E402
 
 
@@ -230,6 +234,11 @@ def test_every_page_reads_well_at(width, server, browser):
                 button.click()
                 WebDriverWait(browser, WAIT).until(
                     ec.presence_of_all_elements_located((By.CSS_SELECTOR, ".rsr-tok.rsr-hl")))
+                tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, '[role="tab"]')
+                           if t.text.strip() == WHY_TABS[1])  # the curve, with the outlined span's label on it
+                browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", tab)
+                tab.click()
+                WebDriverWait(browser, WAIT).until(lambda d: d.execute_script(CURVE_DRAWN_JS))
                 WebDriverWait(browser, WAIT).until(lambda d: d.execute_script(DRAWN_JS))
                 time.sleep(1.0)
                 found["pages/inspector.py, after the jump"] = layout_problems(browser)

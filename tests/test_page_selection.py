@@ -56,6 +56,31 @@ def test_default_rule_keeps_the_lowest_rsr_of_every_problem(page, demo_table):
     assert comparison["set"].iloc[0].startswith("selected") and comparison["set"].iloc[1].startswith("random")
 
 
+def test_the_default_selection_is_prepared_before_the_page_opens(monkeypatch, tmp_path):
+    """Each page run leaves the default selection of the table it showed computing in the background; the
+    Selection page then finds it (the same object) in the shared cache. At r_max 37 the table is new to this
+    process, so the preparation is this test's own."""
+    from rsr_core.ui import results
+    from rsr_core.ui.analysis_cache import cached_selection, prepare_default_selection, prepared_selection
+    from rsr_core.ui.selection_widgets import default_rule, rule_student
+
+    at = open_page("pages/overview.py", monkeypatch, tmp_path)
+    at.number_input(key="sidebar_r_max").set_value(37).run()
+    assert not at.exception
+    dataset, student = at.session_state["dataset"], at.session_state["student_name"]
+    path = next(p for p in dataset.stores if student in results.students(p))
+    table = results.table(path, student, 37)  # the shared table the page showed
+    preparing = prepared_selection(table, student)
+    assert preparing is not None and prepare_default_selection(table, student) is None  # once per table
+    preparing.result(timeout=120)
+    ready = cached_selection(table, default_rule(table), {}, rule_student(table, student))
+    assert ready.selected["rsr"].notna().all()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.session_state["selection_result"] is ready  # the page's rule is the prepared one
+    assert at.session_state["r_max"] == 37
+
+
 def test_changing_the_rule_changes_the_chosen_trajectories(page, demo_table):
     before = chosen(page)
     page.selectbox(key="selection_metric").set_value("n_tokens").run()

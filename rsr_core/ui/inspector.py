@@ -41,6 +41,8 @@ LIST_PAGE = 50  # rows of the trajectory list per page
 CURVE_POINTS = 500  # at most about this many windows on the sliding-RSR curve (a 32k-token text: 2,000 at w / 4)
 K_CHART_TAB = "inspector_chart_tab"
 CHART_TABS = ("Rank × surprisal", "Rank bins", "Surprisal", "Zones")
+K_WHY_TAB = "inspector_why_tab"
+WHY_TABS = ("Spans that push RSR up most", "RSR along the text", "Tokens that push RSR up most")
 PERSISTENT = (K_TEACHER, K_PROBLEM, K_SORT, K_DESC, K_SEARCH, "inspector_view", "inspector_page_size")
 K_VIEW, K_PAGE, K_START = "inspector_view", "inspector_page_size", "inspector_start"
 K_COMPARE, K_COMPARE_MODE = "inspector_compare", "inspector_compare_mode"
@@ -356,7 +358,8 @@ def token_charts(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThreshol
 
 def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int,
                    answers: list[int] = ()) -> None:
-    """The decomposition with the actual numbers, the curve along the text, the spans and tokens that push RSR up."""
+    """The decomposition with the actual numbers; the spans, the curve along the text and the tokens that push RSR
+    up, one tab drawn at a time."""
     n = len(ts)
     d = explain.decompose(ts.surprisal, ts.rank, r_max)
     st.markdown(f"#### Why this score\n**{d.formula()}** over {count(d.n_tokens, 'token')} "
@@ -366,40 +369,64 @@ def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int
     st.caption("A token's excess = clipped rank − RSR × surprisal (the excesses sum to 0). Positive excess pushes "
                "RSR up: the token is ranked further down than its surprisal warrants. Leaving a token or span out "
                "changes RSR by −excess / (Σ surprisal of the rest).")
-    # the curve and the spans one above the other, full width: side by side the table was 170 px wide
+    st.number_input("Window (tokens)", min_value=2, max_value=max(2, n), step=8, key=window_key(tid),
+                    help="Width of the spans and of the curve's windows.", width=CONTROL_PX)
+    # only the open tab is drawn (choosing one reruns the page): the curve and two tables under the text were
+    # half a second of the browser's time at every opening of a trajectory
+    spans_tab, curve_tab, tokens_tab = st.tabs(list(WHY_TABS), key=K_WHY_TAB, on_change="rerun")
     top = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=5)
+    with spans_tab:
+        if spans_tab.open is not False:
+            _spans_table(tid, ts, top, d.rsr, window, page)
+    with curve_tab:
+        if curve_tab.open is not False:
+            _window_curve(tid, ts, top, d.rsr, r_max, window, page, answers)
+    with tokens_tab:
+        if tokens_tab.open is not False:
+            _tokens_table(tid, ts, r_max, page)
+
+
+def _spans_table(tid: str, ts: TokenScores, top: list[explain.Span], rsr: float, window: int, page: int) -> None:
+    n = len(ts)
+    spans = explain.span_table(top, ts.tokens)
+    st.caption("The windows that push RSR up most, by excess; click a row to read it. " + RANKING)
+    if spans.empty:
+        st.caption("No window pushes RSR up (the text is shorter than the window, or uniform).")
+        return
+    key = f"inspector_spans_{tid}_{window}"
+    st.dataframe(spans, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                 on_select=lambda: _on_row(key, spans, tid, n, page),
+                 column_order=["start", "stop", "excess", "rsr_without", "rsr", "text"],
+                 column_config={"rsr": st.column_config.NumberColumn("own RSR", format="%.2f",
+                                                                     help="The span's own RSR (its point "
+                                                                          "on the curve)"),
+                                "excess": st.column_config.NumberColumn(
+                                    "excess", format="%+.1f", help="How much the span raises RSR, the "
+                                    "ranking: Σ clipped rank − RSR × Σ surprisal over the span"),
+                                "rsr_without": st.column_config.NumberColumn(
+                                    "RSR without it", format="%.3f",
+                                    help=f"The trajectory's RSR ({rsr:.3f}) with the span left out"),
+                                "text": st.column_config.TextColumn("text", width="large")})
+
+
+def _window_curve(tid: str, ts: TokenScores, top: list[explain.Span], rsr: float, r_max: int, window: int,
+                  page: int, answers: list[int]) -> None:
+    n = len(ts)
     curve = explain.sliding_rsr(ts.surprisal, ts.rank, r_max, window, stride=curve_stride(n, window))
     marked = state.selected_tokens(tid)
     span = (marked[0], marked[-1] + 1) if marked else None
     label = "outlined: raises RSR most" if top and span == (top[0].start, top[0].stop) else "outlined"
     key = f"inspector_curve_{tid}_{window}"
-    chart(sliding_rsr_figure(curve, d.rsr, window, span, list(answers), span_label=label), key=key,
+    chart(sliding_rsr_figure(curve, rsr, window, span, list(answers), span_label=label), key=key,
           on_select=lambda: _on_curve(key, tid, n, page), selection_mode=("points", "box"))
     st.caption("Each point is a window's own RSR; click one to outline that window and show it in the text "
                "above. " + RANKING)
-    st.number_input("Window (tokens)", min_value=2, max_value=max(2, n), step=8, key=window_key(tid),
-                    help="Width of the spans and of the curve's windows.", width=CONTROL_PX)
-    spans = explain.span_table(top, ts.tokens)
-    st.markdown("**Spans that push RSR up most**, by excess (click a row to read it)")
-    if spans.empty:
-        st.caption("No window pushes RSR up (the text is shorter than the window, or uniform).")
-    else:
-        key = f"inspector_spans_{tid}_{window}"
-        st.dataframe(spans, key=key, hide_index=True, width="stretch", selection_mode="single-row",
-                     on_select=lambda: _on_row(key, spans, tid, n, page),
-                     column_order=["start", "stop", "excess", "rsr_without", "rsr", "text"],
-                     column_config={"rsr": st.column_config.NumberColumn("own RSR", format="%.2f",
-                                                                         help="The span's own RSR (its point "
-                                                                              "on the curve)"),
-                                    "excess": st.column_config.NumberColumn(
-                                        "excess", format="%+.1f", help="How much the span raises RSR, the "
-                                        "ranking: Σ clipped rank − RSR × Σ surprisal over the span"),
-                                    "rsr_without": st.column_config.NumberColumn(
-                                        "RSR without it", format="%.3f",
-                                        help=f"The trajectory's RSR ({d.rsr:.3f}) with the span left out"),
-                                    "text": st.column_config.TextColumn("text", width="large")})
+
+
+def _tokens_table(tid: str, ts: TokenScores, r_max: int, page: int) -> None:
+    n = len(ts)
     tokens = explain.token_contributions(ts.surprisal, ts.rank, ts.tokens, r_max, k=10)
-    st.markdown("**Tokens that push RSR up most** (click a row to read it)")
+    st.caption("The single tokens that push RSR up most, by excess; click a row to read it.")
     key = f"inspector_tokens_{tid}"
     st.dataframe(tokens, key=key, hide_index=True, width="stretch", selection_mode="single-row",
                  on_select=lambda: _on_row(key, tokens, tid, n, page),

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from rsr_core.analysis.pools import POOL_BY, students_of
 from rsr_core.analysis.selection import Selection, SelectionSummary, pool_sort_codes, write_selection
 from rsr_core.ui.metric_labels import metric_label
 
@@ -32,6 +33,19 @@ def selectable_metrics(table: pd.DataFrame) -> list[str]:
     numeric = [c for c in table.columns if c not in NOT_METRICS and pd.api.types.is_numeric_dtype(table[c])
                and not pd.api.types.is_bool_dtype(table[c])]
     return [c for c in PREFERRED_METRICS if c in numeric] + [c for c in numeric if c not in PREFERRED_METRICS]
+
+
+def default_rule(table: pd.DataFrame) -> dict:
+    """The rule the Selection page starts with, its widgets untouched: the lowest value of the first selectable
+    metric (RSR, Eq. 7), candidates pooled automatically, no correct filter (`select`'s keyword arguments)."""
+    metrics = selectable_metrics(table)
+    return {"by": metrics[0] if metrics else "rsr", "mode": next(iter(RULE_MODES)), "seed": None,
+            "correct_only": False, "keep_pools_without_correct": False, "pool_by": POOL_BY[0]}
+
+
+def rule_student(table: pd.DataFrame, student: str | None) -> str | None:
+    """The student whose rows a selection pools: `student` when the table holds several, else None (all rows)."""
+    return student if len(students_of(table)) > 1 else None
 
 
 def valid_overrides(pooled: pd.DataFrame, overrides: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:

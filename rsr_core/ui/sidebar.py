@@ -137,12 +137,18 @@ def render_sidebar() -> None:
         _dataset_messages(dataset)
 
 
+def default_student(scored: list[str]) -> str:
+    """The student a dataset opens with: the embedded one when it has results there (or nothing has), else the
+    first student with results."""
+    return EMBEDDED if EMBEDDED in scored or not scored else scored[0]
+
+
 def _student_picker() -> tuple[str | None, str | None]:
     """(spec to load the student by, name its results are filed under)."""
     scored = state.students()
     options = scored + [n for n in installed_embedded_students() if n not in scored] + [OTHER_STUDENT]
     if state.get(W_STUDENT) not in options:
-        state.put(W_STUDENT, EMBEDDED if EMBEDDED in scored or not scored else scored[0])
+        state.put(W_STUDENT, default_student(scored))
     choice = st.selectbox(
         "Student", options, key=W_STUDENT,
         format_func=lambda o: ("other: Hugging Face id, folder or .gguf" if o == OTHER_STUDENT
