@@ -40,10 +40,10 @@ def preload() -> list[str]:
 
 
 def prepare_start_store() -> pd.DataFrame | None:
-    """Read what the first page shows of the store named by `RSR_STORE` into the caches every session shares: each
-    student's trajectory table at the default r_max and their teacher report, what is left to score, then the
-    default selection. The report, or None when there is no such store (the sidebar says why when a page opens
-    it)."""
+    """Read what the first pages need of the store named by `RSR_STORE` into the caches every session shares: each
+    student's trajectory table at the default r_max and their teacher report, what is left to score, the index of
+    trajectory rows, then the default selection. The report, or None when there is no such store (the sidebar
+    says why when a page opens it)."""
     from rsr_core.data.paths import STORE_ENV, PathRefused, allowed_path, data_roots
 
     text = os.environ.get(STORE_ENV, "").strip()
@@ -68,6 +68,7 @@ def _read_store_tables(path: str) -> pd.DataFrame | None:
     tables = {s: results.table(path, s, R_MAX) for s in report_students(student, students)}
     tables = {s: t for s, t in tables.items() if not t.empty}
     results.unscored_ids(path, path, student)  # the sidebar's count of what is left to score
+    results.row_index(path, student)  # where each trajectory's row is, for every page that opens one
     if not tables:
         return None
     report = cached_teacher_report(tables)
