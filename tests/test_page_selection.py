@@ -81,6 +81,29 @@ def test_the_default_selection_is_prepared_before_the_page_opens(monkeypatch, tm
     assert at.session_state["r_max"] == 37
 
 
+def test_a_table_left_before_its_turn_is_not_prepared(monkeypatch, tmp_path):
+    """r_max changed twice while the background worker was busy: only the table on screen is prepared; the one
+    left is forgotten, and prepared when it is shown again."""
+    import threading
+
+    from rsr_core.ui import analysis_cache, results
+
+    at = open_page("pages/overview.py", monkeypatch, tmp_path)
+    dataset, student = at.session_state["dataset"], at.session_state["student_name"]
+    path = next(p for p in dataset.stores if student in results.students(p))
+    left, shown = results.table(path, student, 41), results.table(path, student, 43)  # new to this process
+    gate = threading.Event()
+    analysis_cache._BACKGROUND.submit(gate.wait, 60)  # the worker is busy with another table
+    first = analysis_cache.prepare_default_selection(left, student)
+    second = analysis_cache.prepare_default_selection(shown, student)
+    gate.set()
+    assert first.result(timeout=120) is False and second.result(timeout=120) is True
+    assert analysis_cache.prepared_selection(left, student) is None
+    again = analysis_cache.prepare_default_selection(left, student)
+    assert again is not None and again.result(timeout=120) is True
+    assert analysis_cache.prepare_default_selection(left, student) is None  # once per table
+
+
 def test_changing_the_rule_changes_the_chosen_trajectories(page, demo_table):
     before = chosen(page)
     page.selectbox(key="selection_metric").set_value("n_tokens").run()

@@ -26,8 +26,9 @@ from rsr_core.ui.teacher_figures import combined_tables
 HEAVY_COLUMNS = ("messages", "prompt", "source")
 _HASH = {pd.DataFrame: table_key}
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsr-prepare")  # one computation at a time
-_PREPARED: dict[tuple, Future] = {}  # (table key, student) -> its default selection's computation (result None)
+_PREPARED: dict[tuple, Future] = {}  # (table key, student) -> its default selection's computation
 _PREPARED_LOCK = threading.Lock()
+_LATEST: list[tuple | None] = [None]  # the table a page showed last: one still waiting is no longer on screen
 
 
 def metric_view(table: pd.DataFrame, keep_prompt: bool = False) -> pd.DataFrame:
@@ -169,16 +170,19 @@ def prepare_default_selection(table: pd.DataFrame, student: str | None) -> Futur
     background, into the caches the page reads, so that its first opening does not wait for it (0.6 s at 5,000
     problems of 33 candidates). Once per table and student per server process, one table at a time; returns the
     new computation, or None when there is nothing to do. A page that asks for the same result meanwhile waits for
-    this computation instead of repeating it."""
+    this computation instead of repeating it. A table still waiting when another is asked for (r_max changed
+    again, another student) is skipped, and prepared again if it comes back; the future's result says whether
+    it was computed."""
     if table.empty:
         return None
     key = (table_key(table), student)
     with _PREPARED_LOCK:
+        _LATEST[0] = key
         if key in _PREPARED:
             return None
         if len(_PREPARED) > 256:  # keys of tables long gone (each r_max and student makes one)
             _PREPARED.clear()
-        _PREPARED[key] = future = _BACKGROUND.submit(_prepare, table, student)
+        _PREPARED[key] = future = _BACKGROUND.submit(_prepare, table, student, key)
     return future
 
 
@@ -187,9 +191,14 @@ def prepared_selection(table: pd.DataFrame, student: str | None) -> Future | Non
     return _PREPARED.get((table_key(table), student))
 
 
-def _prepare(table: pd.DataFrame, student: str | None) -> None:
+def _prepare(table: pd.DataFrame, student: str | None, key: tuple) -> bool:
+    with _PREPARED_LOCK:
+        if _LATEST[0] != key:  # superseded before its turn came
+            _PREPARED.pop(key, None)
+            return False
     settings = tuple(sorted(default_rule(table).items()))
     _compute_default_selection(table, settings, rule_student(table, student))
+    return True
 
 
 @st.cache_resource(show_spinner=False, max_entries=1, hash_funcs=_HASH)
