@@ -58,5 +58,11 @@ def test_the_start_up_store_is_read_before_the_first_visitor(monkeypatch, tmp_pa
     np.testing.assert_allclose(shown["rsr"], report["rsr"])
     monkeypatch.setenv("RSR_STORE", "/etc")  # outside the data roots: left to the sidebar to refuse
     assert launch.prepare_start_store() is None
+    broken = tmp_path / "broken"
+    (broken / "students" / "x").mkdir(parents=True)
+    (broken / "store.json").write_text("{not json")
+    monkeypatch.setenv("RSR_DATA_ROOTS", str(tmp_path))
+    monkeypatch.setenv("RSR_STORE", str(broken))  # not a readable store: no traceback, the sidebar says why
+    assert launch.prepare_start_store() is None
     monkeypatch.delenv("RSR_STORE")
     assert launch.prepare_start_store() is None

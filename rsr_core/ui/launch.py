@@ -45,11 +45,12 @@ def prepare_start_store() -> pd.DataFrame | None:
     trajectory rows, then the default selection. The report, or None when there is no such store (the sidebar
     says why when a page opens it)."""
     from rsr_core.data.paths import STORE_ENV, PathRefused, allowed_path, data_roots
+    from rsr_core.data.store import StoreError
 
     text = os.environ.get(STORE_ENV, "").strip()
     try:
         return _read_store_tables(str(allowed_path(text, data_roots()))) if text else None
-    except PathRefused:
+    except (PathRefused, StoreError, OSError):  # the page that opens it says what is wrong
         return None
 
 
