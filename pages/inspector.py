@@ -18,15 +18,16 @@ if tid is None:
 row = state.trajectory_row(tid)
 r_max, thresholds = state.current_r_max(), state.current_thresholds()
 ui.metrics_row(row, r_max)
-messages = state.trajectory_messages(tid)
-ui.prompt_view(messages)
+conversation = state.trajectory_conversation(tid)
+messages = conversation["messages"]
+ui.prompt_view(conversation)
 ts = state.trajectory_scores(tid)
 if ts is None:
     st.info("The store holds this trajectory's metrics but not its per-token data, so there is no text to show. "
             "Score it again into a store that keeps tokens to read it here.")
     st.stop()
-thinking, answers = ui.answer_starts(ts, messages)
-ui.parts_view(ts, thinking, r_max)
+parts, answers, tool_calls = ui.part_positions(ts, messages)
+ui.parts_view(ts, parts, r_max)
 
 window = min(int(state.get(ui.window_key(tid)) or ui.default_window(len(ts))), max(2, len(ts)))
 state.put(ui.window_key(tid), window)
@@ -34,7 +35,8 @@ spans = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=1)
 
 left, right = stacking_columns([3, 2], key="inspector_main")  # one under the other in a narrow window
 with left:
-    page = ui.text_view(tid, ts, r_max, thresholds, spans[0] if spans else None, answers)
+    page = ui.text_view(tid, ts, r_max, thresholds, spans[0] if spans else None, answers, tool_calls,
+                        ui.between_turns(messages))
 with right:
     ui.token_charts(tid, ts, r_max, thresholds, float(row["rsr"]), page)
 ui.why_this_score(tid, ts, r_max, page, window, answers)

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis.pools import POOL_BY
+from rsr_core.data.labels import label_from_references, unlabelled_with_reference
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_pools, cached_problem_rows, cached_selection, cached_selection_summary
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row
@@ -25,9 +26,10 @@ ensure_app_runs()
 OVERRIDES = state.SELECTION_OVERRIDES  # {problem or pool id: trajectory id}, chosen by hand
 RESULT = state.SELECTION_RESULT  # the current Selection (rsr_core.analysis.selection.Selection), for other pages
 RULE_WIDGETS = ("selection_mode", "selection_metric", "selection_seed", "selection_pool_by", "selection_correct_only",
-                "selection_keep_without_correct")
+                "selection_keep_without_correct", "selection_include_incomplete")
 PROBLEM = "selection_problem"  # the problem whose candidates are shown (selectbox; a table click sets it)
 CANDIDATE = "selection_candidate"  # the candidate the buttons act on (selectbox; a table click sets it)
+CHECKED = "_selection_checked"  # counts of the last check of answers against references
 NUM = {c: st.column_config.NumberColumn(metric_label(c), format="%.3f")
        for c in ("avg_surprisal", "avg_rank_clipped", "avg_length", "correct_rate", "rsr vs selected")}
 TRAJECTORY_NUM = {c: st.column_config.NumberColumn(metric_label(c, "trajectory"), format="%.3f")
@@ -90,10 +92,43 @@ def rule_controls(table) -> dict:
                                    if has_correct else "The data has no correctness information.")
         keep = st.checkbox("keep problems without a correct candidate (marked fallback)",
                            key=state.keep("selection_keep_without_correct"), disabled=not correct_only)
+        incomplete = int((table["complete"] == False).sum()) if "complete" in table else 0  # noqa: E712
+        include = st.checkbox(f"include incomplete generations ({incomplete:,})",
+                              key=state.keep("selection_include_incomplete"), disabled=not incomplete,
+                              help="Generations the data marks unfinished (cut off at the length limit, reasoning "
+                                   "not complete) are never picked unless this is on.")
     state.remember(*RULE_WIDGETS)
     return {"by": by, "mode": mode, "seed": seed if mode == "random" else None,
             "correct_only": bool(correct_only and has_correct), "keep_pools_without_correct": bool(keep),
-            "pool_by": pool_by}
+            "pool_by": pool_by, "include_incomplete": bool(include and incomplete)}
+
+
+def reference_section(table) -> None:
+    """Labels from reference answers (math-verify) for a dataset that has references but no labels."""
+    todo = unlabelled_with_reference(table)
+    if todo.empty:
+        return
+    path, dataset = state.student_store(), state.current_dataset()
+    writable = path is not None and dataset is not None and path == dataset.writable
+    st.info(f"{count(len(todo), 'trajectory', 'trajectories')} {'has' if len(todo) == 1 else 'have'} a reference "
+            "answer but no correctness label. math-verify can check each final answer (the last \\boxed{} of the "
+            "answer, else the answer's own) against the reference; the labels go to the dataset's results store "
+            "(`correct_source` = math-verify).")
+    if st.button("Check the answers against the references", key="selection_check_answers", disabled=not writable,
+                 help=None if writable else "This dataset's results store is read-only here."):
+        bar = st.progress(0.0, text="Starting math-verify…")
+        counts = label_from_references(path, todo, progress=lambda done, total: bar.progress(
+            done / total, text=f"{done:,} / {total:,} answers checked"))
+        state.put(CHECKED, counts)
+        st.rerun()
+
+
+def checked_message() -> None:
+    """What the last check of answers found (shown once, after the page has been redrawn with its labels)."""
+    counts = state.pop(CHECKED)
+    if counts:
+        st.success(f"math-verify: {counts['correct']:,} correct, {counts['wrong']:,} wrong, {counts['unknown']:,} "
+                   "unknown (no answer found, not understood or too slow to check).")
 
 
 def counts_line(sel, summary) -> None:
@@ -240,6 +275,8 @@ student = state.current_student()
 st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}. Candidates of every teacher and run are "
             "pooled per problem, and the rule keeps one of each pool.")
 one_student = rule_student(table, student)
+checked_message()
+reference_section(table)
 settings = rule_controls(table)
 try:
     pooled = cached_pools(table, one_student, settings["pool_by"])

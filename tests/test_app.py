@@ -145,7 +145,9 @@ def test_reasoning_trace_shows_prompt_boundary_and_parts(demo):
     prompt = next(e for e in at.expander if e.label == "Prompt")
     assert any(messages[0]["content"] in tx.value for tx in prompt.text)
     ts = scores[tid]
-    mask, answers = ui.answer_starts(ts, messages)
+    codes, answers, tools = ui.part_positions(ts, messages)
+    mask = codes == 0
+    assert tools == []
     assert 0 < len(answers) and mask[:answers[0]].all() and not mask[answers[0]:].any()
     assert "".join(ts.tokens[answers[0]:]).lstrip("\n") == messages[1]["content"].lstrip("\n")
     parts = next(df.value for df in at.dataframe if list(df.value.get("part", [])) == ["thinking", "answer"])

@@ -242,7 +242,8 @@ def test_bad_records_are_named_and_the_rest_is_written(tmp_path, demo):
     assert result.written == [t.trajectory_id for t in trajectories[4:6]]
     assert any(second.trajectory_id in e and "token 0" in e for e in result.errors)
     assert any(third.trajectory_id in e and "alternative" in e for e in result.errors)
-    assert any(fourth.trajectory_id in e and "rsr is" in e and "from its tokens" in e for e in result.errors)
+    assert any(fourth.trajectory_id in e and "rsr is" in e and "from its tokens" in e
+               for e in result.errors), result.errors
 
 
 def test_metric_columns_missing_from_the_table_come_from_the_tokens(tmp_path, demo):

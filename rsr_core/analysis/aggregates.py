@@ -50,6 +50,9 @@ import numpy as np
 import pyarrow as pa
 
 from rsr_core.analysis.metrics import FILTER_TOP_FRACTION, TRAJECTORY_METRICS
+from rsr_core.analysis.part_aggregates import PartAggregates, part_columns
+from rsr_core.analysis.ragged import concat_offsets, gather, lengths_to_offsets
+from rsr_core.analysis.segments import PART_COLUMNS
 
 BIN_MIN_COUNT = 3
 LONG_TRAJECTORY = 512  # mean tokens from which the top-30 % set is found by a partition per trajectory
@@ -104,9 +107,7 @@ class RankAggregates:
 
 def _segments(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[N] lengths -> ([N + 1] offsets, [sum] segment id of each element)."""
-    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets, np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+    return lengths_to_offsets(lengths), np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
 
 
 def _top_one(s: np.ndarray) -> np.ndarray:
@@ -248,18 +249,8 @@ def concat_aggregates(parts: list[RankAggregates]) -> RankAggregates:
     """The aggregates of several groups of trajectories, one after the other."""
     if not parts:
         return batch_aggregates(np.zeros(0, np.float32), np.zeros(0, np.int64), None, np.zeros(0, np.int64))
-    out = {}
-    for f in fields(RankAggregates):
-        arrays = [getattr(p, f.name) for p in parts]
-        if f.name.endswith("_offsets"):
-            shifted, base = [arrays[0][:1]], 0
-            for a in arrays:
-                shifted.append(a[1:] - a[0] + base)
-                base = int(shifted[-1][-1]) if a.size > 1 else base
-            out[f.name] = np.concatenate(shifted)
-        else:
-            out[f.name] = np.concatenate(arrays)
-    return RankAggregates(**out)
+    return RankAggregates(**{f.name: (concat_offsets if f.name.endswith("_offsets") else np.concatenate)(
+        [getattr(p, f.name) for p in parts]) for f in fields(RankAggregates)})
 
 
 def take(aggs: RankAggregates, index: np.ndarray) -> RankAggregates:
@@ -267,10 +258,7 @@ def take(aggs: RankAggregates, index: np.ndarray) -> RankAggregates:
     index = np.asarray(index, dtype=np.int64)
     out = {}
     for prefix, cols in (("bin", ("rank", "count", "inv_s", "inv_s_top")), ("single", ("rank", "s"))):
-        offs = getattr(aggs, f"{prefix}_offsets")
-        starts, lengths = offs[index], offs[index + 1] - offs[index]
-        new_offsets, seg = _segments(lengths)
-        elems = starts[seg] + (np.arange(seg.size, dtype=np.int64) - new_offsets[seg])
+        new_offsets, elems = gather(getattr(aggs, f"{prefix}_offsets"), index)
         out[f"{prefix}_offsets"] = new_offsets
         for c in cols:
             out[f"{prefix}_{c}"] = getattr(aggs, f"{prefix}_{c}")[elems]
@@ -347,36 +335,44 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def rmax_columns(aggs: RankAggregates, r_max: int) -> dict[str, np.ndarray]:
-    """[N] columns of every r_max-dependent metric (`RMAX_METRICS`) of N trajectories at once."""
+def rmax_columns(aggs: RankAggregates, r_max: int, parts: PartAggregates | None = None) -> dict[str, np.ndarray]:
+    """[N] columns of every r_max-dependent metric (`RMAX_METRICS`) of N trajectories at once, and with `parts`
+    (their part aggregates) the RSR of each part (`part_aggregates.part_columns`)."""
     if r_max is None or r_max < 1:
         raise ValueError("r_max must be at least 1")
     n = len(aggs)
     clip_sum, ratio_sum, ratio_top = np.zeros(n), np.zeros(n), np.zeros(n)
     for a, b in _chunks(aggs):
         clip_sum[a:b], ratio_sum[a:b], ratio_top[a:b] = _clipped_sums(aggs, a, b, float(r_max))
-    return {
+    out = {
         "rsr": _ratio(clip_sum, aggs.sum_s),
         "avg_rank_clipped": _ratio(clip_sum, aggs.n.astype(np.float64)),
         "avg_rsr_token": _ratio(ratio_sum, aggs.n_valid.astype(np.float64)),
         "filtered_rsr_token": _ratio(ratio_top, aggs.n_valid_top.astype(np.float64)),
         "rank_entropy_ratio": _ratio(clip_sum, np.where(aggs.n > 0, aggs.sum_e, np.nan)),
     }
+    if parts is not None:
+        out.update(part_columns(parts, aggs.n, aggs.sum_s, clip_sum, r_max))
+    return out
 
 
-def rmax_columns_of_parts(parts: Sequence[RankAggregates], r_max: int) -> dict[str, np.ndarray]:
+def rmax_columns_of_parts(parts: Sequence[RankAggregates], r_max: int,
+                          part_aggs: Sequence[PartAggregates] | None = None) -> dict[str, np.ndarray]:
     """`rmax_columns` of parts that follow each other (e.g. a store's files, memory-mapped), without first
-    copying them into one set of arrays."""
-    columns = [rmax_columns(part, r_max) for part in parts]
-    return {name: np.concatenate([c[name] for c in columns]) if columns else np.zeros(0) for name in RMAX_METRICS}
+    copying them into one set of arrays; with `part_aggs` (aligned with them) the per-part RSR columns too."""
+    columns = [rmax_columns(part, r_max, None if part_aggs is None else part_aggs[k])
+               for k, part in enumerate(parts)]
+    names = list(RMAX_METRICS) + (list(PART_COLUMNS.values()) if part_aggs is not None else [])
+    return {name: np.concatenate([c[name] for c in columns]) if columns else np.zeros(0) for name in names}
 
 
-def metric_columns(aggs: RankAggregates, r_max: int) -> dict[str, np.ndarray]:
-    """[N] columns of every metric of `metrics.TRAJECTORY_METRICS`, in that order."""
+def metric_columns(aggs: RankAggregates, r_max: int, parts: PartAggregates | None = None) -> dict[str, np.ndarray]:
+    """[N] columns of every metric of `metrics.TRAJECTORY_METRICS`, in that order (and with `parts` the per-part
+    RSR columns after them)."""
     n = aggs.n.astype(np.float64)
     out = {"n_tokens": aggs.n.copy(), "avg_surprisal": _ratio(aggs.sum_s, n), "avg_rank": _ratio(aggs.sum_rank, n),
-           "avg_entropy": _ratio(aggs.sum_e, n), **rmax_columns(aggs, r_max)}
-    return {name: out[name] for name in TRAJECTORY_METRICS}
+           "avg_entropy": _ratio(aggs.sum_e, n), **rmax_columns(aggs, r_max, parts)}
+    return {name: out[name] for name in [*TRAJECTORY_METRICS, *(PART_COLUMNS.values() if parts is not None else ())]}
 
 
 def to_arrow(aggs: RankAggregates) -> pa.Table:

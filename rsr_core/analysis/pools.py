@@ -94,7 +94,7 @@ def sort_codes(values: pd.Series) -> np.ndarray:
 
 
 def pool_summary(pooled: pd.DataFrame) -> pd.DataFrame:
-    """One row per pool: pool_id, n_candidates, n_teachers, n_correct, n_known_correct, n_prompts.
+    """One row per pool: pool_id, n_candidates, n_teachers, n_correct, n_known_correct, n_prompts, n_incomplete.
 
     `n_prompts` > 1 means the pool's candidates carry different prompt texts: a sign that the problem ids are
     not shared across files (record numbers, say) and that pooling by prompt is the right choice.
@@ -102,6 +102,8 @@ def pool_summary(pooled: pd.DataFrame) -> pd.DataFrame:
     frame = pooled.assign(
         _correct=pooled["correct"].fillna(False).astype(bool),
         _known=pooled["correct"].notna(),
+        _incomplete=(~pooled["complete"].astype("boolean").fillna(True).astype(bool)) if "complete" in pooled
+        else False,
         _prompt=_normalised_prompts(pooled["prompt"]) if "prompt" in pooled else "",
     )
     grouped = frame.groupby("pool_id", sort=True)
@@ -111,4 +113,5 @@ def pool_summary(pooled: pd.DataFrame) -> pd.DataFrame:
         "n_correct": grouped["_correct"].sum().astype(int),
         "n_known_correct": grouped["_known"].sum().astype(int),
         "n_prompts": grouped["_prompt"].nunique(),
+        "n_incomplete": grouped["_incomplete"].sum().astype(int),
     }).reset_index()

@@ -8,6 +8,9 @@ NaN values never win a min/max rule: a pool whose candidates are all undefined s
 trajectory id) so the output has one record per problem, and the summary counts it. Ties go to the smallest
 trajectory id, so a selection does not depend on the row order of the input.
 
+Incomplete generations (`complete` False: a trace cut off at the generation limit, `is_reasoning_complete` false)
+are never picked unless asked (`include_incomplete`): they are not eligible, like wrong answers under correct-only.
+
 Correct-only: applied first, keeping candidates whose `correct` is True. A pool with no verified-correct
 candidate is **dropped** by default: someone who asks for correct-only wants a training file without a single
 known-wrong (or unverified) answer, and silently filling the gap with a wrong one would defeat that. With
@@ -40,9 +43,10 @@ MODES = ("min", "max", "random")
 DEFAULT_RANDOM_SEEDS = (0, 1, 2, 3, 4)
 EXPORT_FIELDS = (
     "id", "problem_id", "pool_id", "teacher", "run", "student", "r_max", "rsr", "rule", "manual",
-    "correct_filter_fallback", "correct", "n_tokens", "avg_surprisal", "avg_rank_clipped", "truncated",
-    "source", "record",
+    "correct_filter_fallback", "correct", "correct_source", "complete", "candidate", "n_tokens", "avg_surprisal",
+    "avg_rank_clipped", "truncated", "source", "record",
 )
+MESSAGE_KEYS = ("reasoning_content", "tool_calls", "tool_call_id", "name")  # kept beside role and content
 _HELPER_COLUMNS = ["_order", "_value", "_nan", "_pool", "_id_rank"]
 
 
@@ -62,6 +66,7 @@ class Selection:
     n_pools: int
     student: str | None = None
     inconsistent_pools: int = 0  # pools whose candidates carry different prompts (see pools.pool_summary)
+    include_incomplete: bool = False
 
 
 @dataclass
@@ -195,17 +200,22 @@ def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapp
     return pd.concat([kept, *rows], ignore_index=True)
 
 
-def _eligible(pooled: pd.DataFrame, correct_only: bool) -> np.ndarray:
-    """[n] bool: the candidates a rule may keep (those marked correct under correct-only, else all)."""
+def _eligible(pooled: pd.DataFrame, correct_only: bool, include_incomplete: bool = False) -> np.ndarray:
+    """[n] bool: the candidates a rule may keep: complete ones (all with `include_incomplete`), and of those the
+    ones marked correct under correct-only."""
+    eligible = np.ones(len(pooled), dtype=bool)
+    if not include_incomplete and "complete" in pooled:
+        eligible &= pooled["complete"].astype("boolean").fillna(True).to_numpy(bool)
     if not correct_only:
-        return np.ones(len(pooled), dtype=bool)
+        return eligible
     if len(pooled) and pooled["correct"].notna().sum() == 0:
         raise ValueError("correct-only selection, but the table has no correctness information")
-    return pooled["correct"].fillna(False).astype(bool).to_numpy()
+    return eligible & pooled["correct"].fillna(False).astype(bool).to_numpy()
 
 
 def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_only: bool,
-           keep_pools_without_correct: bool, summary: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+           keep_pools_without_correct: bool, summary: pd.DataFrame,
+           include_incomplete: bool = False) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """The rule's pick of each pool, before overrides: (the pooled table with the helper columns, [n] eligible
     mask, the picked rows with `correct_filter_fallback`)."""
     pooled = pooled.copy(deep=False)
@@ -215,7 +225,7 @@ def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_o
     else:
         values = _metric_values(pooled, by, mode)
         pooled["_value"], pooled["_nan"] = values, ~np.isfinite(values)
-    eligible = _eligible(pooled, correct_only)
+    eligible = _eligible(pooled, correct_only, include_incomplete)
     chosen = _best_per_pool(pooled[eligible]).assign(correct_filter_fallback=False)
     missing = summary.index.difference(pd.Index(chosen["pool_id"]))
     if keep_pools_without_correct and len(missing):
@@ -227,7 +237,7 @@ def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_o
 def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
            correct_only: bool = False, keep_pools_without_correct: bool = False,
            overrides: Mapping[str, str] | None = None, pool_by: str = "auto",
-           student: str | None = None) -> Selection:
+           student: str | None = None, include_incomplete: bool = False) -> Selection:
     """Pick one trajectory per candidate pool of a trajectory table by `mode` ('min', 'max', 'random') of `by`.
 
     `by='random'` is the same as `mode='random'`. See the module docstring for NaN, ties, the correct filter
@@ -236,7 +246,7 @@ def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int
     """
     return select_pooled(prepare_pools(table, pool_by, student), by=by, mode=mode, seed=seed,
                          correct_only=correct_only, keep_pools_without_correct=keep_pools_without_correct,
-                         overrides=overrides, student=student)
+                         overrides=overrides, student=student, include_incomplete=include_incomplete)
 
 
 def prepare_pools(table: pd.DataFrame, pool_by: str = "auto", student: str | None = None) -> pd.DataFrame:
@@ -247,7 +257,8 @@ def prepare_pools(table: pd.DataFrame, pool_by: str = "auto", student: str | Non
 
 def select_pooled(pooled: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
                   correct_only: bool = False, keep_pools_without_correct: bool = False,
-                  overrides: Mapping[str, str] | None = None, student: str | None = None) -> Selection:
+                  overrides: Mapping[str, str] | None = None, student: str | None = None,
+                  include_incomplete: bool = False) -> Selection:
     """`select` on a table `prepare_pools` made (left unchanged)."""
     if by == "random":
         mode = "random"
@@ -255,18 +266,20 @@ def select_pooled(pooled: pd.DataFrame, *, by: str = "rsr", mode: str = "min", s
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     return _select_pooled(pooled, by=by, mode=mode, seed=seed, correct_only=correct_only,
                           keep_pools_without_correct=keep_pools_without_correct, overrides=overrides,
-                          student=student)
+                          student=student, include_incomplete=include_incomplete)
 
 
 def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None, correct_only: bool,
                    keep_pools_without_correct: bool, overrides: Mapping[str, str] | None,
-                   student: str | None, summary: pd.DataFrame | None = None) -> Selection:
+                   student: str | None, summary: pd.DataFrame | None = None,
+                   include_incomplete: bool = False) -> Selection:
     """`select` on a table `assign_pools` and `_with_codes` have prepared (left unchanged); `summary`: its
     `pool_summary` indexed by pool_id, when already computed."""
     pool_by = pooled.attrs["pool_by"]
     if summary is None:
         summary = pool_summary(pooled).set_index("pool_id")
-    pooled, eligible, chosen = _picks(pooled, by, mode, seed, correct_only, keep_pools_without_correct, summary)
+    pooled, eligible, chosen = _picks(pooled, by, mode, seed, correct_only, keep_pools_without_correct, summary,
+                                      include_incomplete)
     chosen = chosen.assign(manual=False)
     chosen = _apply_overrides(pooled, chosen, overrides or {})
 
@@ -285,13 +298,15 @@ def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None
     dropped = pd.DataFrame({
         "pool_id": left_out.index.astype(str),
         "n_candidates": left_out["n_candidates"].to_numpy(int),
-        "reason": np.where(left_out["n_known_correct"].to_numpy() > 0, "no correct candidate",
-                           "correctness unknown"),
+        "reason": np.where(
+            (left_out["n_incomplete"].to_numpy() == left_out["n_candidates"].to_numpy()) & (not include_incomplete),
+            "only incomplete generations",
+            np.where(left_out["n_known_correct"].to_numpy() > 0, "no correct candidate", "correctness unknown")),
     })
     return Selection(selected=chosen, dropped=dropped, rule=label, by=by, mode=mode, seed=seed,
                      correct_only=correct_only, keep_pools_without_correct=keep_pools_without_correct,
                      pool_by=pool_by, n_pools=int(len(summary)), student=student,
-                     inconsistent_pools=int((summary["n_prompts"] > 1).sum()))
+                     inconsistent_pools=int((summary["n_prompts"] > 1).sum()), include_incomplete=include_incomplete)
 
 
 def set_metrics(frame: pd.DataFrame) -> dict[str, float]:
@@ -329,7 +344,8 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
     columns = metric_columns(full)
     if seeds:
         runs = [_set_row(columns, picks, len(picks)) for picks in _random_picks(
-            full, seeds, _eligible(full, selection.correct_only), selection.keep_pools_without_correct)]
+            full, seeds, _eligible(full, selection.correct_only, selection.include_incomplete),
+            selection.keep_pools_without_correct)]
         rows.append({"set": f"random (mean of {len(seeds)} seeds)",
                      **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)
                         else float("nan") for k in runs[0]}})
@@ -376,8 +392,7 @@ def _messages(value: object, trajectory_id: str) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
         raise ValueError(f"trajectory {trajectory_id!r} has no messages to export")
     return [{"role": str(m["role"]), "content": str(m["content"]),
-             **({"reasoning_content": str(m["reasoning_content"])} if m.get("reasoning_content") else {})}
-            for m in value]
+             **{k: m[k] for k in MESSAGE_KEYS if m.get(k)}} for m in value]
 
 
 def selection_records(selected: pd.DataFrame) -> list[dict[str, object]]:
@@ -388,6 +403,9 @@ def selection_records(selected: pd.DataFrame) -> list[dict[str, object]]:
     for row in selected.to_dict(orient="records"):
         tid = str(row["trajectory_id"])
         record: dict[str, object] = {"messages": _messages(row["messages"], tid), "id": tid}
+        tools = row.get("tools")
+        if isinstance(tools, str) and tools.strip():
+            record["tools"] = json.loads(tools)
         for name in EXPORT_FIELDS[1:]:
             record[name] = _plain(row.get(name))
         if not record["problem_id"]:
@@ -406,7 +424,12 @@ def write_selection(selected: pd.DataFrame, path: str | Path) -> Path:
     records = selection_records(selected)
     with replacing(path) as tmp:
         if suffix == ".parquet":
-            pd.DataFrame(records, columns=["messages", *EXPORT_FIELDS]).to_parquet(tmp, index=False)
+            tools = ["tools"] if any("tools" in r for r in records) else []
+            frame = pd.DataFrame(records, columns=["messages", *tools, *EXPORT_FIELDS])
+            if tools:  # JSON text: tool specs differ in shape, which one Arrow struct type cannot hold
+                frame["tools"] = [json.dumps(t, ensure_ascii=False) if isinstance(t, list) else None
+                                  for t in frame["tools"]]
+            frame.to_parquet(tmp, index=False)
         else:
             with tmp.open("w", encoding="utf-8") as fh:
                 for record in records:

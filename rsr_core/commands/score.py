@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reasoning-field", nargs="+", metavar="FIELD",
                    help="plain-column input: the reasoning column beside the response column (one per response "
                         "column; detected when unambiguous), scored as <think>REASONING</think> before the answer")
+    p.add_argument("--correct-field", metavar="FIELD",
+                   help="the correctness label: one per record, or a list aligned with a list of candidates "
+                        "(detected: correctness_math_verify, is_correct, correct)")
+    p.add_argument("--reference-field", metavar="FIELD",
+                   help="the reference answer: responses the data does not label are checked against it with "
+                        "math-verify (correct, correct_source)")
     p.add_argument("--plain-format", action="store_true",
                    help="render conversations in the plain format instead of the student's chat template")
     p.add_argument("--teacher", help="teacher name for every record (default: the record's, else the file's)")
@@ -118,27 +124,29 @@ def report_errors(errors, stream=sys.stderr) -> None:
         print(f"skipped: ... and {len(errors) - MAX_ERRORS_SHOWN} more records", file=stream)
 
 
-def read_inputs(args) -> tuple[list, list]:
-    from rsr_core.data.formats import read_trajectories
+def read_inputs(args):
+    """The inputs as an `InputSet`: files found, ids kept apart across them, read in batches."""
+    from rsr_core.data.formats import InputSet
+    from rsr_core.data.records import RecordOptions
 
-    trajectories, errors = [], []
-    for path in args.inputs:
-        t, e = read_trajectories(path, prompt_field=args.prompt_field, response_field=args.response_field,
-                                 reasoning_field=args.reasoning_field, teacher=args.teacher, run=args.run)
-        trajectories += t
-        errors += e
-    return trajectories, errors
+    options = RecordOptions.of(args.prompt_field, args.response_field, args.reasoning_field,
+                               correct_field=args.correct_field, reference_field=args.reference_field,
+                               teacher=args.teacher)
+    return InputSet(args.inputs, options, args.run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rsr_core.data.store import StoreError
     from rsr_core.engine.student import StudentError
 
-    trajectories, errors = read_inputs(args)
+    inputs = read_inputs(args)
+    batches = inputs.batches()
+    first, errors = next(batches)
     report_errors(errors)
-    if not trajectories:
+    if not first:
         print("error: no readable trajectory in the input", file=sys.stderr)
         return 2
+    told = _tell(inputs.notes, set())
     try:
         student, scorer = _local(args) if args.ray is None else _distributed(args)
     except StudentError as e:
@@ -160,23 +168,39 @@ def run(args: argparse.Namespace) -> int:
         except StoreError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        run = _Run(writer, student, args, scorer, skipped=len(errors))
         try:
-            status = _score_into(writer, trajectories, student, args, scorer)
+            run.score(first, more=True)
+            for batch, errs in batches:
+                report_errors(errs)
+                run.counts["skipped"] += len(errs)
+                if run.stopped:
+                    break
+                run.score(batch)
         finally:
+            run.close()
             writer.close()
             if args.ray is not None:
                 from rsr_core.engine.distributed import shutdown
 
                 shutdown()
-        stopped, counts = status
-        counts["skipped"] += len(errors)
-        return _finish(store_path, student.name, trajectories, args, to_store, stopped, counts)
+        _tell(inputs.notes, told)
+        return _finish(store_path, student.name, run.ids, args, to_store, run.stopped, run.counts)
     except OutputFault as fault:
         return _write_failed(fault, args, to_store, writer)
     finally:
         restore_logging()
         if not to_store and store_path is not None:
             shutil.rmtree(store_path, ignore_errors=True)
+
+
+def _tell(notes: list[str], told: set[str]) -> set[str]:
+    """Print the notes not printed yet (`note: ...`); returns those printed so far."""
+    for note in notes:
+        if note not in told:
+            print(f"note: {note}", file=sys.stderr)
+            told.add(note)
+    return told
 
 
 def _open_writer(store_path: Path, student, args):
@@ -260,7 +284,7 @@ def _local(args):
         result = score_trajectories(todo, student, max_len=args.max_len, token_budget=args.token_budget,
                                     progress=progress, use_cache=args.cache is not None, cache=args.cache,
                                     plain_format=args.plain_format, sink=sink, keep=False)
-        return result.errors, result.rewritten, result.stopped, result.cached
+        return result.errors, result.rewritten, len(result.canonical_tools_ids), result.stopped, result.cached
     return student, scorer
 
 
@@ -281,75 +305,107 @@ def _distributed(args):
         try:
             result = distributed.score_with_ray(todo, run, student.tokenizer, sink, progress)
         except KeyboardInterrupt:
-            return [], 0, True, 0
-        return result.errors, result.rewritten, False, 0
+            return [], 0, 0, True, 0
+        return result.errors, result.rewritten, result.canonical_tools, False, 0
     return student, scorer
 
 
-def _score_into(writer, trajectories, student, args, scorer) -> tuple[bool, dict]:
-    """Score what the store does not hold yet, batch by batch into it. Returns (stopped, counts of cached,
-    resumed and skipped trajectories)."""
-    from tqdm import tqdm
+class _Run:
+    """One `score` run into a store, batch of input by batch: what it skipped, resumed, scored and noted."""
 
-    from rsr_core.data.formats import RecordError
-    from rsr_core.engine.pipeline import rewrite_notes, store_sink
+    def __init__(self, writer, student, args, scorer, skipped: int = 0):
+        from tqdm import tqdm
 
-    changed = writer.changed(trajectories)
-    for tid, problem in list(changed.items())[:MAX_ERRORS_SHOWN]:
-        print(f"skipped: {tid}: {problem} in {writer.root} (scored from another text: write to a new store)",
-              file=sys.stderr)
-    done = writer.committed_ids
-    todo = [t for t in trajectories if t.trajectory_id not in done and t.trajectory_id not in changed]
-    n_reasoning = sum(t.has_reasoning for t in trajectories)
-    where = f"a Ray cluster ({args.ray})" if args.ray is not None else str(student.device)
-    print(f"student {student.name} ({student.fingerprint}) on {where}, {str(student.dtype)[6:]}; "
-          f"{len(trajectories)} trajectories" + (f", {n_reasoning} with reasoning (scored as <think> ... </think> "
-                                                 "before the answer)" if n_reasoning else "")
-          + (f"; {len(trajectories) - len(todo) - len(changed)} already in {writer.root}" if done else ""),
-          file=sys.stderr)
-    bar = tqdm(total=len(todo), unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
-    refused: list[str] = []
-    shown = {"at": 0.0, "done": -1}
+        from rsr_core.engine.pipeline import store_sink
 
-    def progress(state) -> None:
+        self.writer, self.student, self.args, self.scorer = writer, student, args, scorer
+        self.ids: list[str] = []
+        self.counts = {"cached": 0, "resumed": 0, "skipped": skipped}
+        self.errors: list = []
+        self.refused: list[str] = []
+        self.rewritten = self.canonical_tools = 0
+        self.stopped = False
+        self.base = 0  # trajectories of earlier batches, done
+        self.bar = tqdm(total=0, unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
+        self.shown = {"at": 0.0, "done": -1}
+        commit = store_sink(writer, student.name, self.refused)
+
+        def sink(pairs) -> None:
+            try:
+                commit(pairs)
+            except OSError as e:
+                raise OutputFault(writer.root, e) from e
+        self.sink = sink
+
+    def progress(self, state) -> None:
         now = time.monotonic()
-        if state.done == shown["done"] and now - shown["at"] < PROGRESS_REFRESH_S:
+        if state.done == self.shown["done"] and now - self.shown["at"] < PROGRESS_REFRESH_S:
             return  # within a forward pass: a few redraws a second are enough
-        shown.update(at=now, done=state.done)
-        bar.total = state.total
-        bar.n = state.done
+        self.shown.update(at=now, done=state.done)
+        self.bar.total = self.base + state.total
+        self.bar.n = self.base + state.done
         inside = state.describe_pass()
-        bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {state.cached} cached"
-                            + (f"; {inside}" if inside else ""), refresh=False)
-        bar.refresh()
+        self.bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {self.counts['cached'] + state.cached} cached"
+                                 + (f"; {inside}" if inside else ""), refresh=False)
+        self.bar.refresh()
 
-    commit = store_sink(writer, student.name, refused)
-
-    def sink(pairs) -> None:
+    def score(self, trajectories: list, more: bool = False) -> None:
+        """Score one batch of the input: what the store does not hold yet, batch by batch into it."""
+        writer, args = self.writer, self.args
+        changed = writer.changed(trajectories)
+        for tid, problem in list(changed.items())[:MAX_ERRORS_SHOWN]:
+            print(f"skipped: {tid}: {problem} in {writer.root} (scored from another text: write to a new store)",
+                  file=sys.stderr)
+        todo = [t for t in trajectories if t.trajectory_id not in writer and t.trajectory_id not in changed]
+        resumed = len(trajectories) - len(todo) - len(changed)
+        if not self.ids:  # the first batch: say what is about to happen
+            n_reasoning = sum(t.has_reasoning for t in trajectories)
+            where = f"a Ray cluster ({args.ray})" if args.ray is not None else str(self.student.device)
+            print(f"student {self.student.name} ({self.student.fingerprint}) on {where}, "
+                  f"{str(self.student.dtype)[6:]}; {len(trajectories)} trajectories"
+                  + (" in the first batch of the input" if more and len(trajectories) >= self._batch_size() else "")
+                  + (f", {n_reasoning} with reasoning (scored as <think> ... </think> before the answer)"
+                     if n_reasoning else "")
+                  + (f"; {resumed} already in {writer.root}" if resumed else ""), file=sys.stderr)
+        self.ids += [t.trajectory_id for t in trajectories]
         try:
-            commit(pairs)
-        except OSError as e:
-            raise OutputFault(writer.root, e) from e
+            errors, rewritten, canonical_tools, stopped, cached = self.scorer(todo, self.sink, self.progress)
+        finally:
+            self.base += len(todo)
+        self.errors += errors
+        self.rewritten += rewritten
+        self.canonical_tools += canonical_tools
+        self.stopped = stopped
+        self.counts["cached"] += cached
+        self.counts["resumed"] += resumed
+        self.counts["skipped"] += len(errors) + len(changed)
 
-    try:
-        errors, rewritten, stopped, cached = scorer(todo, sink, progress)
-    finally:
-        bar.close()
-    for note in rewrite_notes(rewritten):
-        print(f"note: {note}", file=sys.stderr)
-    report_errors(errors + [RecordError(str(writer.root), None, m) for m in refused])
-    return stopped, {"cached": cached, "resumed": len(trajectories) - len(todo) - len(changed),
-                     "skipped": len(errors) + len(refused) + len(changed)}
+    @staticmethod
+    def _batch_size() -> int:
+        from rsr_core.data.formats import BATCH_TRAJECTORIES
+
+        return BATCH_TRAJECTORIES
+
+    def close(self) -> None:
+        from rsr_core.data.formats import RecordError
+        from rsr_core.engine.pipeline import rewrite_notes
+
+        self.bar.close()
+        for note in rewrite_notes(self.rewritten, self.canonical_tools):
+            print(f"note: {note}", file=sys.stderr)
+        report_errors(self.errors + [RecordError(str(self.writer.root), None, m) for m in self.refused])
+        self.counts["skipped"] += len(self.refused)
 
 
-def _finish(store_path: Path, student: str, trajectories, args, to_store: bool, stopped: bool, counts: dict) -> int:
+def _finish(store_path: Path, student: str, read_ids: list[str], args, to_store: bool, stopped: bool,
+            counts: dict) -> int:
     """Write the flat outputs and the summary from the store."""
     from rsr_core.data.exports import scored_table, write_token_table, write_trajectory_table
     from rsr_core.data.store import ResultsStore
 
     store = ResultsStore(store_path)
-    held = store.scored_ids(student) if student in store.students() else set()
-    ids = [t.trajectory_id for t in trajectories if t.trajectory_id in held]
+    held = store.scored_index(student) if student in store.students() else ()
+    ids = [tid for tid in read_ids if tid in held]
     if not ids and stopped:
         print("interrupted: nothing was scored"
               + ("" if to_store else f"; {args.out} was not written (an existing file there is unchanged)"),
@@ -377,8 +433,8 @@ def _finish(store_path: Path, student: str, trajectories, args, to_store: bool, 
             raise OutputFault(args.tokens_out, e) from e
     _summary(table, args, to_store, counts)
     if stopped:
-        print(f"interrupted: {len(ids)} of {len(trajectories)} trajectories are in {args.out}; run the same command "
-              "to score the rest", file=sys.stderr)
+        print(f"interrupted: {len(ids)} of {len(read_ids)} trajectories read are in {args.out}; run the same "
+              "command to score the rest", file=sys.stderr)
         return 130
     return 0
 

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-pools-without-correct", action="store_true",
                         help="with --correct-only, keep the best candidate of a pool with no correct one, "
                              "marked correct_filter_fallback")
+    parser.add_argument("--include-incomplete", action="store_true",
+                        help="let generations marked incomplete (complete = false: cut off, reasoning unfinished) "
+                             "be picked; by default they never are")
     parser.add_argument("--overrides", help="JSON object {problem_id: trajectory_id} of manual choices")
     parser.add_argument("--pool-by", choices=POOL_BY, default="auto",
                         help="group by problem_id, by normalised prompt, or auto (problem_id when every row has one)")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = read_overrides(args.overrides) if args.overrides else None
         selection = select(table, by=args.by, mode=args.mode, seed=args.seed, correct_only=args.correct_only,
                            keep_pools_without_correct=args.keep_pools_without_correct, overrides=overrides,
-                           pool_by=args.pool_by, student=args.student)
+                           pool_by=args.pool_by, student=args.student, include_incomplete=args.include_incomplete)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

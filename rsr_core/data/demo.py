@@ -46,6 +46,8 @@ def load_demo(student_name: str = DEFAULT_STUDENT, store: Path = DEMO_STORE
     results = ResultsStore(store)
     table = scored_table(results, student_name)
     conv = results.conversations(table["trajectory_id"]).drop(columns="trajectory_id")
+    if conv["tools"].isna().all():
+        conv = conv.drop(columns="tools")
     table = pd.concat([table, conv], axis=1)
     for name in table.columns:
         if isinstance(table[name].dtype, pd.CategoricalDtype):

@@ -39,13 +39,14 @@ def scored_table(store: ResultsStore, student: str, ids: Sequence[str] | None = 
 
 def write_trajectory_table(store: ResultsStore, student: str, path: str | Path, ids: Sequence[str] | None = None,
                            r_max: int | None = None) -> int:
-    """Write the trajectory table with prompt, messages, source and record, as `score --out FILE` does.
-    Returns the number of rows."""
+    """Write the trajectory table with prompt, messages, source and record (and tools, where the store's
+    conversations offer any), as `score --out FILE` does. Returns the number of rows."""
     table = scored_table(store, student, ids, r_max)
+    drop = ["trajectory_id"] if store.has_tools() else ["trajectory_id", "tools"]  # a tools column where offered
     with TableFileWriter(path) as out:
         for a in range(0, len(table), BATCH):
             part = table.iloc[a:a + BATCH].reset_index(drop=True)
-            conv = store.conversations(part["trajectory_id"]).drop(columns="trajectory_id")
+            conv = store.conversations(part["trajectory_id"]).drop(columns=drop)
             part = pd.concat([part.drop(columns=[c for c in conv.columns if c in part]), conv], axis=1)
             for name in part.columns:
                 if isinstance(part[name].dtype, pd.CategoricalDtype):

@@ -1,38 +1,56 @@
-"""Read trajectories from JSONL, JSON, Parquet and CSV in the common chat-data schemas.
+"""Read trajectories from files and folders: JSONL, JSON, Parquet, CSV, and Hugging Face datasets as stored.
 
-Schemas, detected per record: `messages` (OpenAI / Hugging Face chat), ShareGPT (`conversations` with
-`from`/`value`), Alpaca (`instruction`/`input`/`output`) and plain columns (`prompt_field` + `response_field`,
-or an unambiguous pair such as prompt/response, question/answer). Reasoning is read in every shape it comes in
-(a `reasoning_content` field or one of its aliases, `<think>` tags, a reasoning column beside the answer column)
-and kept in the canonical form of `rsr_core.data.trajectory`. Several response columns make one trajectory per
-column, the column naming the teacher. A bad record yields a `RecordError` naming the file, the record and the
-problem; every other record is still read. Text files are decoded line by line (`rsr_core.data.text_files`: UTF-8
-with or without a byte-order mark, UTF-16 by its mark), so a line that is not text costs that line only. Cells
-and values that read NaN, None, null or N/A are missing (`trajectory.is_missing`), never text to score.
+What a path holds (`input_files`):
+
+- a file: one teacher, named after the file (a hub shard such as `data/train-00000-of-00010.parquet` after its
+  dataset's folder);
+- a folder with one subfolder per teacher, each holding one file per run (the reference layout): teacher = the
+  subfolder, run = the file;
+- a folder of files: one teacher per file;
+- a Hugging Face dataset as the hub lays it out (every data file a shard `SPLIT-00000-of-00010.EXT`, e.g. under
+  `data/`): one dataset, teacher = the folder's name, not a teacher per subfolder;
+- a `datasets.save_to_disk` folder (`state.json` beside its Arrow files, or a DatasetDict's splits): one dataset,
+  teacher = the folder's name, read with `datasets.load_from_disk`.
+
+Records are read file by file, Parquet and Arrow in batches of rows, and handed on in batches of trajectories
+(`InputSet.batches`), so a corpus of a million records never sits in memory at once. Each record becomes its
+trajectories through `rsr_core.data.records` (every published layout). A bad record yields a `RecordError` naming
+the file, the record and the problem; every other record is still read. Text files are decoded line by line
+(`rsr_core.data.text_files`), so a line that is not text costs that line only.
+
+**Ids that never mix.** When records of different input files share an id (two teacher files both numbering
+their records 0, 1, ...), each of those records is read under an id qualified by its file's teacher,
+`{teacher}/{id}` (`{teacher}/{run}/{id}` when the teacher does not tell the files apart, `{file path}/{id}` when
+neither does), whatever the order of the inputs, and the reader says so once, naming the files. Within one file a
+repeated id is a bad record.
+
+**Correctness from reference answers.** With a reference field (`RecordOptions.reference_field`), a trajectory
+that the data does not label is checked with math-verify against its record's reference
+(`rsr_core.analysis.answers`), `correct_source` saying where each label came from.
 """
 from __future__ import annotations
 
 import csv
-import fnmatch
 import json
 import math
-from dataclasses import dataclass
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from rsr_core.data.records import (CORRECT_LIST_FIELDS, PROMPT_FIELDS, RecordOptions, candidate_hint, has_schema,
+                                   record_id, record_trajectories)
 from rsr_core.data.text_files import BadText, read_text, text_lines
-from rsr_core.data.trajectory import Trajectory, is_missing, normalise_message, parse_correct, problem_hash, stable_hash
+from rsr_core.data.trajectory import Trajectory, stable_hash
 
 SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system", "model": "assistant", "chatgpt": "assistant", "bing": "assistant"}
-PROMPT_FIELDS = ("prompt", "question", "problem", "query", "instruction")
-RESPONSE_FIELDS = ("response", "completion", "answer", "generation", "output", "solution", "message_content",
-                   "final_answer")
-REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking", "message_thinking", "thoughts", "thought",
-                    "chain_of_thought", "think")
-ID_FIELDS = ("id", "trajectory_id", "uid")
-CORRECT_FIELDS = ("correct", "is_correct")
+SHARD = re.compile(r"^[\w.]+-\d{5}-of-\d{5}$")  # the hub's shard names: train-00000-of-00010
+SAVED_DATASET = ("state.json", "dataset_info.json")  # what `datasets.save_to_disk` writes beside its Arrow files
+SAVED_DATASET_DICT = "dataset_dict.json"
+BATCH_ROWS = 512  # rows of a Parquet or Arrow file read at once
+BATCH_TRAJECTORIES = 10_000  # trajectories handed on at once by `InputSet.batches`
 
 
 @dataclass
@@ -49,32 +67,64 @@ class RecordError:
         return f"{where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """One file (or saved dataset) to read, and the teacher and run its layout gives it."""
+
+    path: Path
+    teacher: str
+    run: str | None = None
+    saved: bool = False  # a `datasets.save_to_disk` folder, not a file
+
+    @property
+    def unit(self) -> str:
+        return "record" if self.saved or self.path.suffix.lower() in (".json", ".parquet") else "line"
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in SAVED_DATASET)
+
+
+def _shard_owner(path: Path) -> str:
+    """The dataset a hub shard belongs to: its folder's name, or the one above `data/`."""
+    parent = path.parent
+    return parent.parent.name if parent.name == "data" and parent.parent.name else parent.name
+
+
+def input_files(path: str | Path) -> list[InputFile]:
+    """The files a path holds, each with its teacher and run (see the module docstring); [] for a missing path."""
+    path = Path(path)
+    if path.is_file():
+        return [InputFile(path, _shard_owner(path) if SHARD.match(path.stem) else path.stem)]
+    if not path.is_dir():
+        return []
+    files: list[Path] = []
+    saved: list[InputFile] = []
+    for folder, subfolders, names in os.walk(path):
+        here = Path(folder)
+        if _is_saved_dataset(here) or (here / SAVED_DATASET_DICT).is_file():
+            name = path.name if here == path else here.relative_to(path).parts[0]
+            splits = [here] if _is_saved_dataset(here) else [here / s for s in sorted(subfolders)
+                                                            if _is_saved_dataset(here / s)]
+            saved += [InputFile(s, name, saved=True) for s in splits]
+            subfolders.clear()
+            continue
+        subfolders.sort()
+        files += [here / n for n in names if Path(n).suffix.lower() in SUFFIXES]
+    files.sort()
+    if files and all(SHARD.match(f.stem) for f in files):
+        return saved + [InputFile(f, path.name) for f in files]
+    out = []
+    for f in files:
+        rel = f.relative_to(path)
+        out.append(InputFile(f, rel.parts[0], f.stem) if len(rel.parts) > 1 else InputFile(f, f.stem))
+    return saved + out
+
+
 def iter_input_files(path: Path) -> Iterator[tuple[Path, str | None, str | None]]:
-    """Yield (file, teacher, run) for a file, or for every data file under a folder.
-
-    The reference layout (one folder per teacher holding one file per run) gives teacher = folder name and
-    run = file stem; files directly in the given folder give teacher = file stem.
-    """
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES):
-            rel = f.relative_to(path)
-            if len(rel.parts) > 1:
-                yield f, rel.parts[0], f.stem
-            else:
-                yield f, f.stem, None
-    else:
-        yield path, path.stem, None
-
-
-def has_schema(rec: dict) -> bool:
-    """Whether an object is a record by its fields alone: `messages`, `conversations`, instruction/output, or a
-    prompt field beside a response field."""
-    return ("messages" in rec or "conversations" in rec or ("instruction" in rec and "output" in rec)
-            or (any(f in rec for f in PROMPT_FIELDS) and any(_is_response_field(f) for f in rec)))
-
-
-def _is_response_field(name: str) -> bool:
-    return name in RESPONSE_FIELDS or name.endswith(("_output", "_response", "_solution"))
+    """Yield (file, teacher, run) of every file `input_files` finds."""
+    for f in input_files(path):
+        yield f.path, f.teacher, f.run
 
 
 def json_records(data: Any) -> list:
@@ -88,10 +138,14 @@ def json_records(data: Any) -> list:
     return next((v for v in data.values() if isinstance(v, list) and any(isinstance(x, dict) for x in v)), [data])
 
 
-def raw_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+def raw_records(path: Path, columns: Sequence[str] | None = None) -> Iterator[tuple[int, Any, str | None]]:
     """Yield (record number, raw record or None, problem or None) for one file: per line for JSONL (a line that is
     not text or not JSON is a problem, the next line is read), per record for CSV (numbered by its first line), per
-    element for JSON and Parquet. Raises ValueError (BadText, naming the line) when the file cannot be read at all."""
+    element for JSON, per row for Parquet and saved datasets (read in batches of rows; `columns`: only these, where
+    the file has them). Raises ValueError (BadText, naming the line) when the file cannot be read at all."""
+    if path.is_dir():
+        yield from _saved_records(path, columns)
+        return
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         for n, line, problem in text_lines(path):
@@ -116,12 +170,31 @@ def raw_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     elif suffix == ".csv":
         yield from _csv_records(path)
     elif suffix == ".parquet":
-        import pandas as pd
+        import pyarrow.parquet as pq
 
-        for n, rec in enumerate(pd.read_parquet(path).to_dict(orient="records")):
-            yield n, rec, None
+        f = pq.ParquetFile(path)
+        names = [c for c in columns if c in f.schema_arrow.names] if columns is not None else None
+        n = 0
+        for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=names):
+            for rec in batch.to_pylist():
+                yield n, rec, None
+                n += 1
     else:
         raise ValueError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json, .parquet or .csv)")
+
+
+def _saved_records(folder: Path, columns: Sequence[str] | None) -> Iterator[tuple[int, Any, None]]:
+    """The rows of a `datasets.save_to_disk` folder, in batches (memory-mapped by `datasets`)."""
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(folder))
+    if columns is not None:
+        ds = ds.select_columns([c for c in columns if c in ds.column_names])
+    n = 0
+    for batch in ds.with_format("arrow").iter(batch_size=BATCH_ROWS):
+        for rec in batch.to_pylist():
+            yield n, rec, None
+            n += 1
 
 
 csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # reasoning traces outgrow the default 128 KiB
@@ -177,246 +250,234 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _maybe_json(value: Any) -> Any:
-    """Lists and dicts stored as JSON strings in CSV cells."""
-    if isinstance(value, str) and value[:1] in "[{":
+def _record_ids(file: InputFile) -> set[str]:
+    """The record ids of one file (`records.record_id`), reading as little as the format allows; unreadable
+    records and files are left to the reader, which reports them."""
+    from rsr_core.data.records import ID_FIELDS
+
+    ids: set[str] = set()
+    try:
+        for _, raw, problem in raw_records(file.path, columns=ID_FIELDS):
+            if problem is None and isinstance(raw, dict):
+                rid = record_id({k: _plain(v) for k, v in raw.items()})
+                if rid is not None:
+                    ids.add(rid)
+    except Exception:  # noqa: BLE001 - the reader reports an unreadable file
+        pass
+    return ids
+
+
+class InputSet:
+    """The trajectories of several input paths (files or folders), read in batches, with ids that never mix.
+
+    InputSet(paths, options=RecordOptions(...), run=None): `batches()` yields ([trajectories], [errors]) of at most
+    `BATCH_TRAJECTORIES` trajectories; `notes` holds what a user should hear once (ids qualified, candidates left
+    in a list column, labels from math-verify), complete once the batches are read.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], options: RecordOptions | None = None, run: str | None = None,
+                 answer_timeout: float | None = None, check_answers: bool = True):
+        self.options = options or RecordOptions()
+        self.run = run
+        self.answer_timeout = answer_timeout
+        self.check_answers = check_answers  # False: keep the references, label later (`labels.py`)
+        self.missing = [RecordError(str(p), None, "no such file or folder") for p in paths if not Path(p).exists()]
+        self.files = [f for p in paths if Path(p).exists() for f in input_files(p)]
+        self.notes: list[str] = []
+        self._labels = self._qualifiers()
+
+    # --- ids that never mix ----------------------------------------------------------------------------------
+
+    def _teacher(self, f: InputFile) -> str:
+        return self.options.teacher or f.teacher
+
+    def _run(self, f: InputFile) -> str | None:
+        return self.run or f.run
+
+    def _qualifiers(self) -> dict[int, tuple[str, frozenset[str]]]:
+        """{file index: (label, ids to qualify)} for the files whose record ids other files share."""
+        if len(self.files) < 2:
+            return {}
+        ids = [_record_ids(f) for f in self.files]
+        seen = Counter(i for s in ids for i in s)
+        shared = {i for i, c in seen.items() if c > 1}
+        involved = [k for k, s in enumerate(ids) if s & shared]
+        if not involved:
+            return {}
+        root = Path(os.path.commonpath([str(self.files[k].path.resolve()) for k in involved]))
+        levels = {
+            "teacher": lambda f: self._teacher(f),
+            "teacher/run": lambda f: "/".join(x for x in (self._teacher(f), self._run(f)) if x),
+            "file path": lambda f: str(f.path.resolve().relative_to(root).with_suffix("")) if f.path.resolve() != root
+            else f.path.stem,
+        }
+        rule = next((name for name, level in levels.items()
+                     if len({level(self.files[k]) for k in involved}) == len(involved)), "file path")
+        labels = {k: levels[rule](self.files[k]) for k in involved}
+        example = sorted(shared)[0]
+        holders = [self.files[k] for k in involved if example in ids[k]]
+        names = ", ".join(str(f.path) for f in holders[:4]) + (" ..." if len(holders) > 4 else "")
+        self.notes.append(
+            f"records of different input files share ids ({len(shared):,} ids, e.g. {example!r} in {names}); each "
+            f"such record is read as '{{{rule}}}/{{id}}', e.g. {labels[involved[0]] + '/' + example!r}, so that "
+            "every one is scored with its own numbers")
+        return {k: (labels[k], frozenset(ids[k] & shared)) for k in involved}
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def batches(self, size: int = BATCH_TRAJECTORIES) -> Iterator[tuple[list[Trajectory], list[RecordError]]]:
+        """([trajectories], [errors]) of at most `size` trajectories at a time, in file and record order."""
+        checker = None
+        if self.options.reference_field and self.check_answers:
+            from rsr_core.analysis.answers import AnswerChecker
+
+            checker = AnswerChecker(timeout=self.answer_timeout)
+        labelled = Counter()
         try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-    return value
+            batch: list[Trajectory] = []
+            errors: list[RecordError] = list(self.missing)
+            seen: set[str] = set()
+            for k, f in enumerate(self.files):
+                for t, error in self._file_trajectories(k, f, seen):
+                    if error is not None:
+                        errors.append(error)
+                        continue
+                    batch.append(t)
+                    if len(batch) >= size:
+                        _check_answers(batch, checker, labelled)
+                        yield batch, errors
+                        batch, errors = [], []
+            _check_answers(batch, checker, labelled)
+            yield batch, errors
+        finally:
+            if checker is not None:
+                checker.close()
+        if checker is not None:
+            self.notes.append(_answers_note(labelled, self.options.reference_field))
 
+    def read_all(self) -> tuple[list[Trajectory], list[RecordError]]:
+        """Every trajectory and every error, in memory (a dataset for the app, a test)."""
+        trajectories, errors = [], []
+        for batch, errs in self.batches():
+            trajectories += batch
+            errors += errs
+        return trajectories, errors
 
-def _text(value: Any, what: str, field: str, allow_empty: bool = False) -> str:
-    """The text of a prompt, response or reasoning value (`what`) read from `field`; "" for a missing one where
-    `allow_empty`, else ValueError."""
-    if isinstance(value, dict):  # e.g. {"solution": ..., "is_correct": ...}
-        value = next((value[k] for k in ("content", "solution", "text", "value") if k in value), None)
-    if is_missing(value):
-        if allow_empty:
-            return ""
-        raise ValueError(f"{what} is empty or missing (field {field!r})")
-    if not isinstance(value, str):
-        raise ValueError(f"{what} is not text (field {field!r})")
-    return value
-
-
-def _check_messages(messages: Any) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("`messages` is not a non-empty list")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise ValueError(f"message {i} lacks `role` or `content`")
+    def _file_trajectories(self, k: int, f: InputFile, seen: set[str]) -> Iterator[tuple[Trajectory | None,
+                                                                                          RecordError | None]]:
+        label, qualify = self._labels.get(k, ("", frozenset()))
+        teacher, run = self._teacher(f), self._run(f)
+        hinted = 0
+        hint = None
+        source = str(f.path)
         try:
-            out.append(normalise_message(m))
-        except ValueError as e:
-            raise ValueError(f"message {i}: {e}") from None
-    if not any(m["role"] == "assistant" and (m["content"].strip() or m.get("reasoning_content")) for m in out):
-        raise ValueError("no non-empty assistant message to score")
-    return out
+            for n, raw, problem in raw_records(f.path):
+                if problem is None and not isinstance(raw, dict):
+                    problem = f"expected a JSON object, got {type(raw).__name__}"
+                results: list = [(None, problem)]
+                rec = None
+                if problem is None:
+                    try:
+                        rec = {k2: _plain(v) for k2, v in raw.items()}
+                        results = list(record_trajectories(rec, self.options))
+                    except RecursionError:
+                        results = [(None, "nested too deeply")]
+                    hint_field = candidate_hint(rec) if rec is not None and not self.options.response_fields else None
+                    if hint_field:
+                        hinted += 1
+                        hint = hint or (hint_field, rec)
+                for t, problem in results:
+                    if t is not None and record_id(rec) in qualify:
+                        t.trajectory_id = f"{label}/{t.trajectory_id}"
+                    if t is not None and t.trajectory_id in seen:
+                        problem = f"duplicate trajectory id {t.trajectory_id!r}; record skipped"
+                    if problem is not None:
+                        yield None, RecordError(source, n, problem, f.unit)
+                        continue
+                    t.teacher = t.teacher or str(teacher or "unknown")
+                    t.run = run or t.run
+                    t.source, t.record = source, n
+                    if t.trajectory_id.startswith("t-"):  # derived ids cover where the trajectory comes from
+                        t.trajectory_id = "t-" + stable_hash(t.teacher, t.run, t.identity)
+                    seen.add(t.trajectory_id)
+                    yield t, None
+        except BadText as e:  # a .json file or a CSV header that is not text: the line is named
+            yield None, RecordError(source, e.line, f"cannot read file: {e.message}")
+        except (OSError, ValueError) as e:  # unreadable file: report it, go on with the rest
+            yield None, RecordError(source, None, f"cannot read file: {e}")
+        except Exception as e:  # noqa: BLE001 - pyarrow/pandas/datasets parse errors have many types
+            yield None, RecordError(source, None, f"cannot read file: {type(e).__name__}: {e}")
+        if hint:
+            self.notes.append(_candidates_note(source, hinted, *hint))
 
 
-@dataclass(frozen=True)
-class PlainColumns:
-    """Plain-column schema: the prompt column and, per teacher, a response column and an optional reasoning one."""
-
-    prompt: str
-    responses: tuple[str, ...]
-    reasoning: tuple[str | None, ...]
-
-    @property
-    def several(self) -> bool:
-        return len(self.responses) > 1
+def _candidates_note(source: str, count: int, column: str, rec: dict) -> str:
+    """The one line that says a file's records hold more candidates than the conversation scored."""
+    prompt = next((f for f in PROMPT_FIELDS if f in rec), "PROMPT")
+    correct = next((f for f in CORRECT_LIST_FIELDS if isinstance(rec.get(f), list)), None)
+    return (f"{source}: {count:,} records also hold a list of candidate responses in `{column}`; only their "
+            f"`messages` conversation was read (one per record). To score every candidate: --prompt-field {prompt} "
+            f"--response-field {column}" + (f" --correct-field {correct}" if correct else ""))
 
 
-def _as_list(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [v for v in value if v]
-
-
-def _expand(patterns: list[str], fields: list[str], what: str) -> list[str]:
-    """Field names matching each name or glob pattern, in the order given (a glob's matches sorted)."""
-    out: list[str] = []
-    for p in patterns:
-        if any(c in p for c in "*?["):
-            matched = sorted(f for f in fields if fnmatch.fnmatchcase(f, p))
+def _check_answers(batch: list[Trajectory], checker, labelled: Counter) -> None:
+    """Label the trajectories the data does not label, against their reference answers (math-verify)."""
+    if checker is None:
+        return
+    todo = [t for t in batch if t.correct is None and t.meta.get("reference") is not None]
+    labelled["data"] += sum(t.correct is not None for t in batch)
+    labelled["no reference"] += sum(t.correct is None and t.meta.get("reference") is None for t in batch)
+    for t, verdict in zip(todo, checker.check([(t.meta["reference"], t.answer) for t in todo])):
+        t.correct = verdict.correct
+        if verdict.correct is not None:
+            t.meta["correct_source"] = "math-verify"
+            labelled["math-verify"] += 1
         else:
-            matched = [p] if p in fields else []
-        if not matched:
-            raise ValueError(f"no field {p!r} for the {what} (fields: {', '.join(sorted(fields))})")
-        out += [m for m in matched if m not in out]
-    return out
+            labelled["unknown"] += 1
 
 
-def _reasoning_candidates(fields: list[str]) -> list[str]:
-    return [f for f in fields if f in REASONING_FIELDS or f.endswith(("_thinking", "_reasoning"))]
+def _answers_note(labelled: Counter, field_name: str) -> str:
+    parts = [f"{labelled['math-verify']:,} labelled by math-verify against `{field_name}`"]
+    if labelled["data"]:
+        parts.append(f"{labelled['data']:,} labelled by the data")
+    if labelled["unknown"]:
+        parts.append(f"{labelled['unknown']:,} unknown (no answer found, unparsable or too slow to check)")
+    if labelled["no reference"]:
+        parts.append(f"{labelled['no reference']:,} without a reference answer")
+    return "correctness: " + "; ".join(parts)
 
 
-def plain_columns(rec: dict, prompt_field: str | None = None, response_field: str | Sequence[str] | None = None,
-                  reasoning_field: str | Sequence[str] | None = None) -> PlainColumns | None:
-    """The plain columns of a record: those given (names or glob patterns), else detected where unambiguous
-    (one prompt, one response and at most one reasoning column). None when the record has a chat schema.
-    Raises ValueError when the columns are missing or cannot be told apart."""
-    fields = list(rec)
-    responses, reasoning = _as_list(response_field), _as_list(reasoning_field)
-    if not (prompt_field or responses or reasoning):
-        if any(k in rec for k in ("messages", "conversations")) or ("instruction" in rec and "output" in rec):
-            return None
-        prompts = [f for f in PROMPT_FIELDS if f in rec]
-        found = [f for f in fields if f in RESPONSE_FIELDS or f.endswith(("_output", "_response", "_solution"))]
-        if len(prompts) == 1 and len(found) == 1:
-            return plain_columns(rec, prompts[0], found)
-        raise ValueError("cannot tell the schema (no `messages`, `conversations`, or instruction/output); "
-                         f"fields are {', '.join(sorted(fields))}: pass --prompt-field and --response-field")
-    if not (prompt_field and responses):
-        raise ValueError("give both --prompt-field and --response-field")
-    if prompt_field not in rec:
-        raise ValueError(f"no field {prompt_field!r} (fields: {', '.join(sorted(fields))})")
-    responses = _expand(responses, fields, "response")
-    if reasoning:
-        reasoning = _expand(reasoning, fields, "reasoning")
-    elif len(responses) == 1:  # a reasoning column beside the answer column, where there is exactly one
-        found = [f for f in _reasoning_candidates(fields) if f not in (prompt_field, *responses)]
-        reasoning = found if len(found) == 1 else []
-    if reasoning and len(reasoning) != len(responses):
-        raise ValueError(f"{len(reasoning)} reasoning column(s) for {len(responses)} response column(s): give one "
-                         "--reasoning-field per --response-field, in the same order")
-    return PlainColumns(prompt_field, tuple(responses), tuple(reasoning) if reasoning else (None,) * len(responses))
+@dataclass
+class InputRead:
+    """Everything read from some inputs: trajectories, bad records, and what a user should hear once."""
+
+    trajectories: list[Trajectory] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def plain_messages(rec: dict, columns: PlainColumns, k: int) -> list[dict]:
-    """The conversation of response column k of a plain-column record."""
-    reasoning, response = columns.reasoning[k], columns.responses[k]
-    has_reasoning = reasoning is not None and not is_missing(rec.get(reasoning))
-    assistant = {"role": "assistant", "content": _text(rec[response], "response", response, allow_empty=has_reasoning)}
-    if has_reasoning:
-        assistant["reasoning_content"] = _text(rec[reasoning], "reasoning", reasoning)
-    prompt = _text(rec[columns.prompt], "prompt", columns.prompt)
-    return _check_messages([{"role": "user", "content": prompt}, assistant])
+def read_inputs(paths: Sequence[str | Path], *, prompt_field: str | None = None,
+                response_field: str | Sequence[str] | None = None,
+                reasoning_field: str | Sequence[str] | None = None, correct_field: str | None = None,
+                reference_field: str | None = None, teacher: str | None = None, run: str | None = None,
+                teacher_field: str = "teacher", problem_field: str = "problem_id",
+                check_answers: bool = True) -> InputRead:
+    """Every readable trajectory of several files or folders (ids kept apart across them), every error, notes.
+    With a reference field and `check_answers`, unlabelled responses are checked with math-verify."""
+    options = RecordOptions.of(prompt_field, response_field, reasoning_field, correct_field=correct_field,
+                               reference_field=reference_field, teacher=teacher, teacher_field=teacher_field,
+                               problem_field=problem_field)
+    inputs = InputSet(paths, options, run, check_answers=check_answers)
+    trajectories, errors = inputs.read_all()
+    return InputRead(trajectories, errors, inputs.notes)
 
 
-def to_messages(rec: dict, prompt_field: str | None = None, response_field: str | Sequence[str] | None = None,
-                reasoning_field: str | Sequence[str] | None = None) -> list[list[dict]]:
-    """The conversations of one record, whatever its schema: one, or one per response column. Raises ValueError
-    with the reason."""
-    columns = plain_columns(rec, prompt_field, response_field, reasoning_field)
-    if columns is not None:
-        return [plain_messages(rec, columns, k) for k in range(len(columns.responses))]
-    if "messages" in rec:
-        return [_check_messages(_maybe_json(rec["messages"]))]
-    if "conversations" in rec:
-        conv = _maybe_json(rec["conversations"])
-        if not isinstance(conv, list):
-            raise ValueError("`conversations` is not a list")
-        msgs = []
-        for i, turn in enumerate(conv):
-            if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
-                raise ValueError(f"conversation turn {i} lacks `from` or `value`")
-            role = SHAREGPT_ROLES.get(str(turn["from"]).strip().lower())
-            if role is None:
-                raise ValueError(f"conversation turn {i} has unknown speaker {turn['from']!r}")
-            msgs.append({"role": role, "content": turn["value"]})
-        return [_check_messages(msgs)]
-    user = _text(rec["instruction"], "prompt", "instruction")
-    if rec.get("input") and not is_missing(rec["input"]):
-        user = f"{user}\n\n{rec['input']}"
-    system = rec.get("system")
-    msgs = [{"role": "system", "content": system}] if system and not is_missing(system) else []
-    return [_check_messages(msgs + [{"role": "user", "content": user},
-                                    {"role": "assistant", "content": _text(rec["output"], "response", "output")}])]
-
-
-def _correct(rec: dict, response_field: str | None) -> bool | None:
-    """The first known correctness of the record's `correct`/`is_correct`, else of its response column's dict."""
-    nested = rec.get(response_field) if response_field else None
-    for source in (rec, nested if isinstance(nested, dict) else {}):
-        for f in CORRECT_FIELDS:
-            v = parse_correct(source.get(f))
-            if v is not None:
-                return v
-    return None
-
-
-def read_trajectories(path: str | Path, *, prompt_field: str | None = None,
-                      response_field: str | Sequence[str] | None = None,
-                      reasoning_field: str | Sequence[str] | None = None, teacher: str | None = None,
-                      run: str | None = None, teacher_field: str = "teacher",
-                      problem_field: str = "problem_id") -> tuple[list[Trajectory], list[RecordError]]:
-    """Every readable trajectory of a file or folder, and an error for every record that is not.
+def read_trajectories(path: str | Path, **options) -> tuple[list[Trajectory], list[RecordError]]:
+    """Every readable trajectory of a file or folder, and an error for every record that is not (`read_inputs`
+    of one path).
 
     `response_field` and `reasoning_field` take one column or several (names or glob patterns); several response
     columns give one trajectory per column and record, teacher = the column name, id = `{record id}/{column}`.
     """
-    path = Path(path)
-    trajectories: list[Trajectory] = []
-    errors: list[RecordError] = []
-    if not path.exists():
-        return [], [RecordError(str(path), None, "no such file or folder")]
-    seen: set[str] = set()
-    for file, file_teacher, file_run in iter_input_files(path):
-        unit = "record" if file.suffix.lower() in (".json", ".parquet") else "line"
-        try:
-            for n, raw, problem in raw_records(file):
-                if problem is None and not isinstance(raw, dict):
-                    problem = f"expected a JSON object, got {type(raw).__name__}"
-                results: list = [(None, problem)]
-                if problem is None:
-                    try:
-                        results = list(_record_trajectories({k: _plain(v) for k, v in raw.items()}, prompt_field,
-                                                            response_field, reasoning_field, teacher, teacher_field,
-                                                            problem_field))
-                    except RecursionError:
-                        results = [(None, "nested too deeply")]
-                for t, problem in results:
-                    if t is not None and t.trajectory_id in seen:
-                        problem = f"duplicate trajectory id {t.trajectory_id!r}; record skipped"
-                    if problem is not None:
-                        errors.append(RecordError(str(file), n, problem, unit))
-                        continue
-                    t.teacher = t.teacher or str(file_teacher or "unknown")
-                    t.run = run or t.run or file_run
-                    t.source, t.record = str(file), n
-                    if t.trajectory_id.startswith("t-"):  # derived ids cover where the trajectory comes from
-                        t.trajectory_id = "t-" + stable_hash(t.teacher, t.run, t.messages)
-                    seen.add(t.trajectory_id)
-                    trajectories.append(t)
-        except BadText as e:  # a .json file or a CSV header that is not text: the line is named
-            errors.append(RecordError(str(file), e.line, f"cannot read file: {e.message}"))
-        except (OSError, ValueError) as e:  # unreadable file: report it, go on with the rest
-            errors.append(RecordError(str(file), None, f"cannot read file: {e}"))
-        except Exception as e:  # noqa: BLE001 - pyarrow/pandas parse errors have many types
-            errors.append(RecordError(str(file), None, f"cannot read file: {type(e).__name__}: {e}"))
-    return trajectories, errors
-
-
-def _record_trajectories(rec: dict, prompt_field, response_field, reasoning_field, teacher: str | None,
-                         teacher_field: str, problem_field: str):
-    """Yield (trajectory, None) or (None, problem) for each conversation of one record.
-
-    The teacher is the response column's when there are several, else `teacher` or the record's (empty: the
-    caller's file-derived name); a derived id starts with `t-` and is completed by the caller once teacher and
-    run are known."""
-    try:
-        columns = plain_columns(rec, prompt_field, response_field, reasoning_field)
-    except ValueError as e:
-        yield None, str(e)
-        return
-    several = columns is not None and columns.several
-    for k in range(len(columns.responses) if columns else 1):
-        column = columns.responses[k] if columns else None
-        try:
-            messages = plain_messages(rec, columns, k) if columns else to_messages(rec)[0]
-        except ValueError as e:
-            yield None, (f"column {column!r}: " if several else "") + str(e)
-            continue
-        tid = next((str(rec[f]) for f in ID_FIELDS if rec.get(f) not in (None, "")), None)
-        tid = (f"{tid}/{column}" if several else tid) if tid is not None else "t-"
-        prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
-        pid = rec.get(problem_field)
-        name = column if several else (teacher or rec.get(teacher_field))
-        run = str(rec["run"]) if rec.get("run") not in (None, "") else None
-        yield Trajectory(trajectory_id=tid, problem_id=str(pid) if pid not in (None, "") else problem_hash(prompt),
-                         teacher=str(name) if name else "", run=run, messages=messages,
-                         correct=_correct(rec, column)), None
+    read = read_inputs([path], **options)
+    return read.trajectories, read.errors

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rsr_core.data.formats import SUFFIXES, raw_records
+from rsr_core.data.formats import SUFFIXES, input_files, raw_records
 from rsr_core.data.paths import PathRefused, cache_root
 
 HUB_ENDPOINT = "https://huggingface.co"
@@ -159,14 +159,18 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def first_data_file(path: str | Path, files: list[Path] | None = None) -> Path | None:
-    """The file itself, or the first data file under a folder (sorted; `files`: the folder's `list_data_files`
-    when already known), or None. A folder too large to walk raises FolderTooLarge."""
+    """The file itself, or the first file the reader reads under a folder (`formats.input_files`: a saved
+    dataset's folder, a hub shard, ...; `files`: the folder's `list_data_files` when already known, checked
+    first), or None. A folder too large to walk raises FolderTooLarge."""
     path = Path(path)
     if path.is_file():
         return path
     if path.is_dir():
         files = list_data_files(path) if files is None else files
-        return files[0] if files else None
+        if not files:
+            return None
+        found = input_files(path)
+        return found[0].path if found else None
     return None
 
 
@@ -183,6 +187,8 @@ def record_fields(path: str | Path) -> list[str]:
     if f is None:
         return []
     try:
+        if f.is_dir():  # a `datasets.save_to_disk` folder
+            return next((list(rec) for _, rec, _ in raw_records(f) if isinstance(rec, dict)), [])
         if f.suffix.lower() == ".parquet":  # the schema alone, not the rows
             import pyarrow.parquet as pq
 

@@ -86,20 +86,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rsr_core.analysis import aggregates as agg
+from rsr_core.analysis import part_aggregates as pagg
 from rsr_core.analysis.metrics import R_MAX, TRAJECTORY_METRICS
 from rsr_core.data import store_files as files
 from rsr_core.data.store_columns import (TokenColumns, Vocabulary, range_problems, scores_problem,
                                          token_problems)
 from rsr_core.data.store_files import FORMAT, VERSION, StoreError, StoreVersionError
+from rsr_core.data.tables import META_COLUMNS
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.data.trajectory import Trajectory, assistant_texts
+from rsr_core.analysis.segments import PART_COLUMNS, token_parts
+from rsr_core.data.trajectory import Trajectory, assistant_texts, turn_part_starts
 
 __all__ = ["FORMAT", "VERSION", "StoreError", "StoreVersionError", "SettingsMismatch", "StudentSettings",
            "AppendResult", "TokenColumns", "StoreWriter", "ResultsStore", "compact", "student_folder_name"]
 
 STUDENT_FORMAT = FORMAT + "/student"
 CONVERSATIONS_FORMAT = FORMAT + "/conversations"
-CONVERSATION_COLUMNS = ("prompt", "messages", "source", "record")
+LABELS = "labels.parquet"  # correctness labels found after scoring (math-verify), for every student
+LABEL_SCHEMA = pa.schema([("trajectory_id", pa.string()), ("correct", pa.bool_()), ("correct_source", pa.string())])
+CONVERSATION_COLUMNS = ("prompt", "messages", "source", "record", "tools")
 INDEX_COLUMNS = ("_row_group", "_offset", "_length")
 NOT_STORED = -1  # _length of a trajectory whose per-token data is not in the store
 PART_FILES = ("meta.parquet", "aggs.arrow", "tokens.parquet")
@@ -110,7 +115,7 @@ _TABLE_TYPES = {
     "correct": pa.bool_(), "r_max": pa.int64(),
     **{m: pa.float64() for m in TRAJECTORY_METRICS if m != "n_tokens"},
 }
-_AGGS_SCHEMA = pa.schema([("trajectory_id", pa.string()), *agg.ARROW_SCHEMA])
+_AGGS_SCHEMA = pa.schema([("trajectory_id", pa.string()), *agg.ARROW_SCHEMA, *pagg.ARROW_SCHEMA])
 
 
 class SettingsMismatch(StoreError):
@@ -163,9 +168,10 @@ def student_folder_name(student: str) -> str:
     return "%2E" + name[1:] if name.startswith(".") else name
 
 
-def _digest(messages: list[dict]) -> str:
-    """Stable digest of a conversation (key order and JSON spacing do not matter)."""
-    blob = json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+def _digest(t: Trajectory) -> str:
+    """Stable digest of a trajectory's conversation and tools (`Trajectory.identity`; key order and JSON spacing do
+    not matter)."""
+    blob = json.dumps(t.identity, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -270,7 +276,7 @@ class _Conversations:
     def add(self, trajectories: Sequence[Trajectory]) -> dict[str, str]:
         """Write the conversations not in the store yet; {trajectory_id: problem} for those that clash with a
         stored conversation of the same id (not written)."""
-        digests = {t.trajectory_id: _digest(t.messages) for t in trajectories}
+        digests = {t.trajectory_id: _digest(t) for t in trajectories}
         if all(tid in self.digests for tid in digests):
             return self.clashes(digests)
         with self._locked():
@@ -287,6 +293,7 @@ class _Conversations:
             "trajectory_id": [t.trajectory_id for t in new], "prompt": [t.prompt for t in new],
             "messages": [json.dumps(t.messages, ensure_ascii=False) for t in new],
             "source": [t.source for t in new], "record": [int(t.record) for t in new], "digest": digests,
+            "tools": [json.dumps(t.tools, ensure_ascii=False) if t.tools else None for t in new],
         }, schema=files.CONVERSATION_SCHEMA)
         self._write_part(manifest, [table], len(new), len(manifest["parts"]), len(manifest["parts"]))
         self.digests.update(zip([t.trajectory_id for t in new], digests))
@@ -352,6 +359,7 @@ class _Batch:
     columns: TokenColumns | None = None
     aggregates: agg.RankAggregates | None = None
     rows: pd.DataFrame | None = None  # the trajectory-table rows, once found
+    parts: pagg.PartAggregates | None = None  # the aggregates of the answer and tool-call parts
 
     @property
     def ids(self) -> list[str]:
@@ -362,7 +370,8 @@ class _Batch:
         return _Batch([self.trajectories[j] for j in index.tolist()],
                       None if self.columns is None else self.columns.take(index),
                       None if self.aggregates is None else agg.take(self.aggregates, index),
-                      None if self.rows is None else self.rows.iloc[index].reset_index(drop=True))
+                      None if self.rows is None else self.rows.iloc[index].reset_index(drop=True),
+                      None if self.parts is None else pagg.take(self.parts, index))
 
     def without(self, problems: dict[str, str], result: AppendResult) -> "_Batch":
         """The batch less the trajectories with a problem ({id: problem}), each reported in `result`."""
@@ -473,7 +482,7 @@ class StoreWriter:
     def changed(self, trajectories: Sequence[Trajectory]) -> dict[str, str]:
         """{id: problem} for trajectories whose id the store holds with another conversation: resuming would
         keep the numbers of the old text."""
-        return self.conversations.clashes({t.trajectory_id: _digest(t.messages) for t in trajectories})
+        return self.conversations.clashes({t.trajectory_id: _digest(t) for t in trajectories})
 
     def add_conversations(self, trajectories: Sequence[Trajectory]) -> dict[str, str]:
         """Store conversations without scores (an import stores them first); {id: problem} for those refused
@@ -482,25 +491,31 @@ class StoreWriter:
 
     def append(self, trajectories: Sequence[Trajectory], scores: dict[str, TokenScores],
                table: pd.DataFrame) -> AppendResult:
-        """Commit the results of one batch: per-token data, aggregates, trajectory-table rows, conversations.
+        """`append_pairs` of the trajectories and their scores by id (`scores` may hold more)."""
+        return self.append_pairs([(t, scores.get(t.trajectory_id)) for t in trajectories], table)
+
+    def append_pairs(self, pairs: Sequence[tuple[Trajectory, TokenScores | None]],
+                     table: pd.DataFrame) -> AppendResult:
+        """Commit the results of one batch, each trajectory with its own scores: per-token data, aggregates,
+        trajectory-table rows, conversations.
 
         table: the trajectory-table rows of these trajectories (`tables.trajectory_table`); its prompt, messages,
         source and record columns go to the conversations, the rest to the student's table. Trajectories already
-        committed are skipped; a bad record is left out with a message in the result, the rest is committed.
+        committed are skipped; a bad record (scores that do not fit its conversation, another conversation stored
+        under its id) is left out with a message in the result, the rest is committed.
         """
         result, good = AppendResult(), []
-        for t in trajectories:
-            s = scores.get(t.trajectory_id)
+        for t, s in pairs:
             problem = "no scores" if s is None else scores_problem(s, self.settings.top_k)
             if t.trajectory_id in self._committed:
                 result.skipped.append(t.trajectory_id)
             elif problem:
                 result.errors.append(f"trajectory {t.trajectory_id}: {problem}")
             else:
-                good.append(t)
-        columns = TokenColumns.from_scores([t.trajectory_id for t in good],
-                                           [scores[t.trajectory_id] for t in good], self.settings.top_k)
-        result.extend(self.append_columns(good, columns, table))
+                good.append((t, s))
+        columns = TokenColumns.from_scores([t.trajectory_id for t, _ in good], [s for _, s in good],
+                                           self.settings.top_k)
+        result.extend(self.append_columns([t for t, _ in good], columns, table))
         return result
 
     def append_columns(self, trajectories: Sequence[Trajectory], columns: TokenColumns,
@@ -564,12 +579,16 @@ class StoreWriter:
     def _finish(self, batch: _Batch, table: pd.DataFrame, result: AppendResult) -> AppendResult:
         """Aggregate, find and check the table rows, store the conversations, commit the part."""
         if batch.aggregates is None:
-            batch = _Batch(batch.trajectories, batch.columns, batch.columns.aggregates())
+            batch = _Batch(batch.trajectories, batch.columns, batch.columns.aggregates(),
+                           parts=_part_aggregates(batch.trajectories, batch.columns))
+        elif batch.parts is None:
+            batch = _Batch(batch.trajectories, batch.columns, batch.aggregates, parts=pagg.unknown(len(batch.ids)))
         rows, problems = self._table_rows(table, batch)
-        batch = _Batch(batch.trajectories, batch.columns, batch.aggregates, rows).without(problems, result)
+        batch = _Batch(batch.trajectories, batch.columns, batch.aggregates, rows, batch.parts).without(problems,
+                                                                                                       result)
         batch = batch.without(self.conversations.add(batch.trajectories), result)
         if batch.ids:
-            self._commit(batch.ids, batch.rows, batch.aggregates, batch.columns)
+            self._commit(batch.ids, batch.rows, batch.aggregates, batch.columns, batch.parts)
             result.written += batch.ids
         return result
 
@@ -600,19 +619,26 @@ class StoreWriter:
                     value = want if np.ndim(want) == 0 else np.asarray(want)[j]
                     problems.setdefault(ids[j], f"{name} is {rows[name].iloc[j]!r} in the table but {value!r} in "
                                                 f"the scores or the store's settings")
-        self._check_metrics(rows, batch.aggregates, problems)
+        self._check_metrics(rows, batch.aggregates, batch.parts, problems)
         return rows, problems
 
-    def _check_metrics(self, rows: pd.DataFrame, aggregates: agg.RankAggregates, problems: dict[str, str]) -> None:
+    def _check_metrics(self, rows: pd.DataFrame, aggregates: agg.RankAggregates, parts: pagg.PartAggregates,
+                       problems: dict[str, str]) -> None:
         """Fill the metric columns the table lacks from the aggregates; report rows whose metrics are not those of
-        their tokens at the store's r_max (within 1e-6: a table written as text rounds them)."""
+        their tokens at the store's r_max (within 1e-6: a table written as text rounds them). A part column is
+        checked where the parts are known, and `rsr_tool_calls` added only where there are tool calls."""
         ids = rows["trajectory_id"].to_numpy()
-        for name, want in agg.metric_columns(aggregates, self.settings.r_max).items():
+        known = parts.n[:, 0] >= 0
+        for name, want in agg.metric_columns(aggregates, self.settings.r_max, parts).items():
+            is_part = name in PART_COLUMNS.values()
             if name not in rows.columns:
-                rows[name] = want
+                if not is_part or (known.any() and not (name == "rsr_tool_calls" and np.isnan(want).all())):
+                    rows[name] = want
                 continue
             have = pd.to_numeric(rows[name].astype(object), errors="coerce").to_numpy(np.float64, na_value=np.nan)
             bad = ~np.isclose(have, want, rtol=1e-6, atol=0, equal_nan=True) & pd.notna(ids)
+            if is_part:
+                bad &= known
             for j in np.flatnonzero(bad).tolist():
                 problems.setdefault(ids[j], f"{name} is {have[j]!r} in the table but {float(want[j])!r} from its "
                                             f"tokens at r_max = {self.settings.r_max}")
@@ -620,7 +646,7 @@ class StoreWriter:
     # --------------------------------------------------------------------------------------- commit
 
     def _commit(self, ids: list[str], rows: pd.DataFrame, aggregates: agg.RankAggregates,
-                columns: TokenColumns | None) -> None:
+                columns: TokenColumns | None, parts: pagg.PartAggregates) -> None:
         """Write one part (and the batch's new vocabulary), then the manifest that makes them part of the store.
         A failure (a full disk, a read-only folder, Ctrl-C) before the manifest is written leaves the store as it
         was: no file of the part behind, the manifest unchanged."""
@@ -642,7 +668,7 @@ class StoreWriter:
             for i, name in enumerate(INDEX_COLUMNS):
                 meta = meta.append_column(name, pa.array(index[:, i].astype(np.int32 if i < 2 else np.int64)))
             pq.write_table(meta, tmp["meta.parquet"], compression="zstd")
-            files.write_ipc(tmp["aggs.arrow"], [_aggs_arrow(ids, aggregates)], _AGGS_SCHEMA)
+            files.write_ipc(tmp["aggs.arrow"], [_aggs_arrow(ids, aggregates, parts)], _AGGS_SCHEMA)
             pairs = [(tmp[k], final[k]) for k in tmp]
             vocab = self._vocabulary_part()
             if vocab:
@@ -709,8 +735,8 @@ class StoreWriter:
                 tmp.pop("tokens.parquet")
             pq.write_table(pa.concat_tables(metas, promote_options="permissive"), tmp["meta.parquet"],
                            compression="zstd")
-            files.write_ipc(tmp["aggs.arrow"], (files.read_ipc(parts / f"{p['id']}.aggs.arrow") for p in old),
-                            _AGGS_SCHEMA)
+            files.write_ipc(tmp["aggs.arrow"], (_conform_aggs(files.read_ipc(parts / f"{p['id']}.aggs.arrow"))
+                                                for p in old), _AGGS_SCHEMA)
             files.publish([(tmp[k], final[k]) for k in tmp])
             self.manifest["parts"][a:b] = [{"id": final["meta.parquet"].name.split(".")[0],
                                             "trajectories": sum(p["trajectories"] for p in old),
@@ -755,8 +781,30 @@ def _differ(have: pd.Series, want) -> np.ndarray:
     return values != np.asarray(want, dtype=np.float64)
 
 
-def _aggs_arrow(ids: Sequence[str], aggregates: agg.RankAggregates) -> pa.Table:
-    return agg.to_arrow(aggregates).add_column(0, "trajectory_id", pa.array(list(ids), pa.string()))
+def _aggs_arrow(ids: Sequence[str], aggregates: agg.RankAggregates, parts: pagg.PartAggregates) -> pa.Table:
+    table = agg.to_arrow(aggregates).add_column(0, "trajectory_id", pa.array(list(ids), pa.string()))
+    for name, column in zip(pagg.ARROW_COLUMNS, pagg.to_arrow(parts)):
+        table = table.append_column(name, column)
+    return table
+
+
+def _conform_aggs(table: pa.Table) -> pa.Table:
+    """An aggregates file of a part written before part aggregates were kept, with them null (unknown)."""
+    for f in pagg.ARROW_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(_AGGS_SCHEMA.names)
+
+
+def _part_aggregates(trajectories: Sequence[Trajectory], columns: TokenColumns) -> pagg.PartAggregates:
+    """The part aggregates of a batch from its tokens' offsets and turns and each conversation's parts."""
+    offsets = columns.offsets
+    codes = [token_parts(np.stack([columns.start[a:b], columns.end[a:b]], axis=1), columns.turn[a:b],
+                         *turn_part_starts(t.messages))
+             if b > a else np.zeros(0, np.int8)
+             for t, a, b in zip(trajectories, offsets[:-1].tolist(), offsets[1:].tolist())]
+    codes = np.concatenate(codes) if codes else np.zeros(0, np.int8)
+    return pagg.batch_part_aggregates(columns.surprisal, columns.rank, codes, columns.lengths)
 
 
 def _repack_tokens(meta: pa.Table, tokens_path: Path, packer: files.TokenPacker) -> pa.Table:
@@ -853,6 +901,8 @@ class ResultsStore:
         self._row_groups = files.LRU(8)
         self._conv_stamp = None
         self._conv_index: _IdIndex | None = None
+        self._labels_stamp = None
+        self._labels_cache: tuple[int, pd.DataFrame | None] = (0, None)
 
     def close(self) -> None:
         with self._lock:
@@ -875,9 +925,30 @@ class ResultsStore:
         return StudentSettings.from_json(self._state(student).manifest["settings"])
 
     def generation(self, student: str) -> int:
-        """A number that grows whenever a writer commits to this student: reload tables and aggregates when it
-        changed (the app while a run goes on)."""
-        return int(self._state(student).manifest["seq"])
+        """A number that grows whenever a writer commits to this student or labels are added to the store: reload
+        tables and aggregates when it changed (the app while a run goes on)."""
+        return int(self._state(student).manifest["seq"]) + self._labels()[0]
+
+    def _labels(self) -> tuple[int, pd.DataFrame | None]:
+        """(labels seq, labels indexed by trajectory id) of `labels.parquet`; (0, None) without one."""
+        path = self.root / LABELS
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return 0, None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            if self._labels_stamp != stamp:
+                table = pq.read_table(path)
+                seq = int((table.schema.metadata or {}).get(b"seq", b"1"))
+                self._labels_cache = (seq, table.to_pandas().set_index("trajectory_id"))
+                self._labels_stamp = stamp
+            return self._labels_cache
+
+    def labels(self) -> pd.DataFrame:
+        """trajectory_id, correct, correct_source of the labels added after scoring (`add_labels`)."""
+        frame = self._labels()[1]
+        return frame.reset_index() if frame is not None else LABEL_SCHEMA.empty_table().to_pandas()
 
     def _folder(self, student: str) -> Path:
         return self.root / "students" / student_folder_name(student)
@@ -924,9 +995,9 @@ class ResultsStore:
         """
         def read():
             folder, parts = self._parts(student)
-            tables = [pq.read_table(folder / f"{p['id']}.meta.parquet", columns=list(columns) if columns else None)
-                      for p in parts]
-            return tables
+            paths = [folder / f"{p['id']}.meta.parquet" for p in parts]
+            return [pq.read_table(path, columns=None if not columns else  # a part may lack a newer column
+                                  [c for c in columns if c in pq.read_schema(path).names]) for path in paths]
         tables = self._retry(student, read)
         if not tables:
             return pd.DataFrame(columns=list(columns) if columns else ["trajectory_id"])
@@ -935,8 +1006,10 @@ class ResultsStore:
         frame = _compact_frame(table)
         del table, tables
         pa.default_memory_pool().release_unused()
+        _overlay_labels(frame, self._labels()[1])
         if r_max is not None and r_max != self.settings(student).r_max:
-            new = agg.rmax_columns_of_parts(self.rank_aggregate_parts(student), r_max)
+            new = agg.rmax_columns_of_parts(self.rank_aggregate_parts(student), r_max,
+                                            self.part_aggregate_parts(student))
             for name, values in new.items():
                 if name in frame.columns:
                     frame[name] = values
@@ -950,7 +1023,7 @@ class ResultsStore:
             folder, parts = self._parts(student)
             return [files.read_ipc(folder / f"{p['id']}.aggs.arrow") for p in parts]
         tables = self._retry(student, read)
-        return pa.concat_tables(tables) if tables else _AGGS_SCHEMA.empty_table()
+        return pa.concat_tables([_conform_aggs(t) for t in tables]) if tables else _AGGS_SCHEMA.empty_table()
 
     def rank_aggregates(self, student: str) -> agg.RankAggregates:
         """The aggregates as one set of numpy arrays (`aggregates.RankAggregates`), rows as `trajectory_table`:
@@ -961,9 +1034,18 @@ class ResultsStore:
         """The aggregates as numpy views of the store's memory-mapped files, one per record batch, rows as
         `trajectory_table`: nothing is copied, so opening them is immediate and their pages are the operating
         system's file cache, shared by every process that reads the store (`aggregates.rmax_columns_of_parts`)."""
+        return self._aggregate_batches(student, agg.from_arrow)
+
+    def part_aggregate_parts(self, student: str) -> list[pagg.PartAggregates]:
+        """The part aggregates (`part_aggregates.PartAggregates`), one per record batch as `rank_aggregate_parts`
+        (every row unknown in files written before they were kept)."""
+        return self._aggregate_batches(student, pagg.from_arrow)
+
+    def _aggregate_batches(self, student: str, convert: Callable[[pa.Table], object]) -> list:
+        """`convert` of every record batch of the student's memory-mapped aggregates files, in table order."""
         def read():
             folder, parts = self._parts(student)
-            return [agg.from_arrow(pa.Table.from_batches([batch]))
+            return [convert(pa.Table.from_batches([batch]))
                     for p in parts for batch in files.read_ipc(folder / f"{p['id']}.aggs.arrow").to_batches()
                     if batch.num_rows]
         return self._retry(student, read)
@@ -1060,6 +1142,18 @@ class ResultsStore:
                 self._conv_stamp = stamp
             return self._conv_index
 
+    def has_tools(self) -> bool:
+        """Whether any conversation of the store offers tools (then exports carry a `tools` column)."""
+        folder = self.root / "conversations"
+        path = folder / "manifest.json"
+        if not path.exists():
+            return False
+        for p in files.read_json(path, CONVERSATIONS_FORMAT)["parts"]:
+            f = pq.ParquetFile(folder / f"{p['id']}.parquet")
+            if "tools" in f.schema_arrow.names and f.read(columns=["tools"]).column(0).null_count < f.metadata.num_rows:
+                return True
+        return False
+
     def conversation_ids(self) -> set[str]:
         """Ids of every conversation in the store."""
         return set(self._conversation_index().ids)
@@ -1094,11 +1188,13 @@ class ResultsStore:
             return rows.slice(row["row"], 1).to_pylist()[0]
         rec = self._retry(None, read)
         rec["messages"] = json.loads(rec["messages"])
+        rec["tools"] = json.loads(rec["tools"]) if rec.get("tools") else None
         rec.pop("digest", None)
         return rec
 
     def conversations(self, ids: Iterable[str]) -> pd.DataFrame:
-        """trajectory_id, prompt, messages (JSON text), source, record of several trajectories, in that order."""
+        """trajectory_id, prompt, messages (JSON text), source, record, tools (JSON text, None without) of several
+        trajectories, in that order."""
         ids = list(ids)
         index = self._conversation_index()
         missing = [i for i in ids if i not in index]
@@ -1108,6 +1204,7 @@ class ResultsStore:
         for tid in ids:
             rec = self.conversation(tid)
             rec["messages"] = json.dumps(rec["messages"], ensure_ascii=False)
+            rec["tools"] = json.dumps(rec["tools"], ensure_ascii=False) if rec["tools"] else None
             out.append(rec)
         return pd.DataFrame(out, columns=["trajectory_id", *CONVERSATION_COLUMNS])
 
@@ -1116,21 +1213,30 @@ class ResultsStore:
         table when given), read one conversation at a time (what a new student's run scores)."""
         rows = {}
         if student is not None:
-            table = self.trajectory_table(student, columns=["trajectory_id", "problem_id", "teacher", "run",
-                                                            "correct"])
+            names = self._columns(student)
+            table = self.trajectory_table(student, columns=[c for c in ("trajectory_id", "problem_id", "teacher",
+                                                                        "run", "correct", *META_COLUMNS)
+                                                            if c in names])
             wanted = set(ids)
             rows = {r["trajectory_id"]: r for r in table[table["trajectory_id"].isin(wanted)].to_dict("records")}
         out = []
         for tid in ids:
             conv, meta = self.conversation(tid), rows.get(tid, {})
             correct = meta.get("correct")
+            extra = {k: meta[k] for k in META_COLUMNS if k in meta and not pd.isna(meta[k])}
             out.append(Trajectory(trajectory_id=tid, problem_id=str(meta.get("problem_id") or ""),
                                   teacher=str(meta.get("teacher") or ""),
                                   run=None if meta.get("run") in (None, "") or pd.isna(meta.get("run"))
                                   else str(meta["run"]), messages=conv["messages"],
                                   correct=None if correct is None or pd.isna(correct) else bool(correct),
-                                  source=str(conv.get("source") or ""), record=int(conv.get("record") or 0)))
+                                  source=str(conv.get("source") or ""), record=int(conv.get("record") or 0),
+                                  meta=extra, tools=conv["tools"]))
         return out
+
+    def _columns(self, student: str) -> set[str]:
+        """The column names of the student's trajectory table (every part's, whichever holds them)."""
+        folder, parts = self._parts(student)
+        return {name for p in parts for name in pq.read_schema(folder / f"{p['id']}.meta.parquet").names}
 
     def trajectory(self, trajectory_id: str, student: str | None = None) -> Trajectory:
         """The Trajectory (conversation and metadata) back; ids from the student's table row when given."""
@@ -1145,7 +1251,49 @@ class ResultsStore:
                           teacher=str(meta.get("teacher", "")), messages=conv["messages"],
                           run=None if pd.isna(meta.get("run")) else str(meta.get("run")),
                           correct=None if correct is None or pd.isna(correct) else bool(correct),
-                          source=conv["source"] or "", record=int(conv["record"] or 0))
+                          source=conv["source"] or "", record=int(conv["record"] or 0), tools=conv["tools"])
+
+
+def _overlay_labels(frame: pd.DataFrame, labels: pd.DataFrame | None) -> None:
+    """Fill the unknown `correct` of a trajectory table (in place) from labels added after scoring, with their
+    `correct_source`."""
+    if labels is None or "correct" not in frame or "trajectory_id" not in frame or not len(labels):
+        return
+    found = labels.reindex(frame["trajectory_id"].astype(str))
+    tried = frame["correct"].isna().to_numpy() & found["correct_source"].notna().to_numpy()
+    if not tried.any():
+        return
+    fill = tried & found["correct"].notna().to_numpy()
+    frame["correct"] = frame["correct"].astype("boolean")
+    frame.loc[fill, "correct"] = found["correct"].to_numpy()[fill].astype(bool)
+    source = (frame["correct_source"].astype(object) if "correct_source" in frame
+              else pd.Series([None] * len(frame), index=frame.index, dtype=object))
+    source[tried] = found["correct_source"].to_numpy()[tried]
+    frame["correct_source"] = source.astype("string")
+
+
+def add_labels(path: str | Path, labels: pd.DataFrame) -> int:
+    """Add correctness labels (trajectory_id, correct, correct_source) to a store, for every student's table
+    (where their `correct` is unknown; a label whose `correct` is None records that a check found none); an id
+    labelled again keeps the newer label. Atomic; returns how many labels the store holds."""
+    root = Path(path)
+    target = root / LABELS
+    new = labels[["trajectory_id", "correct", "correct_source"]]
+    with files.locked(root / ".labels.lock", f"the labels of {root}", wait_s=600):
+        seq = 0
+        if target.exists():
+            old = pq.read_table(target)
+            seq = int((old.schema.metadata or {}).get(b"seq", b"1"))
+            new = pd.concat([old.to_pandas(), new]).drop_duplicates("trajectory_id", keep="last")
+        table = pa.Table.from_pandas(new.reset_index(drop=True), schema=LABEL_SCHEMA, preserve_index=False)
+        table = table.replace_schema_metadata({"seq": str(seq + 1)})
+        tmp = files.tmp_path(target)
+        try:
+            pq.write_table(table, tmp)
+            files.publish([(tmp, target)])
+        finally:
+            tmp.unlink(missing_ok=True)
+    return table.num_rows
 
 
 def _token_scores(rows: pa.Table | None, k: int, texts: list[str], vocab: np.ndarray, truncated: bool,

@@ -217,7 +217,8 @@ class Vocabulary:
 
     def problems(self, columns: TokenColumns) -> dict[int, str]:
         """{position: problem} where an alternative's text is not the vocabulary's text for its id. Learns the
-        texts of ids it does not know first, unless it is fixed."""
+        texts of ids it does not know first (the text most of the batch gives an id, so that one bad record does not
+        make the others wrong), unless it is fixed."""
         flat = columns.top_ids.ravel()
         if flat.size == 0:
             return {}
@@ -228,9 +229,12 @@ class Vocabulary:
                     for j in np.unique(columns.owners(np.flatnonzero(~known) // k))}
         texts = (columns.top_tokens.cast(pa.string()) if isinstance(columns.top_tokens, pa.Array)
                  else pa.array(columns.top_tokens, pa.string()))
-        if not self.fixed and not known.all():
-            new_ids, first = np.unique(flat[~known], return_index=True)
-            self.add(dict(zip(new_ids.tolist(), texts.take(pa.array(np.flatnonzero(~known)[first])).to_pylist())))
+        if not self.fixed and not known.all():  # learn each new id's most frequent text in the batch
+            rows = np.flatnonzero(~known)
+            pairs = pa.table({"id": pa.array(flat[rows]), "text": texts.take(pa.array(rows))})
+            counts = pairs.group_by(["id", "text"], use_threads=False).aggregate([([], "count_all")]).to_pandas()
+            best = counts.sort_values(["id", "count_all"], ascending=[True, False], kind="stable").drop_duplicates("id")
+            self.add(dict(zip(best["id"].astype(np.int64).tolist(), best["text"].tolist())))
             known = self.contains(flat)
         expected = self.arrow().take(pa.array(np.where(known, flat, 0)))
         same = pc.equal(expected, texts).fill_null(False).to_numpy(zero_copy_only=False) & known

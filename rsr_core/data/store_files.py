@@ -32,7 +32,8 @@ MERGE_FANOUT = 8  # merge this many parts of one size tier
 TIER_BASE_BYTES = 1 << 20  # the tier of a part is floor(log_8(bytes / 1 MiB))
 
 CONVERSATION_SCHEMA = pa.schema([("trajectory_id", pa.string()), ("prompt", pa.string()), ("messages", pa.string()),
-                                 ("source", pa.string()), ("record", pa.int64()), ("digest", pa.string())])
+                                 ("source", pa.string()), ("record", pa.int64()), ("digest", pa.string()),
+                                 ("tools", pa.string())])  # tools: JSON text of the tools offered, null without
 VOCAB_SCHEMA = pa.schema([("token_id", pa.int32()), ("text", pa.string())])
 
 
@@ -330,6 +331,8 @@ class ConversationPacker(_Packer):
         self.chars = 0
 
     def add(self, table: pa.Table) -> None:
+        if "tools" not in table.column_names:  # a part written before tools were kept
+            table = table.append_column("tools", pa.nulls(table.num_rows, pa.string()))
         sizes = (pc.utf8_length(table["messages"]).fill_null(0).to_numpy(zero_copy_only=False)
                  + pc.utf8_length(table["prompt"]).fill_null(0).to_numpy(zero_copy_only=False))
         a = 0

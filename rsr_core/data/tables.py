@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 
 from rsr_core.analysis.metrics import R_MAX, trajectory_metrics
+from rsr_core.analysis.segments import part_rsr, token_parts
 from rsr_core.data.paths import TABLE_SUFFIXES
 from rsr_core.data.token_scores import TokenScores
-from rsr_core.data.trajectory import Trajectory, assistant_texts, correct_column
+from rsr_core.data.trajectory import Trajectory, assistant_texts, correct_column, turn_part_starts
 
 ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
-TAIL_COLUMNS = ["coverage", "truncated", "n_context", "correct", "r_max", "source", "record", "prompt", "messages"]
+TAIL_COLUMNS = ["coverage", "truncated", "n_context", "correct", "correct_source", "complete", "candidate", "reference",
+                "r_max", "source", "record", "prompt", "messages", "tools"]
+META_COLUMNS = {"candidate": "Int64", "complete": "boolean", "reference": "string", "correct_source": "string"}
 TEXT_COLUMNS = ("trajectory_id", "problem_id", "teacher", "student", "source", "prompt")
 
 
@@ -32,28 +35,46 @@ def coverage(scores: TokenScores, messages: list[dict]) -> float:
     return sum(len(text) for text in scores.tokens) / total if total else float("nan")
 
 
+def scores_parts(messages: list[dict], scores: TokenScores) -> np.ndarray:
+    """[T] part of each scored token of a conversation (`segments.token_parts`: thinking, answer, tool calls)."""
+    answers, tools = turn_part_starts(messages)
+    if len(answers) <= int(scores.turn.max(initial=-1)):  # scores that do not fit the conversation: no parts
+        return np.full(len(scores), 1, np.int8)
+    return token_parts(scores.offsets, scores.turn, answers, tools)
+
+
 def trajectory_row(t: Trajectory, scores: TokenScores, student: str, r_max: int = R_MAX) -> dict:
     """One row of the trajectory table."""
     return {
         "trajectory_id": t.trajectory_id, "problem_id": t.problem_id, "teacher": t.teacher, "run": t.run,
         "student": student,
         **trajectory_metrics(scores.surprisal, scores.rank, scores.entropy, r_max),
+        **part_rsr(scores.surprisal, scores.rank, scores_parts(t.messages, scores), r_max, tool_calls=t.has_tool_calls),
         "coverage": coverage(scores, t.messages), "truncated": bool(scores.truncated),
         "n_context": int(scores.n_context),
-        "correct": t.correct, "r_max": int(r_max), "source": t.source, "record": int(t.record),
+        "correct": t.correct, **{k: v for k, v in t.meta.items() if k in META_COLUMNS},
+        "r_max": int(r_max), "source": t.source, "record": int(t.record),
         "prompt": t.prompt, "messages": json.dumps(t.messages, ensure_ascii=False),
+        **({"tools": json.dumps(t.tools, ensure_ascii=False)} if t.tools else {}),
     }
 
 
 def trajectory_table(trajectories: Iterable[Trajectory], scores: dict[str, TokenScores], student: str,
                      r_max: int = R_MAX) -> pd.DataFrame:
     """Trajectory table (README: formats) of every trajectory that has scores, in input order."""
-    rows = [trajectory_row(t, scores[t.trajectory_id], student, r_max)
-            for t in trajectories if t.trajectory_id in scores]
-    frame = pd.DataFrame(rows)
+    return pairs_table([(t, scores[t.trajectory_id]) for t in trajectories if t.trajectory_id in scores], student,
+                       r_max)
+
+
+def pairs_table(pairs: Iterable[tuple[Trajectory, TokenScores]], student: str, r_max: int = R_MAX) -> pd.DataFrame:
+    """The trajectory table of (trajectory, its scores) pairs, in their order."""
+    frame = pd.DataFrame([trajectory_row(t, s, student, r_max) for t, s in pairs])
     if frame.empty:
         return frame
     frame["correct"] = frame["correct"].astype("boolean")
+    for name, dtype in META_COLUMNS.items():
+        if name in frame:
+            frame[name] = frame[name].astype(dtype)
     return frame
 
 

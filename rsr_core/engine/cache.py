@@ -28,10 +28,11 @@ ARRAYS = ("token_ids", "offsets", "turn", "surprisal", "rank", "entropy", "top_i
 
 
 def entry_key(student_name: str, fingerprint: str, chat_template: str | None, dtype: str, max_len: int,
-              top_k: int, messages: list[dict]) -> str:
-    """Hex key of one conversation under one student and set of settings."""
+              top_k: int, conversation: object) -> str:
+    """Hex key of one conversation (`Trajectory.identity`: its messages, and tools where offered) under one student
+    and set of settings."""
     blob = json.dumps([FORMAT_VERSION, student_name, fingerprint, chat_template or "", dtype, max_len, top_k,
-                       messages], ensure_ascii=False, sort_keys=True)
+                       conversation], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

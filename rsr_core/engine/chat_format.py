@@ -11,6 +11,13 @@ thinking (Qwen3 strips the newlines around it) or drop it (DeepSeek-R1-Distill k
 A student without a chat template uses the plain format `System: ...\\n\\nUser: ...\\n\\nAssistant: ...\\n\\n` with
 the tokenizer's own special tokens (BOS).
 
+Agentic traces: an assistant turn's tool calls are part of its scored text, in the form Qwen-family templates write
+(`rsr_core.data.trajectory.tool_calls_text`); `tool` messages are context. A template that renders tools (Qwen3's)
+is given the record's `tools` and writes them in its own system prompt; for one that does not (and the plain
+format), the tools are written into the system message as Qwen's template writes them (`tools_system_text`).
+`Encoded.canonical_tools` says when the template's own rendering of the calls differs from the scored form (it
+drops them, or writes them another way).
+
 The boundary rule: the whole text is tokenized at once, as the student reads it, and a token is a response token
 when it covers at least one character of the response and is not the first token of the text. A token that
 straddles the boundary (a header newline merged with leading spaces, "Assistant: Let" tokenized as " Let") is the
@@ -19,16 +26,19 @@ The texts of a turn's tokens then concatenate back to its response exactly, from
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from rsr_core.data.trajectory import THINK_OPEN, assistant_text
+from rsr_core.data.trajectory import THINK_OPEN, TOOL_CALLS_KEY, TOOL_KEYS, assistant_text, tool_calls_text
 
 MAX_LEN = 32768  # longer conversations are truncated and flagged
-PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
 SENTINEL = "RSRxTURNxSENTINEL"
+PROBE_TOOL = {"type": "function", "function": {"name": "rsr_probe_tool", "description": "probe",
+                                               "parameters": {"type": "object", "properties": {}}}}
 
 Renderer = Callable[[list[dict], bool], str]
 
@@ -48,6 +58,7 @@ class Encoded:
     tokens: list[str]  # [T] the response text each token covers (concatenation gives the response back)
     truncated: bool  # the rendering was longer than max_len
     rewritten: bool = False  # the template's own rendering of the assistant text differs from the verbatim trace
+    canonical_tools: bool = False  # tool calls scored in the canonical form the template does not write itself
 
 
 def plain_render(messages: list[dict], add_generation_prompt: bool = False) -> str:
@@ -56,12 +67,15 @@ def plain_render(messages: list[dict], add_generation_prompt: bool = False) -> s
     return text + ("Assistant: " if add_generation_prompt else "")
 
 
-def template_renderer(tokenizer) -> Renderer:
-    """The student's chat template as a renderer; a template error becomes a TemplateError naming a way out."""
+def template_renderer(tokenizer, tools: list[dict] | None = None) -> Renderer:
+    """The student's chat template as a renderer (given `tools` when there are); a template error becomes a
+    TemplateError naming a way out."""
+    extra = {"tools": tools} if tools else {}
+
     def render(messages: list[dict], add_generation_prompt: bool = False) -> str:
         try:
             return tokenizer.apply_chat_template(messages, tokenize=False,
-                                                 add_generation_prompt=add_generation_prompt)
+                                                 add_generation_prompt=add_generation_prompt, **extra)
         except Exception as e:  # noqa: BLE001 - jinja raises whatever the template author chose
             raise TemplateError(f"the student's chat template refuses this conversation ({e}); give the "
                                 "conversation in the roles the template accepts, or score with the plain format "
@@ -69,19 +83,65 @@ def template_renderer(tokenizer) -> Renderer:
     return render
 
 
-def canonical_messages(messages: list[dict]) -> list[dict]:
-    """Role and text only, each assistant turn as its verbatim trace (reasoning included)."""
-    return [{"role": m["role"], "content": assistant_text(m) if m["role"] == "assistant" else m["content"]}
-            for m in messages]
+_RENDERS_TOOLS: dict[str, bool] = {}
 
 
-def splice(messages: list[dict], render: Renderer) -> tuple[str, list[tuple[int, int]], bool]:
+def renders_tools(tokenizer) -> bool:
+    """Whether the student's chat template writes the tools it is given (a probe rendered with and without one)."""
+    template = str(getattr(tokenizer, "chat_template", None) or "")
+    if template not in _RENDERS_TOOLS:
+        probe = [{"role": "user", "content": "x"}]
+        try:
+            _RENDERS_TOOLS[template] = (template_renderer(tokenizer, [PROBE_TOOL])(probe, False)
+                                        != template_renderer(tokenizer)(probe, False))
+        except TemplateError:
+            _RENDERS_TOOLS[template] = False
+    return _RENDERS_TOOLS[template]
+
+
+def tools_system_text(tools: list[dict]) -> str:
+    """The offered tools as Qwen's chat template writes them into the system prompt (for students whose template
+    does not write tools, and the plain format)."""
+    specs = "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools)
+    return ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with "
+            f"function signatures within <tools></tools> XML tags:\n<tools>{specs}\n</tools>\n\nFor each function "
+            "call, return a json object with function name and arguments within <tool_call></tool_call> XML "
+            'tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
+
+
+def canonical_messages(messages: list[dict], tools_text: str | None = None) -> list[dict]:
+    """Role and text only, each assistant turn as its verbatim trace (reasoning and tool calls included), a tool
+    message with its `tool_call_id` and `name`; `tools_text` appended to the system message (one is added when
+    there is none)."""
+    out = []
+    for m in messages:
+        if m["role"] == "assistant":
+            out.append({"role": "assistant", "content": assistant_text(m)})
+        else:
+            out.append({"role": m["role"], "content": m["content"], **{k: m[k] for k in TOOL_KEYS if k in m}})
+    if tools_text:
+        if out and out[0]["role"] == "system":
+            out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{tools_text}"}
+        else:
+            out.insert(0, {"role": "system", "content": tools_text})
+    return out
+
+
+def _calls_rendered(messages: list[dict], render: Renderer) -> bool:
+    """Whether the template's own rendering of the structured conversation writes every tool call as scored."""
+    rendered = render(messages, False)
+    return all(tool_calls_text(m[TOOL_CALLS_KEY], "").lstrip("\n") in rendered
+               for m in messages if m["role"] == "assistant" and m.get(TOOL_CALLS_KEY))
+
+
+def splice(messages: list[dict], render: Renderer,
+           tools_text: str | None = None) -> tuple[str, list[tuple[int, int]], bool]:
     """The conversation as the student reads it: the template's context around each verbatim response.
 
     Returns the text, the (start, end) of every assistant response in it, and whether the template's own
     rendering differs (it rewrites or drops part of an assistant text).
     """
-    canon = canonical_messages(messages)
+    canon = canonical_messages(messages, tools_text)
     turns = [i for i, m in enumerate(canon) if m["role"] == "assistant"]
     if not turns:
         return render(canon, False), [], False
@@ -115,10 +175,15 @@ def _after_turn(canon: list[dict], turns: list[int], j: int, render: Renderer) -
     return rendered[at + len(SENTINEL):]
 
 
-def encode(messages: list[dict], tokenizer, max_len: int = MAX_LEN, use_template: bool = True) -> Encoded:
-    """Tokenize a conversation and pick out its response tokens (see module docstring)."""
+def encode(messages: list[dict], tokenizer, max_len: int = MAX_LEN, use_template: bool = True,
+           tools: list[dict] | None = None) -> Encoded:
+    """Tokenize a conversation (offering `tools`) and pick out its response tokens (see module docstring)."""
     templated = use_template and bool(getattr(tokenizer, "chat_template", None))
-    text, spans, rewritten = splice(messages, template_renderer(tokenizer) if templated else plain_render)
+    native = templated and bool(tools) and renders_tools(tokenizer)
+    render = template_renderer(tokenizer, tools if native else None) if templated else plain_render
+    text, spans, rewritten = splice(messages, render, tools_system_text(tools) if tools and not native else None)
+    canonical_tools = templated and any(m.get(TOOL_CALLS_KEY) for m in messages) and not _calls_rendered(
+        messages, render)
     enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     offs = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
@@ -143,4 +208,5 @@ def encode(messages: list[dict], tokenizer, max_len: int = MAX_LEN, use_template
         pos, turn, offsets = np.concatenate(positions), np.concatenate(turns), np.concatenate(rel)
     else:
         pos, turn, offsets = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, 2), np.int64)
-    return Encoded(ids, pos.astype(np.int64), turn, offsets.astype(np.int64), tokens, truncated, rewritten)
+    return Encoded(ids, pos.astype(np.int64), turn, offsets.astype(np.int64), tokens, truncated, rewritten,
+                   canonical_tools)

@@ -36,6 +36,7 @@ class RayResult:
 
     errors: list[RecordError] = field(default_factory=list)
     rewritten: int = 0  # conversations whose template would rewrite the assistant text
+    canonical_tools: int = 0  # conversations whose tool calls were scored in the canonical form
 
 
 @dataclass
@@ -54,7 +55,8 @@ class RayRun:
 
 
 def results_to_arrow(ids: list[str], scores: dict[str, TokenScores], problems: dict[str, str],
-                     rewritten: set[str]) -> pa.Table:
+                     rewritten: set[str], canonical_tools: set[str] = frozenset(),
+                     index: list[int] | None = None) -> pa.Table:
     """One row per trajectory: its per-token arrays as numeric Arrow lists (top-k flattened), or its problem."""
     def column(name: str, dtype) -> pa.Array:
         values = []
@@ -69,9 +71,11 @@ def results_to_arrow(ids: list[str], scores: dict[str, TokenScores], problems: d
         return pa.array(values, type=pa.list_(pa.from_numpy_dtype(np.dtype(dtype))))
 
     return pa.table({
+        "index": pa.array(index if index is not None else range(len(ids)), pa.int64()),
         "trajectory_id": pa.array(ids, pa.string()),
         "problem": pa.array([problems.get(t) for t in ids], pa.string()),
         "rewritten": pa.array([t in rewritten for t in ids], pa.bool_()),
+        "canonical_tools": pa.array([t in canonical_tools for t in ids], pa.bool_()),
         "truncated": pa.array([bool(scores[t].truncated) if t in scores else False for t in ids], pa.bool_()),
         "n_context": pa.array([int(scores[t].n_context) if t in scores else 0 for t in ids], pa.int64()),
         "token_ids": column("token_ids", np.int64), "starts": column("starts", np.int64),
@@ -116,15 +120,17 @@ class ScoringActor:
         from rsr_core.engine.pipeline import score_trajectories
 
         ids = batch.column("trajectory_id").to_pylist()
-        trajectories = [Trajectory(tid, "", "", json.loads(m), record=k)
-                        for k, (tid, m) in enumerate(zip(ids, batch.column("messages").to_pylist()))]
+        tools = batch.column("tools").to_pylist()
+        trajectories = [Trajectory(tid, "", "", json.loads(m), record=k, tools=json.loads(t) if t else None)
+                        for k, (tid, m, t) in enumerate(zip(ids, batch.column("messages").to_pylist(), tools))]
         result = score_trajectories(trajectories, self.student, max_len=self.run.max_len,
                                     token_budget=self.run.token_budget, use_cache=False,
                                     plain_format=self.run.plain_format)
         failed = {e.record: e.message for e in result.errors}
         problems = {t.trajectory_id: failed.get(k, "not scored") for k, t in enumerate(trajectories)
                     if t.trajectory_id not in result.scores}
-        return results_to_arrow(ids, result.scores, problems, result.rewritten_ids)
+        return results_to_arrow(ids, result.scores, problems, result.rewritten_ids, result.canonical_tools_ids,
+                                batch.column("index").to_pylist())
 
 
 def _cluster(address: str | None):
@@ -169,9 +175,9 @@ def score_with_ray(trajectories: list[Trajectory], run: RayRun, tokenizer, sink:
     gpus = int(resources.get("GPU", 0))
     workers = max(1, run.workers or gpus or 1)
     cpus = max(1, int(resources.get("CPU", 1)) // workers) if not gpus else 1
-    by_id = {t.trajectory_id: t for t in trajectories}
-    rows = [{"trajectory_id": t.trajectory_id, "messages": json.dumps(t.messages, ensure_ascii=False)}
-            for t in sorted(trajectories, key=lambda t: -sum(len(x) for x in assistant_texts(t.messages)))]
+    rows = [{"index": k, "trajectory_id": t.trajectory_id, "messages": json.dumps(t.messages, ensure_ascii=False),
+             "tools": json.dumps(t.tools, ensure_ascii=False) if t.tools else None}
+            for k, t in sorted(enumerate(trajectories), key=lambda kt: -sum(map(len, assistant_texts(kt[1].messages))))]
     ds = ray.data.from_items(rows, override_num_blocks=max(workers, len(rows) // BATCH_TRAJECTORIES))
     scored = ds.map_batches(ScoringActor, fn_constructor_args=(run, cpus), batch_size=BATCH_TRAJECTORIES,
                             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
@@ -183,8 +189,9 @@ def score_with_ray(trajectories: list[Trajectory], run: RayRun, tokenizer, sink:
     for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
         pairs = []
         for row in table.to_pylist():
-            t = by_id[row["trajectory_id"]]
+            t = trajectories[row["index"]]  # results travel with their trajectory's position, never by id alone
             out.rewritten += bool(row["rewritten"])
+            out.canonical_tools += bool(row["canonical_tools"])
             if row["problem"]:
                 out.errors.append(RecordError(t.source, t.record, row["problem"]))
             else:

@@ -128,7 +128,7 @@ class ScoringJob:
         todo = [t for t in self.trajectories if t.trajectory_id not in held]
         self.progress.done = self.progress.cached = len(self.trajectories) - len(todo)
         refused: list[str] = []
-        rewritten = 0
+        rewritten = canonical_tools = 0
         for a in range(0, len(todo), max(1, self.chunk)):
             if self._stop.is_set():
                 break
@@ -155,9 +155,9 @@ class ScoringJob:
                 self.notes.append(part.cache_problem)
             self.written += part.n_scored
             rewritten += part.rewritten
+            canonical_tools += len(part.canonical_tools_ids)
             if part.stopped:
                 break
         self.errors.extend(RecordError(str(self.store), None, m) for m in refused)
-        if rewritten:
-            self.notes = rewrite_notes(rewritten) + self.notes
+        self.notes = rewrite_notes(rewritten, canonical_tools) + self.notes
         self.stopped = self._stop.is_set() and self.progress.done < self.progress.total

@@ -21,7 +21,7 @@ from rsr_core.engine.scoring import (TOP_K, MemoryBackoff, gpu_token_budget, pla
                                      to_token_scores)
 from rsr_core.data.paths import cache_root
 from rsr_core.data.store import StoreWriter, StudentSettings
-from rsr_core.data.tables import trajectory_table
+from rsr_core.data.tables import pairs_table
 from rsr_core.engine.student import Student
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
@@ -97,6 +97,7 @@ class ScoringResult:
     cached: int = 0
     stopped: bool = False  # stopped early (should_stop or interrupt); what was scored is kept and cached
     rewritten_ids: set[str] = field(default_factory=set)  # the template would rewrite their assistant text
+    canonical_tools_ids: set[str] = field(default_factory=set)  # tool calls scored in the canonical form
     n_scored: int = 0  # results handed to the sink and not kept (keep=False)
     cache_problem: str | None = None  # the cache could not be written or read (why); scoring went on without it
 
@@ -106,15 +107,23 @@ class ScoringResult:
 
     def notes(self) -> list[str]:
         """What a user should hear once per run."""
-        return rewrite_notes(self.rewritten)
+        return rewrite_notes(self.rewritten, len(self.canonical_tools_ids))
 
 
-def rewrite_notes(count: int) -> list[str]:
-    """The note for conversations whose template would rewrite the assistant text (scored verbatim anyway)."""
-    if not count:
-        return []
-    return [f"the student's chat template rewrites or drops part of the assistant text (such as the reasoning) "
-            f"in {count} conversation(s); the teacher's trace was scored verbatim in the template's context"]
+def rewrite_notes(count: int, canonical_tools: int = 0) -> list[str]:
+    """The notes for conversations whose template would rewrite the assistant text (scored verbatim anyway) and
+    whose tool calls the template does not write as scored."""
+    notes = []
+    if count:
+        notes.append(f"the student's chat template rewrites or drops part of the assistant text (such as the "
+                     f"reasoning) in {count} conversation(s); the teacher's trace was scored verbatim in the "
+                     "template's context")
+    if canonical_tools:
+        notes.append(f"the student's chat template does not write tool calls as scored in {canonical_tools} "
+                     "conversation(s); their tool calls were scored in the canonical form "
+                     '<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call> (as Qwen-family templates write '
+                     "them)")
+    return notes
 
 
 def default_token_budget(student: Student) -> int:
@@ -135,10 +144,10 @@ def store_settings(student: Student, max_len: int = MAX_LEN, plain_format: bool 
 
 
 def store_sink(writer: StoreWriter, student_name: str, refused: list[str]) -> Sink:
-    """A sink that commits each batch to a results store; what the store refuses is added to `refused`."""
+    """A sink that commits each batch to a results store, each trajectory with its own scores; what the store
+    refuses is added to `refused`."""
     def sink(pairs: list[tuple[Trajectory, TokenScores]]) -> None:
-        ts, scores = [t for t, _ in pairs], {t.trajectory_id: s for t, s in pairs}
-        refused.extend(writer.append(ts, scores, trajectory_table(ts, scores, student_name, R_MAX)).errors)
+        refused.extend(writer.append_pairs(pairs, pairs_table(pairs, student_name, R_MAX)).errors)
     return sink
 
 
@@ -177,7 +186,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
         for t in trajectories:
             if should_stop and should_stop():
                 raise _Stopped
-            key = entry_key(student.name, student.fingerprint, template, dtype, max_len, TOP_K, t.messages)
+            key = entry_key(student.name, student.fingerprint, template, dtype, max_len, TOP_K, t.identity)
             hit = cache.get(key) if cache else None
             if hit is not None:
                 hits.append((t, hit))
@@ -187,13 +196,15 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
                     hits = []
                 continue
             try:
-                enc = encode(t.messages, student.tokenizer, max_len, use_template=not plain_format)
+                enc = encode(t.messages, student.tokenizer, max_len, use_template=not plain_format, tools=t.tools)
             except (TemplateError, ValueError, TypeError) as e:
                 result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
                 state.done += 1
                 continue
             if enc.rewritten:
                 result.rewritten_ids.add(t.trajectory_id)
+            if enc.canonical_tools:
+                result.canonical_tools_ids.add(t.trajectory_id)
             window.append((t, key, enc))
             size += len(enc.input_ids)
             if size >= WINDOW_TOKENS:

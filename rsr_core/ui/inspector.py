@@ -12,9 +12,10 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis import explain
-from rsr_core.analysis.segments import answer_boundaries, part_metrics, thinking_mask
-from rsr_core.data.trajectory import answer_start
+from rsr_core.analysis.segments import THINKING, TOOL_CALLS, answer_boundaries, part_metrics
+from rsr_core.data.tables import scores_parts
 from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.trajectory import tool_call_parts
 from rsr_core.ui import state
 from rsr_core.ui.inspector_figures import (DOTS_UP_TO, rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
                                            surprisal_histogram, token_positions, zone_share_table)
@@ -29,7 +30,9 @@ DEFAULT_PAGE = 1000  # tokens of text drawn at once: each is an element with its
 ALL = "(all)"
 SORTABLE = {"rsr": "RSR", "n_tokens": "tokens", "avg_rank_clipped": "mean clipped rank",
             "avg_surprisal": "mean surprisal", "avg_rank": "mean rank (unclipped)", "avg_entropy": "mean entropy",
-            "filtered_rsr_token": "filtered token RSR", "teacher": "teacher", "problem_id": "problem"}
+            "filtered_rsr_token": "filtered token RSR", "rsr_thinking": "RSR of the thinking",
+            "rsr_answer": "RSR of the answer", "rsr_tool_calls": "RSR of the tool calls", "teacher": "teacher",
+            "problem_id": "problem"}
 LIST_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "rsr", "n_tokens", "avg_rank_clipped",
                 "avg_surprisal", "correct", "truncated"]
 MARGIN = 20  # tokens shown before a span or token that the view jumps to
@@ -172,7 +175,8 @@ def pick_trajectory(table: pd.DataFrame) -> str | None:
                                width=width)
         problem = st.text_input("Problem", key=state.keep(K_PROBLEM, ""), placeholder="exact problem id",
                                 width=width)
-        sort = st.selectbox("Sort by", list(SORTABLE), format_func=SORTABLE.get, key=state.keep(K_SORT),
+        sort = st.selectbox("Sort by", [c for c in SORTABLE if c in table], format_func=SORTABLE.get,
+                            key=state.keep(K_SORT),
                             width=width)
         descending = st.toggle("Descending", key=state.keep(K_DESC))
     state.remember(K_TEACHER, K_SEARCH, K_PROBLEM, K_SORT, K_DESC)
@@ -214,32 +218,60 @@ def _list_view(table: pd.DataFrame, rows: np.ndarray, pages: int) -> None:
                                 "avg_surprisal": st.column_config.NumberColumn(format="%.3f")})
 
 
-def answer_starts(ts: TokenScores, messages: list[dict]) -> tuple[np.ndarray, list[int]]:
-    """([T] thinking mask, positions where an answer follows a turn's thinking) of a trajectory."""
-    starts = [answer_start(m) for m in messages if m["role"] == "assistant"]
-    if len(starts) <= int(ts.turn.max(initial=-1)):
-        starts = [0] * (int(ts.turn.max()) + 1)
-    mask = thinking_mask(ts.offsets, ts.turn, starts)
-    return mask, answer_boundaries(mask, ts.turn)
+def part_positions(ts: TokenScores, messages: list[dict]) -> tuple[np.ndarray, list[int], list[int]]:
+    """([T] part of each token (`segments.token_parts`), positions where an answer follows a turn's thinking,
+    positions where a turn's tool calls begin) of a trajectory."""
+    codes = scores_parts(messages, ts)
+    tools = [int(t) for t in np.flatnonzero(codes == TOOL_CALLS)
+             if t == 0 or codes[t - 1] != TOOL_CALLS or ts.turn[t - 1] != ts.turn[t]]
+    return codes, answer_boundaries(codes == THINKING, ts.turn), tools
 
 
-def prompt_view(messages: list[dict]) -> None:
-    """The context the student reads before the response: system and user messages, collapsed."""
-    context = [m for m in messages if m["role"] != "assistant"]
-    if not context:
+def message_text(m: dict) -> str:
+    """A context message as the inspector shows it: a tool result with its call id, a tool call by name."""
+    head = m["role"] + (f" ({m['tool_call_id']})" if m.get("tool_call_id") else "")
+    calls = "".join(f"\n→ {name}({args})" for name, args in map(tool_call_parts, m.get("tool_calls") or []))
+    return f"{head}: {m['content']}{calls}"
+
+
+def between_turns(messages: list[dict]) -> dict[int, str]:
+    """{assistant turn k >= 1: the messages between turn k - 1 and turn k} (tool results, a user's reply)."""
+    out, turn, pending = {}, -1, []
+    for m in messages:
+        if m["role"] == "assistant":
+            if turn >= 0 and pending:
+                out[turn + 1] = "\n".join(pending)
+            turn, pending = turn + 1, []
+        elif turn >= 0:
+            pending.append(message_text(m))
+    return out
+
+
+def prompt_view(conversation: dict) -> None:
+    """The context the student reads before the first response (system prompt, user messages) and the tools the
+    record offers, collapsed."""
+    messages = conversation["messages"]
+    first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+    context, tools = messages[:first], conversation.get("tools") or []
+    if not context and not tools:
         return
     with st.expander("Prompt", expanded=False):
         for m in context:
-            st.markdown(f"**{m['role']}**")
+            st.markdown(f"**{m['role']}**" + (" (system prompt)" if m["role"] == "system" else ""))
             st.text(m["content"])
+        if tools:
+            names = [str((t.get("function") or t).get("name", "?")) for t in tools]
+            st.markdown(f"**tools offered** ({len(tools)}): {', '.join(names)}")
+            st.json(tools, expanded=False)
 
 
-def parts_view(ts: TokenScores, mask: np.ndarray, r_max: int) -> None:
-    """RSR, mean surprisal and mean clipped rank of the thinking and of the answer, side by side."""
-    if not mask.any():
+def parts_view(ts: TokenScores, codes: np.ndarray, r_max: int) -> None:
+    """RSR, mean surprisal and mean clipped rank of the thinking, the answer and the tool calls, side by side."""
+    if len(np.unique(codes)) < 2:
         return
-    parts = part_metrics(ts.surprisal, ts.rank, mask, r_max)
-    st.markdown("**Thinking and answer**: where does the trace lose the student?")
+    parts = part_metrics(ts.surprisal, ts.rank, codes, r_max)
+    st.markdown("**Thinking, answer" + (" and tool calls" if (codes == TOOL_CALLS).any() else "")
+                + "**: where does the trace lose the student?")
     st.dataframe(parts, hide_index=True, width="stretch", key="inspector_parts",
                  column_config={"rsr": st.column_config.NumberColumn("RSR", format="%.3f"),
                                 "avg_surprisal": st.column_config.NumberColumn("mean surprisal", format="%.3f"),
@@ -273,7 +305,7 @@ def metrics_row(row: pd.Series, r_max: int) -> None:
 
 
 def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds, worst: explain.Span | None,
-              answers: list[int] = ()) -> int:
+              answers: list[int] = (), tools: list[int] = (), context: dict[int, str] | None = None) -> int:
     """The token strip of one window of the text, with the view selector and the pager. Returns the page size."""
     n = len(ts)
     view = st.radio("Colour tokens by", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=state.keep(K_VIEW),
@@ -306,7 +338,8 @@ def text_view(tid: str, ts: TokenScores, r_max: int, thresholds: ZoneThresholds,
             st.button("Clear", key="inspector_clear", on_click=_clear_highlight, args=(tid,))
     with st.container(key="inspector_text"):  # no fixed height: a scroll box would clip the hover cards
         render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, highlight=highlight,
-                           start=start, stop=start + page, answer_starts=answers)
+                           start=start, stop=start + page, answer_starts=answers, tool_starts=tools,
+                           between_turns=context)
     return page
 
 

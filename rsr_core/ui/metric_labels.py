@@ -36,6 +36,9 @@ TRAJECTORY_LABELS: dict[str, str] = {  # where a trajectory's value differs in n
     "avg_entropy": "mean entropy",
     "avg_rsr_token": "mean RSR_token",
     "filtered_rsr_token": "RSR_token^filter",
+    "rsr_thinking": "RSR of the thinking",
+    "rsr_answer": "RSR of the answer",
+    "rsr_tool_calls": "RSR of the tool calls",
 }
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from rsr_core.analysis import aggregates as agg
+from rsr_core.analysis.part_aggregates import PartAggregates
 from rsr_core.data.store import ResultsStore, StoreError
 from rsr_core.data.token_scores import TokenScores
 
@@ -48,13 +49,19 @@ def _aggregates(path: str, student: str, gen: int) -> list[agg.RankAggregates]:
     return store(path).rank_aggregate_parts(student)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _part_aggregates(path: str, student: str, gen: int) -> list[PartAggregates]:
+    return store(path).part_aggregate_parts(student)
+
+
 @st.cache_resource(show_spinner=False, max_entries=12)
 def _table(path: str, student: str, r_max: int, gen: int) -> pd.DataFrame:
     stored = _stored_table(path, student, gen)
     if r_max == store(path).settings(student).r_max:
         frame = stored.copy(deep=False)
     else:
-        columns = agg.rmax_columns_of_parts(_aggregates(path, student, gen), r_max)
+        columns = agg.rmax_columns_of_parts(_aggregates(path, student, gen), r_max,
+                                            _part_aggregates(path, student, gen))
         frame = stored.assign(**{k: v for k, v in columns.items() if k in stored.columns})
         if "r_max" in frame:
             frame["r_max"] = np.int64(r_max)

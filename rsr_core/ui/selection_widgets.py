@@ -22,7 +22,8 @@ from rsr_core.ui.metric_labels import metric_label
 RULE_MODES = {"min": "lowest value of a metric", "max": "highest value of a metric", "random": "random (seeded)"}
 PREFERRED_METRICS = ("rsr", "avg_surprisal", "avg_rank_clipped", "avg_rank", "n_tokens", "avg_entropy",
                      "avg_rsr_token", "filtered_rsr_token", "rank_entropy_ratio")
-NOT_METRICS = {"r_max", "record", "n_context", "truncated", "correct", "pool_size", "n_eligible"}
+NOT_METRICS = {"r_max", "record", "n_context", "truncated", "correct", "pool_size", "n_eligible", "candidate",
+               "complete"}
 EXPORT_FORMATS = {"jsonl": ("selected.jsonl", "application/jsonl"),
                   "parquet": ("selected.parquet", "application/vnd.apache.parquet")}
 CHOICE_RULE, CHOICE_MANUAL, CHOICE_FALLBACK = "rule", "manual", "fallback (no correct candidate)"
@@ -40,7 +41,8 @@ def default_rule(table: pd.DataFrame) -> dict:
     metric (RSR, Eq. 7), candidates pooled automatically, no correct filter (`select`'s keyword arguments)."""
     metrics = selectable_metrics(table)
     return {"by": metrics[0] if metrics else "rsr", "mode": next(iter(RULE_MODES)), "seed": None,
-            "correct_only": False, "keep_pools_without_correct": False, "pool_by": POOL_BY[0]}
+            "correct_only": False, "keep_pools_without_correct": False, "pool_by": POOL_BY[0],
+            "include_incomplete": False}
 
 
 def rule_student(table: pd.DataFrame, student: str | None) -> str | None:

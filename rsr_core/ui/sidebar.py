@@ -28,10 +28,10 @@ import streamlit as st
 from rsr_core.analysis.metrics import R_MAX
 from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
 from rsr_core.data import demo
-from rsr_core.data.formats import read_trajectories
+from rsr_core.data.formats import read_inputs
 from rsr_core.data.paths import STORE_ENV, PathRefused, allowed_path, cache_root, data_roots
-from rsr_core.data.sources import (FolderTooLarge, download_hub_dataset, hub_model_cached, hub_reachable,
-                                   list_data_files, record_fields, sweep_uploads, upload_root)
+from rsr_core.data.sources import (FolderTooLarge, download_hub_dataset, first_data_file, hub_model_cached,
+                                   hub_reachable, list_data_files, record_fields, sweep_uploads, upload_root)
 from rsr_core.data.store import ResultsStore, StoreError
 from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, is_hub_id, student_name
 from rsr_core.ui import results, state
@@ -183,19 +183,18 @@ def _dataset_picker() -> state.Dataset | None:
         if _dataset_changed(f"{kind}:none"):
             state.set_dataset(state.Dataset(f"{kind}:none", "no data yet"))
         return state.current_dataset()
-    prompt_field, response_fields, reasoning_field = _field_pickers(path, first)
+    fields = _field_pickers(path, first)
     stamp = path.stat().st_mtime_ns if path.exists() else 0
-    key = f"{kind}:{path}:{stamp}:{prompt_field}:{response_fields}:{reasoning_field}"
+    key = f"{kind}:{path}:{stamp}:" + ":".join(str(v) for v in fields.values())
     if _dataset_changed(key):
         with st.spinner("Reading trajectories…"):
-            try:
-                trajectories, errors = read_trajectories(path, prompt_field=prompt_field,
-                                                         response_field=response_fields,
-                                                         reasoning_field=reasoning_field)
+            try:  # references are kept; the Selection page checks the answers against them
+                read = read_inputs([path], **fields, check_answers=False)
+                trajectories, errors, notes = read.trajectories, read.errors, read.notes
             except Exception as e:  # noqa: BLE001 - shown to the user, never a traceback
-                trajectories, errors = [], [f"{path}: cannot read: {type(e).__name__}: {e}"]
+                trajectories, errors, notes = [], [f"{path}: cannot read: {type(e).__name__}: {e}"], []
         mine = own_store(key)
-        state.set_dataset(state.Dataset(key, label, (mine,), mine, trajectories, errors))
+        state.set_dataset(state.Dataset(key, label, (mine,), mine, trajectories, errors, notes=notes))
     return state.current_dataset()
 
 
@@ -277,13 +276,13 @@ def _source_path(kind: str) -> tuple[Path | None, str | None, Path | None]:
         if not files:
             st.error(f"{path}: no .jsonl, .json, .parquet or .csv files in this folder")
             return None, None, None
-        return path, str(path), Path(files[0])
+        return path, str(path), first_data_file(path, [Path(f) for f in files])
     path, label = _hub_source()
     if path is None:
         return None, None, None
     try:
         files = _folder_files(str(path), path.stat().st_mtime_ns, (str(path),))
-        return path, label, Path(files[0]) if files else None
+        return path, label, first_data_file(path, [Path(f) for f in files])
     except (FolderTooLarge, PathRefused, OSError) as e:
         st.error(str(e))
         return None, None, None
@@ -315,11 +314,13 @@ def _hub_source() -> tuple[Path | None, str | None]:
     return None, None
 
 
-def _field_pickers(path: Path, first: Path | None) -> tuple[str | None, list[str] | None, str | None]:
-    """Prompt, response and reasoning columns for data whose schema is not detected (auto-detection by default).
+def _field_pickers(path: Path, first: Path | None) -> dict:
+    """The reader's field options (`formats.read_inputs`): prompt, response and reasoning columns for data whose
+    layout is not detected (auto-detection by default), and the correctness and reference-answer columns.
 
     Several response columns make one teacher each; a reasoning column is scored as the thinking before the
-    answer (detected when exactly one column is named like one)."""
+    answer (detected when exactly one column is named like one); a response column holding a list gives one
+    trajectory per candidate."""
     current = state.current_dataset()
     failed = bool(current and current.key.split(":")[1:2] == [str(path)] and not current.trajectories
                   and any("cannot tell the schema" in str(e) for e in current.errors))
@@ -336,9 +337,18 @@ def _field_pickers(path: Path, first: Path | None) -> tuple[str | None, list[str
                                    placeholder=AUTO, help="Several columns: one teacher per column.")
         reasoning = st.selectbox("Reasoning column", [AUTO] + fields, key="sidebar_reasoning_field",
                                  help="The thinking before the answer, scored as <think>…</think> in front of it.")
+        correct = st.selectbox("Correctness column", [AUTO] + fields, key="sidebar_correct_field",
+                               help="One label per record, or a list aligned with a list of candidates "
+                                    "(detected: correctness_math_verify, is_correct, correct).")
+        reference = st.selectbox("Reference answer column", ["(none)"] + fields, key="sidebar_reference_field",
+                                 help="Kept with each trajectory; the Selection page checks the answers against it "
+                                      "with math-verify where the data has no label.")
+    out = {"correct_field": None if correct == AUTO else correct,
+           "reference_field": None if reference == "(none)" else reference}
     if prompt == AUTO or not responses:
-        return None, None, None
-    return prompt, list(responses), None if reasoning == AUTO else reasoning
+        return {"prompt_field": None, "response_field": None, "reasoning_field": None, **out}
+    return {"prompt_field": prompt, "response_field": list(responses),
+            "reasoning_field": None if reasoning == AUTO else reasoning, **out}
 
 
 def _settings() -> None:
@@ -476,9 +486,12 @@ def _refresh_pages(job: ScoringJob) -> None:
 
 
 def _dataset_messages(dataset: state.Dataset | None) -> None:
-    """Unreadable records as a warning listing file, record and problem; the readable ones stay usable."""
+    """Unreadable records as a warning listing file, record and problem (the readable ones stay usable), and the
+    reader's notes (ids qualified, candidates left in a list column)."""
     if dataset is None:
         return
+    for note in dataset.notes:
+        st.info(note)
     if dataset.errors:
         n_ok = len(dataset.trajectories)
         st.warning(f"{len(dataset.errors)} record(s) could not be read and are left out; "

@@ -76,6 +76,7 @@ class Dataset:
     errors: list[RecordError] = field(default_factory=list)
     is_demo: bool = False
     from_store: bool = False
+    notes: list[str] = field(default_factory=list)  # what the reader says once (ids qualified, candidates left)
 
 
 def _ss():
@@ -225,14 +226,20 @@ def has_results(tid: str, student: str | None = None) -> bool:
 
 
 def trajectory_messages(tid: str) -> list[dict]:
-    """The conversation of one trajectory (reasoning in `reasoning_content`), [] when unknown."""
+    """The conversation of one trajectory (reasoning in `reasoning_content`, tool calls in `tool_calls`), [] when
+    unknown."""
+    return trajectory_conversation(tid)["messages"]
+
+
+def trajectory_conversation(tid: str) -> dict:
+    """{messages, tools (None without), ...} of one trajectory as stored; no messages when unknown."""
     dataset = current_dataset()
     for path in dataset.stores if dataset else ():
         try:
-            return results.conversation(path, tid)["messages"]
+            return results.conversation(path, tid)
         except (KeyError, OSError, StoreError):
             continue
-    return []
+    return {"messages": [], "tools": None}
 
 
 def scored_ids(student: str | None = None) -> frozenset[str]:

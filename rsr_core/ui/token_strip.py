@@ -12,7 +12,7 @@ a `:hover::after` rule assembles into the card. A card of child elements per tok
 from __future__ import annotations
 
 import html
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -55,6 +55,8 @@ STRIP_CSS = """
 .rsr-part { display: block; font-family: sans-serif; font-size: 0.75rem; font-weight: 600; color: #5a3e9b;
   margin: 0.5em 0 0.3em; border-top: 2px solid #8e6fd1; }
 .rsr-window { display: block; font-family: sans-serif; font-size: 0.75rem; opacity: 0.7; }
+.rsr-context { display: block; font-family: sans-serif; font-size: 0.78rem; color: #444; background: #f3f3f3;
+  border-left: 3px solid #bbb; padding: 0.2em 0.5em; margin: 0.3em 0; white-space: pre-wrap; }
 """ + "".join(f'.rsr-tok[data-zone="{z}"] {{ --rsr-zone: "{label}"; }}\n' for z, label in ZONE_LABELS.items())
 CARD_FIELDS = {  # data attribute of a token: what its hover card shows there
     "data-h": "the token's text, whitespace made visible",
@@ -146,18 +148,23 @@ def legend_html(colour_by: str, r_max: int = 100, thresholds: ZoneThresholds = Z
 def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 100,
                      thresholds: ZoneThresholds = ZoneThresholds(), highlight: Iterable[int] | None = None,
                      start: int = 0, stop: int | None = None, surprisal_max: float = SURPRISAL_MAX,
-                     legend: bool = True, answer_starts: Iterable[int] = ()) -> str:
+                     legend: bool = True, answer_starts: Iterable[int] = (), tool_starts: Iterable[int] = (),
+                     between_turns: Mapping[int, str] | None = None) -> str:
     """HTML of tokens [start, stop) of one trajectory, coloured by `colour_by`, with hover cards and a legend.
 
     highlight: token indices (whole-trajectory positions) to outline, e.g. those selected in a scatter.
-    answer_starts: positions of the first answer token after a turn's thinking, marked by a divider.
-    A new assistant turn starts with a divider; newlines are kept as they are (white-space: pre-wrap).
+    answer_starts: positions of the first answer token after a turn's thinking, marked by a divider; tool_starts:
+    the first token of a turn's tool calls, likewise. A new assistant turn starts with a divider, after the
+    messages that came before it (`between_turns[turn]`: tool results, a user's reply), shown as plain context.
+    Newlines are kept as they are (white-space: pre-wrap).
     """
     n = len(scores)
     start = max(0, int(start))
     stop = n if stop is None else min(int(stop), n)
     marked = set(int(i) for i in highlight) if highlight else set()
     answers = {int(i) for i in answer_starts}
+    tools = {int(i) for i in tool_starts}
+    between = between_turns or {}
     colours = token_colours(scores, colour_by, r_max, thresholds, surprisal_max, start, stop)  # the window's only
     zones = classify_zones(scores.rank[start:stop], scores.surprisal[start:stop], thresholds)
     clipped = clipped_rank(scores.rank[start:stop], r_max)
@@ -168,9 +175,14 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
                      f'of {n} (0-based positions)</span>')
     for t in range(start, stop):
         if t > start and int(scores.turn[t]) != int(scores.turn[t - 1]):
+            context = between.get(int(scores.turn[t]))
+            if context:
+                parts.append(f'<span class="rsr-context">{html.escape(context)}</span>')
             parts.append(f'<span class="rsr-turn">assistant turn {int(scores.turn[t]) + 1}</span>')
         if t in answers:
             parts.append('<span class="rsr-part">answer (the thinking ends here)</span>')
+        if t in tools:
+            parts.append('<span class="rsr-part">tool calls</span>')
         bg = colours[t - start]
         cls = "rsr-tok rsr-hl" if t in marked else "rsr-tok"
         parts.append(f'<span class="{cls}" data-t="{t}" data-zone="{zones[t - start]}" '
@@ -187,9 +199,10 @@ def token_strip_html(scores: TokenScores, colour_by: str = "rank", r_max: int = 
 def render_token_strip(scores: TokenScores, colour_by: str = "rank", r_max: int = 100,
                        thresholds: ZoneThresholds = ZoneThresholds(), highlight: Iterable[int] | None = None,
                        start: int = 0, stop: int | None = None, surprisal_max: float = SURPRISAL_MAX,
-                       legend: bool = True, answer_starts: Iterable[int] = ()) -> None:
+                       legend: bool = True, answer_starts: Iterable[int] = (), tool_starts: Iterable[int] = (),
+                       between_turns: Mapping[int, str] | None = None) -> None:
     """Draw the strip in the current Streamlit container (st.html; no JavaScript needed)."""
     import streamlit as st
 
     st.html(token_strip_html(scores, colour_by, r_max, thresholds, highlight, start, stop, surprisal_max, legend,
-                             answer_starts))
+                             answer_starts, tool_starts, between_turns))
