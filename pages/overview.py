@@ -4,6 +4,7 @@ import streamlit as st
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_teacher_report, report_students
 from rsr_core.ui.layout import button_row, chart
+from rsr_core.ui.markdown import md_text
 from rsr_core.ui.metric_labels import count
 from rsr_core.ui.navigation import available_pages, ensure_app_runs
 from rsr_core.ui.teacher_figures import report_figure
@@ -24,8 +25,8 @@ st.markdown(
 dataset = state.current_dataset()
 table = state.current_table()
 student = state.current_student()
-st.caption(f"Dataset: **{dataset.label if dataset else 'none'}** · student: **{student or 'none'}** · "
-           f"r_max = {state.current_r_max()}")
+st.caption(f"Dataset: **{md_text(dataset.label) if dataset else 'none'}** · "
+           f"student: **{md_text(student or 'none')}** · r_max = {state.current_r_max()}")
 
 st.subheader("Teachers on this dataset")
 # the chart's place is drawn first, so that the browser loads its charting code while the report is computed
@@ -36,9 +37,9 @@ tables = {s: state.student_table(s) for s in report_students(student, state.stud
 tables = {s: t for s, t in tables.items() if not t.empty}
 if not tables:
     figure.empty()
-    st.info(state.NO_SCORES)
+    state.say_no_scores()
 else:
-    st.caption(f"{count(len(table), 'trajectory', 'trajectories')} under {student}" if not table.empty else "")
+    st.caption(f"{count(len(table), 'trajectory', 'trajectories')} under {md_text(student)}" if not table.empty else "")
     report = cached_teacher_report(tables)
     with figure:
         chart(report_figure(report, student))
@@ -55,10 +56,10 @@ else:
         best = table.loc[table["rsr"].idxmin()]
         worst = table.loc[table["rsr"].idxmax()]
         with button_row():
-            if st.button(f"Inspect the lowest-RSR trajectory ({best['teacher']}, {best['rsr']:.2f})",
+            if st.button(f"Inspect the lowest-RSR trajectory ({md_text(best['teacher'])}, {best['rsr']:.2f})",
                          key="overview_open_best"):
                 state.select_trajectory(best["trajectory_id"], open_inspector=True)
-            if st.button(f"Inspect the highest-RSR trajectory ({worst['teacher']}, {worst['rsr']:.2f})",
+            if st.button(f"Inspect the highest-RSR trajectory ({md_text(worst['teacher'])}, {worst['rsr']:.2f})",
                          key="overview_open_worst"):
                 state.select_trajectory(worst["trajectory_id"], open_inspector=True)
 

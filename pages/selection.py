@@ -15,6 +15,7 @@ from rsr_core.data.labels import label_from_references, unlabelled_with_referenc
 from rsr_core.ui import state
 from rsr_core.ui.analysis_cache import cached_pools, cached_problem_rows, cached_selection, cached_selection_summary
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row
+from rsr_core.ui.markdown import md_message, md_text
 from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.selection_widgets import (EXPORT_FORMATS, RULE_MODES, candidate_rows, comparison_display,
                                            export_bytes, filter_problems, picks_figure, rule_description,
@@ -162,8 +163,8 @@ def manual_warning(sel, settings: dict) -> None:
     wrong = incorrect_manual_choices(sel) if settings["correct_only"] else []
     if wrong:
         st.warning(f"**correct only** is on, but {count(len(wrong), 'manual choice')} "
-                   f"{'is' if len(wrong) == 1 else 'are'} not marked correct: {', '.join(wrong[:10])}. A choice made "
-                   "by hand wins over the rule, so "
+                   f"{'is' if len(wrong) == 1 else 'are'} not marked correct: {md_text(', '.join(wrong[:10]))}. "
+                   "A choice made by hand wins over the rule, so "
                    f"{'it is' if len(wrong) == 1 else 'they are'} kept and exported with `correct: false`. Choose a "
                    "correct candidate, or press **Back to the rule**.")
 
@@ -205,7 +206,7 @@ def problem_detail(rows, pooled, by: str, correct_only: bool = False) -> None:
         state.put(PROBLEM, pools[0])
     pool = st.selectbox("problem", pools, key=PROBLEM, format_func=lambda p: labels.get(p, p))
     row = rows[rows["pool_id"] == pool].iloc[0]
-    st.markdown(f"> {row['prompt'] or problem_prompt(pooled, pool)}")
+    st.markdown(f"> {md_text(row['prompt'] or problem_prompt(pooled, pool))}")
     cands = candidate_rows(pooled, pool, row["chosen"] or None, by)
     ids = cands["trajectory_id"].astype(str).tolist()
     key = "selection_candidates_table"
@@ -224,11 +225,11 @@ def problem_detail(rows, pooled, by: str, correct_only: bool = False) -> None:
                   help="Keep this candidate for the problem whatever the rule says (marked manual in the export).")
         st.button("Back to the rule", key="selection_unchoose", disabled=row["choice"] != "manual",
                   on_click=_drop_override, args=(pool, row["problem_id"]))
-    st.caption(f"Chosen: **{row['chosen'] or 'none'}** ({row['choice']}).")
+    st.caption(f"Chosen: **{md_text(row['chosen'] or 'none')}** ({row['choice']}).")
     correct = cands.set_index("trajectory_id")["correct"].get(tid) if "correct" in cands else None
     if correct_only and tid != row["chosen"] and not (correct is not None and pd.notna(correct) and bool(correct)):
-        st.caption(f":orange[**{tid}** is not marked correct: chosen by hand it is kept despite **correct only** "
-                   "and exported with `correct: false`.]")
+        st.caption(f":orange[**{md_text(tid)}** is not marked correct: chosen by hand it is kept despite **correct "
+                   "only** and exported with `correct: false`.]")
 
 
 def summary_section(summary) -> None:
@@ -272,7 +273,7 @@ def export_section(sel) -> None:
 st.title("Selection: one trajectory per problem")
 table = state.scored_table_or_stop()
 student = state.current_student()
-st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}. Candidates of every teacher and run are "
+st.markdown(f"Student **{md_text(student)}**, r_max = {state.current_r_max()}. Candidates of every teacher and run are "
             "pooled per problem, and the rule keeps one of each pool.")
 one_student = rule_student(table, student)
 checked_message()
@@ -281,23 +282,23 @@ settings = rule_controls(table)
 try:
     pooled = cached_pools(table, one_student, settings["pool_by"])
 except ValueError as e:
-    st.error(str(e))
+    st.error(md_message(e))
     st.stop()
 valid, stale = valid_overrides(pooled, overrides())
 if stale:
     one = len(stale) == 1
     names = "names a trajectory that is" if one else "name trajectories that are"
     st.warning(f"{count(len(stale), 'manual choice')} {names} not a candidate of that problem here (another "
-               f"dataset or pooling): {', '.join(stale[:10])}. {'It is' if one else 'They are'} not applied.")
+               f"dataset or pooling): {md_text(', '.join(stale[:10]))}. {'It is' if one else 'They are'} not applied.")
     st.button("Forget them", key="selection_forget_stale", on_click=_clear_overrides, args=(stale,))
 try:
     sel = cached_selection(table, settings, valid, one_student)
 except ValueError as e:
-    st.error(str(e))
+    st.error(md_message(e))
     st.stop()
 state.put(RESULT, sel)
 summary = cached_selection_summary(table, settings, valid, one_student)
-st.caption(f"Rule: **{rule_description(settings['mode'], settings['by'], settings['seed'])}**"
+st.caption(f"Rule: **{md_text(rule_description(settings['mode'], settings['by'], settings['seed']))}**"
            + (", correct only" if settings["correct_only"] else "") + f" · pooled by {sel.pool_by}")
 counts_line(sel, summary)
 manual_warning(sel, settings)

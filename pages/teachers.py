@@ -17,6 +17,7 @@ from rsr_core.ui.metric_labels import count, metric_label
 from rsr_core.ui.analysis_cache import (cached_budget_selection, cached_run_table, cached_student_rankings,
                                        cached_teacher_table, combined)
 from rsr_core.ui.layout import CONTROL_PX, chart, control_row, metric_row
+from rsr_core.ui.markdown import md_text
 from rsr_core.ui.teacher_figures import (HIDDEN_LABELS, budget_figure, rank_surprisal_figure,
                                          rsr_distribution_figure, teacher_display_table, teacher_from_selection,
                                          teacher_scatter, teacher_trajectories, with_accuracy)
@@ -140,8 +141,8 @@ def trajectories_section(teachers, table) -> None:
         return
     rows = teacher_trajectories(table, teacher)
     key = "teachers_trajectories"
-    st.caption(f"{count(len(rows), 'trajectory', 'trajectories')} of **{teacher}**, best RSR first. Click one to "
-               "open it in the inspector.")
+    st.caption(f"{count(len(rows), 'trajectory', 'trajectories')} of **{md_text(teacher)}**, best RSR first. Click "
+               "one to open it in the inspector.")
     st.dataframe(rows, key=key, hide_index=True, width="stretch", selection_mode="single-row",
                  column_config={**NUM, "rsr": st.column_config.NumberColumn("RSR", format="%.3f",
                                                                           help="RSR of the trajectory (Eq. 7)")},
@@ -206,7 +207,7 @@ def budget_view(table, n_teachers: int) -> None:
         for student, rate in budget.same_set_rate.items():
             st.metric(f"same top {int(k)} as all the data", f"{rate:.0%}", width="content",
                       help=f"Share of the {budget.n_resamples} resamples of {int(n)} trajectories per teacher "
-                           f"whose top {int(k)} equals the top {int(k)} of all the data ({student})")
+                           f"whose top {int(k)} equals the top {int(k)} of all the data ({md_text(student)})")
     frame = budget.table.drop(columns=["student"])
     if (frame["n_sampled"] >= frame["n_available"]).all():
         st.info(f"Every teacher has at most {int(n)} trajectories: the sample is all the data.")
@@ -224,7 +225,7 @@ table = state.scored_table_or_stop()
 student = state.current_student()
 if "student" in table and len(students_of(table)) > 1 and student in students_of(table):
     table = table[table["student"].astype(str) == student]
-st.markdown(f"Student **{student}**, r_max = {state.current_r_max()}: "
+st.markdown(f"Student **{md_text(student)}**, r_max = {state.current_r_max()}: "
             f"{count(len(table), 'trajectory', 'trajectories')} from {count(table['teacher'].nunique(), 'teacher')}. "
             "Lower RSR is better.")
 teachers = cached_teacher_table(table)

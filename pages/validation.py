@@ -14,6 +14,7 @@ from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
 from rsr_core.ui.analysis_cache import cached_teacher_table
 from rsr_core.ui.layout import chart
+from rsr_core.ui.markdown import md_text
 from rsr_core.ui.validation_figures import abs_rho_figure, corrections_table, rsr_student_table
 from rsr_core.ui.navigation import ensure_app_runs
 
@@ -75,8 +76,8 @@ def own_data_section() -> None:
     if len(students_of(table)) > 1 and student in students_of(table):
         table = table[table["student"].astype(str) == student]
     teachers = cached_teacher_table(table)
-    st.markdown(f"Train **{student}** on each teacher's trajectories (or take accuracies you already have) and "
-                f"type them below: every metric of the {len(teachers)} teachers is correlated with them, as in the "
+    st.markdown(f"Train **{md_text(student)}** on each teacher's trajectories (or take accuracies you already have) "
+                f"and type them below: every metric of the {len(teachers)} teachers is correlated with them, as in the "
                 "paper's Table 4.")
     acc = accuracy_input(teachers["teacher"].astype(str).tolist(), student, key="validation_acc")
     correlation_section(teachers, acc, "validation_own_correlations", "validation_chart_own")

@@ -11,6 +11,7 @@ import streamlit as st
 from rsr_core.analysis.metrics import clipped_rank, trajectory_metrics
 from rsr_core.ui import state
 from rsr_core.ui.layout import CONTROL_PX, chart, control_row, metric_row
+from rsr_core.ui.markdown import md_message
 from rsr_core.ui.navigation import ensure_app_runs
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
 from rsr_core.ui.zone_figures import (SOURCE_LABELS, PlanePoint, cartoon_display, illustrative_next_token_figure,
@@ -169,8 +170,8 @@ def cartoon_section(r_max: int, thresholds: ZoneThresholds) -> None:
 
         table, scores = load_demo_scores()
     except (ImportError, OSError, LookupError) as exc:
-        st.info(f"The demo scores are not available here ({type(exc).__name__}: {exc}). They are regenerated "
-                "with `make demo-scores`.")
+        st.info(f"The demo scores are not available here ({type(exc).__name__}: {md_message(exc)}). They are "
+                "regenerated with `make demo-scores`.")
         return
     ids = [t for t in CARTOON if t in scores]
     if not ids:

@@ -13,11 +13,12 @@ import sys
 
 COMMANDS = {
     "score": ("score", "score trajectories under a student into a results store or a trajectory table"),
-    "report": ("report", "print the per-teacher dataset-level table of a trajectory table"),
+    "report": ("report", "print the per-teacher dataset-level table of a trajectory table or a results store"),
     "select": ("select", "keep one trajectory per problem and export it with provenance"),
     "teachers": ("teachers", "compare teachers: dataset RSR with bootstrap intervals, budgeted selection"),
     "reproduce-paper": ("reproduce_paper", "recompute the paper's metric/accuracy correlations from its tables"),
     "import-scores": ("import_scores", "turn a trajectory table and its token table into a results store"),
+    "export": ("export", "write a results store's trajectory table and token table as flat files"),
     "compact": ("compact", "merge a results store's small parts into as few files as possible"),
     "app": ("app", "start the app (streamlit run app.py) with its modules imported before the first visitor"),
 }

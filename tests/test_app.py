@@ -596,12 +596,17 @@ def test_unknown_student_is_an_error_message(monkeypatch, tmp_path):
     at.sidebar.radio(key="sidebar_dataset_kind").set_value("path").run()
     at.sidebar.text_input(key="sidebar_path").input(str(pool)).run()
     for spec, message in (("nobody-here/no-such-model", "cannot be reached"),
-                          (str(tmp_path / "x.gguf"), "no GGUF file"), ("./no/such/folder", "neither a model folder")):
+                          (str(tmp_path / "x.gguf"), "no GGUF file"), (str(tmp_path / "no/such/folder"),
+                                                                       "neither a model folder")):
         at.sidebar.text_input(key="sidebar_student_spec").input(spec).run()
         at.sidebar.button(key="sidebar_score").click().run()
         assert not at.exception, at.exception[0].message
         assert any(message in e.value for e in at.sidebar.error), [e.value for e in at.sidebar.error]
         assert "scoring_job" not in at.session_state
+    # a local model outside the server's model folders (here the data roots) is refused as it is typed
+    at.sidebar.text_input(key="sidebar_student_spec").input("./no/such/folder").run()
+    assert any("is not a model this server may load" in e.value for e in at.sidebar.error)
+    assert at.sidebar.button(key="sidebar_score").disabled
     assert len(at.session_state["dataset"].trajectories) == 2  # the data stays usable
 
 

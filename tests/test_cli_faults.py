@@ -369,7 +369,28 @@ def test_a_failing_pass_removes_its_hooks(student):
 
 @pytest.mark.slow
 def test_the_progress_bar_shows_the_pass_in_flight(tmp_path):
+    """On a terminal (a pseudo-terminal here) the bar shows the pass in flight; in a log, plain lines do."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": "long", "messages": long_conversation(150).messages}])
-    proc = score(pool, "--out", tmp_path / "o.csv", "--no-cache", "--dtype", "float32")
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(r"pass of [\d,]+ tokens: layer \d+/30 \(\d+%\)", proc.stderr), proc.stderr[-2000:]
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))  # a terminal 200 columns wide
+    proc = subprocess.Popen([sys.executable, "-m", "rsr_core", "score", str(pool), "--out", str(tmp_path / "o.csv"),
+                             "--no-cache", "--dtype", "float32"], cwd=ROOT, stderr=follower, stdout=subprocess.DEVNULL)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:  # the terminal closed: the run ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(600) == 0, seen[-2000:]
+    text = seen.decode(errors="replace")
+    assert re.search(r"pass of [\d,]+ tokens: layer \d+/30 \(\d+%\)", text), text[-2000:]

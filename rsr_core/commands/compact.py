@@ -13,9 +13,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rsr_core.data.store import StoreError, compact
 
+    from rsr_core.data.score_tables import is_store
+
+    if not is_store(args.store):
+        print(f"error: {args.store} is not an RSR Explorer results store (no store.json)", file=sys.stderr)
+        return 2
     try:
         compact(args.store, args.student)
-    except (StoreError, KeyError, OSError) as e:
-        print(f"error: {args.store}: {e}", file=sys.stderr)
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
         return 2
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {args.store}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0

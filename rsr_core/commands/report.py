@@ -1,4 +1,5 @@
-"""`report TABLE`: the per-teacher dataset-level table, sorted by RSR."""
+"""`report SCORES [--student NAME]`: the per-teacher dataset-level table of a trajectory table or a results store,
+sorted by RSR."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ from rsr_core.commands import checks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", help="trajectory table written by `score`")
+    p.add_argument("table", help="trajectory table or results store written by `score`")
+    p.add_argument("--student", help="the student whose results to report, when the store holds several")
     p.add_argument("--out", help="also write the report (.csv, .parquet or .jsonl)")
 
 
@@ -22,11 +24,13 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rsr_core.analysis.report import teacher_report
-    from rsr_core.data.tables import read_trajectory_table, write_table
+    from rsr_core.data.score_tables import read_scores
+    from rsr_core.data.store import StoreError
+    from rsr_core.data.tables import write_table
 
     try:
-        table = read_trajectory_table(args.table)
-    except (OSError, ValueError) as e:
+        table = read_scores(args.table, args.student)
+    except (OSError, ValueError, StoreError) as e:
         print(f"error: {_located(e, args.table)}", file=sys.stderr)
         return 2
     report = teacher_report(table)

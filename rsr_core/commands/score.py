@@ -27,6 +27,7 @@ from rsr_core.engine.chat_format import MAX_LEN
 
 MAX_ERRORS_SHOWN = 20
 PROGRESS_REFRESH_S = 0.2  # the bar redraws at most this often within a forward pass
+LOG_EVERY_S = 10.0  # where stderr is not a terminal (a log file): a plain progress line this often
 
 
 class OutputFault(Exception):
@@ -88,7 +89,8 @@ def check(args: argparse.Namespace) -> None:
     that cannot be written is a warning: its entries are still read) and the student (a missing or non-GGUF file,
     a folder that is not a model, a hub id that cannot be fetched now)."""
     from rsr_core.data.paths import cache_root
-    from rsr_core.data.students import student_problem
+    from rsr_core.data.store import writer_problem
+    from rsr_core.data.students import student_name, student_problem
 
     if args.ray is None:
         checks.check_device(args.device)
@@ -115,9 +117,14 @@ def check(args: argparse.Namespace) -> None:
     problem = student_problem(args.student)
     if problem:
         raise UsageError(f"--student: {problem}")
+    if is_store_target(args.out):
+        problem = writer_problem(args.out, student_name(args.student))
+        if problem:
+            raise UsageError(f"--out {args.out}: {problem}")
 
 
-def report_errors(errors, stream=sys.stderr) -> None:
+def report_errors(errors, stream=None) -> None:
+    stream = stream or sys.stderr
     for e in errors[:MAX_ERRORS_SHOWN]:
         print(f"skipped: {e}", file=stream)
     if len(errors) > MAX_ERRORS_SHOWN:
@@ -137,7 +144,7 @@ def read_inputs(args):
 
 def run(args: argparse.Namespace) -> int:
     from rsr_core.data.store import StoreError
-    from rsr_core.engine.student import StudentError
+    from rsr_core.engine.student import StudentError, load_model
 
     inputs = read_inputs(args)
     batches = inputs.batches()
@@ -147,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         print("error: no readable trajectory in the input", file=sys.stderr)
         return 2
     told = _tell(inputs.notes, set())
+    if not sys.stderr.isatty():  # a log file: no carriage-return bars from the model loaders either
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         student, scorer = _local(args) if args.ray is None else _distributed(args)
     except StudentError as e:
@@ -160,14 +171,23 @@ def run(args: argparse.Namespace) -> int:
         if store_path is None:
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
+                remove_stale_stores(out)
                 store_path = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".store", dir=out.parent))
             except OSError as e:
                 raise OutputFault(out, e) from e
-        try:
+        try:  # the store is checked and locked before the weights are loaded
             writer = _open_writer(store_path, student, args)
         except StoreError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if args.ray is None:
+            try:
+                warn_slow_dtype(student)
+                load_model(student)
+            except StudentError as e:
+                writer.close()
+                print(f"error: {e}", file=sys.stderr)
+                return 2
         run = _Run(writer, student, args, scorer, skipped=len(errors))
         try:
             run.score(first, more=True)
@@ -192,6 +212,25 @@ def run(args: argparse.Namespace) -> int:
         restore_logging()
         if not to_store and store_path is not None:
             shutil.rmtree(store_path, ignore_errors=True)
+
+
+def remove_stale_stores(out: Path) -> None:
+    """Remove the temporary stores that killed runs writing `out` left beside it (`.NAME.*.store`, no writer
+    holds their lock any more)."""
+    from rsr_core.data.store_files import held_by_a_writer
+
+    for folder in out.parent.glob(f".{out.name}.*.store"):
+        if folder.is_dir() and not held_by_a_writer(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def warn_slow_dtype(student) -> None:
+    """Say before scoring when bf16 on this CPU is far slower than fp32 (no bf16 matrix units)."""
+    from rsr_core.engine.cpu import slow_dtype_warning
+
+    warning = slow_dtype_warning(student.device, student.dtype)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _tell(notes: list[str], told: set[str]) -> set[str]:
@@ -268,7 +307,8 @@ def _write_failed(fault: OutputFault, args, to_store: bool, writer) -> int:
 
 
 def _local(args):
-    """The student in this process, and a scorer running `score_trajectories` here."""
+    """The student in this process (its weights loaded once its store is open: `load_model`), and a scorer running
+    `score_trajectories` here."""
     from rsr_core.data.paths import cache_root
     from rsr_core.engine.cache import ScoreCache
     from rsr_core.engine.pipeline import score_trajectories
@@ -278,7 +318,7 @@ def _local(args):
     if args.cache is not None:
         args.cache.unwritable = getattr(args, "cache_problem", None)  # found by `check`, reported there
     student = load_student(args.student, device=args.device, dtype=args.dtype,
-                           trust_remote_code=args.trust_remote_code)
+                           trust_remote_code=args.trust_remote_code, with_model=False)
 
     def scorer(todo, sink, progress):
         result = score_trajectories(todo, student, max_len=args.max_len, token_budget=args.token_budget,
@@ -326,8 +366,9 @@ class _Run:
         self.rewritten = self.canonical_tools = 0
         self.stopped = False
         self.base = 0  # trajectories of earlier batches, done
-        self.bar = tqdm(total=0, unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
-        self.shown = {"at": 0.0, "done": -1}
+        self.bar = (tqdm(total=0, unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
+                    if sys.stderr.isatty() else None)  # a log file gets a plain line every LOG_EVERY_S instead
+        self.shown = {"at": 0.0, "done": -1, "logged": time.monotonic()}
         commit = store_sink(writer, student.name, self.refused)
 
         def sink(pairs) -> None:
@@ -339,6 +380,17 @@ class _Run:
 
     def progress(self, state) -> None:
         now = time.monotonic()
+        if self.bar is None:
+            from rsr_core.engine.job import format_seconds
+
+            if now - self.shown["logged"] >= LOG_EVERY_S:
+                self.shown["logged"] = now
+                inside = state.describe_pass()
+                print(f"scoring: {self.base + state.done:,} / {self.base + state.total:,} trajectories, "
+                      f"{state.tokens_per_s:,.0f} tokens/s, {self.counts['cached'] + state.cached:,} cached"
+                      + (f", about {format_seconds(state.seconds_left)} left" if state.seconds_left is not None
+                         else "") + (f"; {inside}" if inside else ""), file=sys.stderr, flush=True)
+            return
         if state.done == self.shown["done"] and now - self.shown["at"] < PROGRESS_REFRESH_S:
             return  # within a forward pass: a few redraws a second are enough
         self.shown.update(at=now, done=state.done)
@@ -390,7 +442,8 @@ class _Run:
         from rsr_core.data.formats import RecordError
         from rsr_core.engine.pipeline import rewrite_notes
 
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         for note in rewrite_notes(self.rewritten, self.canonical_tools):
             print(f"note: {note}", file=sys.stderr)
         report_errors(self.errors + [RecordError(str(self.writer.root), None, m) for m in self.refused])
@@ -451,5 +504,6 @@ def _summary(table, args, to_store: bool, counts: dict) -> None:
              f"{n_trunc} truncated at {args.max_len} tokens" if n_trunc else "",
              f"{len(partial)} with coverage below 1.0 (min {partial['coverage'].min():.1%})" if len(partial) else "",
              f"{undefined} with undefined RSR (zero surprisal)" if undefined else "",
-             f"{counts['skipped']} records skipped" if counts["skipped"] else ""]
+             f"{counts['skipped']} record{'' if counts['skipped'] == 1 else 's'} skipped" if counts["skipped"]
+             else ""]
     print(f"wrote {len(table)} trajectories to {where} ({', '.join(n for n in notes if n)})", file=sys.stderr)

@@ -1,8 +1,10 @@
 """`python -m rsr_core select SCORES --by rsr [--max|--min] [--correct-only] --out selected.jsonl`.
 
-Keeps one trajectory per problem of a trajectory table (Parquet, CSV or JSONL), prints the selection summary
-and writes the training records (JSONL in `messages` format, or Parquet) with their provenance. Exits 1 when
-nothing could be selected, 2 when the input or the options are unusable.
+Keeps one trajectory per problem of a trajectory table (Parquet, CSV or JSONL) or of a results store, prints the
+selection summary and writes the training records (JSONL in `messages` format, or Parquet) with their provenance.
+From a store only the metric columns are read, and the conversations of the selected trajectories (the prompts
+of all when pooling by prompt). Exits 1 when nothing could be selected, 2 when the input or the options are
+unusable.
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import sys
 from rsr_core.analysis.pools import POOL_BY
 from rsr_core.analysis.selection import read_overrides, select, selection_summary, write_selection
 from rsr_core.commands import checks
-from rsr_core.data.tables import read_trajectory_table
+from rsr_core.data.score_tables import read_scores, with_conversations, with_prompts
+from rsr_core.data.store import StoreError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl) from `python -m rsr_core score`")
+    parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl) or results store from "
+                                       "`python -m rsr_core score`")
     parser.add_argument("--by", default="rsr",
                         help="column to select by (default rsr), or 'random' for a seeded random pick")
     direction = parser.add_mutually_exclusive_group()
@@ -38,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overrides", help="JSON object {problem_id: trajectory_id} of manual choices")
     parser.add_argument("--pool-by", choices=POOL_BY, default="auto",
                         help="group by problem_id, by normalised prompt, or auto (problem_id when every row has one)")
-    parser.add_argument("--student", help="the student whose scores to use, when the table holds several")
+    parser.add_argument("--student", help="the student whose scores to use, when the table or store holds several")
     parser.add_argument("--random-seeds", type=checks.integer(1, "random selections to average"), default=5,
                         help="random selections averaged in the summary's baseline (default 5)")
     parser.add_argument("--out", required=True, help="output file: .jsonl (messages records) or .parquet")
@@ -51,12 +55,16 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        table = read_trajectory_table(args.scores)
+        table = read_scores(args.scores, args.student)
+        if args.pool_by == "prompt":
+            table = with_prompts(table)
         overrides = read_overrides(args.overrides) if args.overrides else None
         selection = select(table, by=args.by, mode=args.mode, seed=args.seed, correct_only=args.correct_only,
                            keep_pools_without_correct=args.keep_pools_without_correct, overrides=overrides,
-                           pool_by=args.pool_by, student=args.student, include_incomplete=args.include_incomplete)
-    except (OSError, ValueError, KeyError) as exc:
+                           pool_by=args.pool_by, student=None if "store" in table.attrs else args.student,
+                           include_incomplete=args.include_incomplete)
+        chosen = with_conversations(selection.selected, table.attrs.get("store"))
+    except (OSError, ValueError, KeyError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = selection_summary(table, selection, random_seeds=range(args.random_seeds))
@@ -65,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: nothing could be selected; no file written", file=sys.stderr)
         return 1
     try:
-        path = write_selection(selection.selected, args.out)
+        path = write_selection(chosen, args.out)
     except OSError as exc:
         print(f"error: {checks.fault_reason(exc)} writing {args.out}; {checks.fault_advice(exc)} and run the same "
               "command again", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""`python -m rsr_core teachers SCORES [--accuracy acc.csv] [--budget 200 --top-k 3 --resamples 200]`.
+"""`python -m rsr_core teachers SCORES [--student NAME] [--accuracy acc.csv] [--budget 200 --top-k 3 --resamples 200]`.
+
+SCORES is a trajectory table or a results store.
 
 Prints the per-teacher table (dataset RSR with its bootstrap interval, teacher score over runs, the baseline
 metrics), the per-run table, the teachers side by side when several students scored them, the correlation of
@@ -12,7 +14,8 @@ import sys
 import pandas as pd
 
 from rsr_core.commands import checks
-from rsr_core.data.tables import read_trajectory_table
+from rsr_core.data.score_tables import read_scores
+from rsr_core.data.store import StoreError
 from rsr_core.analysis.teachers import (
     accuracy_correlations,
     best_predictor,
@@ -28,7 +31,8 @@ _SHOWN = ["student", "teacher", "rank", "n_runs", "n_trajectories", "teacher_sco
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl)")
+    parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl) or results store")
+    parser.add_argument("--student", help="the student whose results to compare, when the store holds several")
     parser.add_argument("--accuracy", help="CSV with teacher,accuracy[,student] (or JSON {teacher: accuracy})")
     parser.add_argument("--budget", type=checks.integer(1, "trajectories per teacher"),
                         help="trajectories sampled per teacher for budgeted selection (the paper uses 200)")
@@ -64,9 +68,9 @@ def _correlations(teachers: pd.DataFrame, acc: pd.DataFrame, args: argparse.Name
 
 def run(args: argparse.Namespace) -> int:
     try:
-        table = read_trajectory_table(args.scores)
+        table = read_scores(args.scores, args.student)
         acc = read_accuracies(args.accuracy) if args.accuracy else None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if table.empty:

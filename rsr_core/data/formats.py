@@ -156,7 +156,7 @@ def raw_records(path: Path, columns: Sequence[str] | None = None) -> Iterator[tu
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    problem = f"invalid JSON ({e.msg} at column {e.colno})"
+                    problem = f"invalid JSON ({e.msg}{'' if e.msg.endswith(' at') else ' at'} column {e.colno})"
                 except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits, deep nesting
                     problem = f"invalid JSON ({e})"
             yield n, record, problem
@@ -276,13 +276,19 @@ class InputSet:
     """
 
     def __init__(self, paths: Sequence[str | Path], options: RecordOptions | None = None, run: str | None = None,
-                 answer_timeout: float | None = None, check_answers: bool = True):
+                 answer_timeout: float | None = None, check_answers: bool = True,
+                 roots: Sequence[Path] | None = None, listing: Sequence[str | Path] | None = None):
         self.options = options or RecordOptions()
         self.run = run
         self.answer_timeout = answer_timeout
         self.check_answers = check_answers  # False: keep the references, label later (`labels.py`)
+        self.roots = None if roots is None else [Path(r).resolve() for r in roots]  # a server's data roots
         self.missing = [RecordError(str(p), None, "no such file or folder") for p in paths if not Path(p).exists()]
         self.files = [f for p in paths if Path(p).exists() for f in input_files(p)]
+        if listing is not None:  # a server reads exactly the files of the listing it checked, nothing added since
+            listed = {str(Path(f)) for f in listing}
+            self.files = [f for f in self.files if str(f.path) in listed
+                          or (f.saved and any(x.startswith(str(f.path) + os.sep) for x in listed))]
         self.notes: list[str] = []
         self._labels = self._qualifiers()
 
@@ -370,6 +376,10 @@ class InputSet:
         hinted = 0
         hint = None
         source = str(f.path)
+        if self.roots is not None and not _inside_any(f.path, self.roots):  # resolved again as it is opened
+            yield None, RecordError(source, None, "refused: it leads outside the folders this server may read "
+                                                  "(a symbolic link)")
+            return
         try:
             for n, raw, problem in raw_records(f.path):
                 if problem is None and not isinstance(raw, dict):
@@ -409,6 +419,15 @@ class InputSet:
             yield None, RecordError(source, None, f"cannot read file: {type(e).__name__}: {e}")
         if hint:
             self.notes.append(_candidates_note(source, hinted, *hint))
+
+
+def _inside_any(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether `path`, its links resolved now, lies in one of `roots` (resolved)."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return any(resolved == r or resolved.is_relative_to(r) for r in roots)
 
 
 def _candidates_note(source: str, count: int, column: str, rec: dict) -> str:
@@ -461,13 +480,15 @@ def read_inputs(paths: Sequence[str | Path], *, prompt_field: str | None = None,
                 reasoning_field: str | Sequence[str] | None = None, correct_field: str | None = None,
                 reference_field: str | None = None, teacher: str | None = None, run: str | None = None,
                 teacher_field: str = "teacher", problem_field: str = "problem_id",
-                check_answers: bool = True) -> InputRead:
+                check_answers: bool = True, roots: Sequence[Path] | None = None,
+                listing: Sequence[str | Path] | None = None) -> InputRead:
     """Every readable trajectory of several files or folders (ids kept apart across them), every error, notes.
-    With a reference field and `check_answers`, unlabelled responses are checked with math-verify."""
+    With a reference field and `check_answers`, unlabelled responses are checked with math-verify. A server gives
+    its data `roots` and the `listing` of files it checked: only those are read, each resolved again when opened."""
     options = RecordOptions.of(prompt_field, response_field, reasoning_field, correct_field=correct_field,
                                reference_field=reference_field, teacher=teacher, teacher_field=teacher_field,
                                problem_field=problem_field)
-    inputs = InputSet(paths, options, run, check_answers=check_answers)
+    inputs = InputSet(paths, options, run, check_answers=check_answers, roots=roots, listing=listing)
     trajectories, errors = inputs.read_all()
     return InputRead(trajectories, errors, inputs.notes)
 

@@ -5,7 +5,8 @@ The app's sidebar opens files, folders and results stores *on the server* by a p
 path is confined to the data roots (`allowed_path`): `$RSR_DATA_ROOTS` (folders separated by `os.pathsep`), by
 default the project's `data/` folder and the folder the server was started in, plus the folder of `$RSR_STORE`
 when whoever started the server set one. Anything else, `/etc/passwd` or `../../` included, is refused before
-it is read, after `~`, `..` and symbolic links are resolved.
+it is read, after `~`, `..` and symbolic links are resolved. A local student typed in the app (a model folder or a
+`.gguf` file) is confined the same way, to `$RSR_MODEL_ROOTS` or else the data roots (`model_roots`).
 """
 from __future__ import annotations
 
@@ -49,15 +50,54 @@ def data_roots(environ: Mapping[str, str] | None = None, cwd: str | Path | None 
     return out
 
 
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_NAME_CHARS = 255  # NAME_MAX: one folder or file name
+
+
 def allowed_path(text: str | Path, roots: Iterable[Path], cwd: str | Path | None = None) -> Path:
     """The resolved path of `text` (`~` expanded, relative to `cwd`, `..` and symbolic links resolved) when it
-    lies in one of `roots`; raises PathRefused otherwise. Pure apart from resolving links on disk."""
+    lies in one of `roots`; raises PathRefused otherwise (also for a path no file system takes: a NUL character,
+    a name or path too long). Pure apart from resolving links on disk."""
     roots = [Path(r).resolve() for r in roots]
-    raw = Path(str(text).strip()).expanduser()
-    path = (Path(cwd if cwd is not None else os.getcwd()) / raw).resolve()
+    text = str(text).strip()
+    problem = path_text_problem(text)
+    if problem:
+        raise PathRefused(f"this path cannot be opened: {problem}")
+    raw = Path(text).expanduser()
+    try:
+        path = (Path(cwd if cwd is not None else os.getcwd()) / raw).resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # a loop of links, a name the file system refuses
+        raise PathRefused(f"`{raw}` cannot be resolved: {getattr(e, 'strerror', None) or e}") from None
     if any(path == root or path.is_relative_to(root) for root in roots):
         return path
     raise PathRefused(refusal(raw, roots))
+
+
+def path_text_problem(text: str) -> str | None:
+    """Why a typed path is not one any file system takes (a NUL character, too long), or None."""
+    if "\x00" in text:
+        return "it holds a NUL character"
+    if len(text) > MAX_PATH_CHARS:
+        return f"it is {len(text):,} characters long (at most {MAX_PATH_CHARS:,})"
+    if any(len(part) > MAX_NAME_CHARS for part in text.split("/")):
+        return f"one of its names is longer than {MAX_NAME_CHARS} characters"
+    return None
+
+
+MODEL_ROOTS_ENV = "RSR_MODEL_ROOTS"
+
+
+def model_roots(environ: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> list[Path]:
+    """The folders a student typed in the app may be loaded from when it is a local model folder or .gguf file:
+    `RSR_MODEL_ROOTS` (os.pathsep-separated), else the data roots; the user cache (where the embedded students'
+    converted copies live) always."""
+    env = os.environ if environ is None else environ
+    configured = [p for p in env.get(MODEL_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    base = Path(cwd if cwd is not None else os.getcwd())
+    roots = ([(base / Path(p.strip()).expanduser()).resolve() for p in configured] if configured
+             else data_roots(env, cwd))
+    cache = cache_root().expanduser().resolve()
+    return roots + ([cache] if cache not in roots else [])
 
 
 def refusal(path: str | Path, roots: Iterable[Path]) -> str:

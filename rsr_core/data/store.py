@@ -133,19 +133,26 @@ class StudentSettings:
     top_k: int = 5  # alternatives stored per token
     r_max: int = R_MAX  # r_max of the stored metric columns (the aggregates give any other)
     extra: dict = field(default_factory=dict)  # anything else the numbers depend on (chat template hash, ...)
+    source: str = ""  # where the student was loaded from (a model folder, a .gguf file, a hub id, an embedded
+    #                   name), so that scoring more can load it again; not part of what identifies the numbers
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, obj: dict) -> "StudentSettings":
-        return cls(**{k: obj[k] for k in ("student", "fingerprint", "dtype", "max_len", "top_k", "r_max", "extra")
-                      if k in obj})
+        return cls(**{k: obj[k] for k in ("student", "fingerprint", "dtype", "max_len", "top_k", "r_max", "extra",
+                                          "source") if k in obj})
+
+    @property
+    def known(self) -> bool:
+        """Whether the settings say how the numbers were computed (an import may not know the weights or dtype)."""
+        return bool(self.fingerprint and self.dtype and self.max_len)
 
     def differences(self, other: "StudentSettings") -> list[str]:
-        """'name=theirs (stored: ours)' for every setting that differs."""
+        """'name=theirs (stored: ours)' for every setting that differs (the source does not count)."""
         a, b = self.to_json(), other.to_json()
-        return [f"{k}={b[k]!r} (stored: {a[k]!r})" for k in a if a[k] != b[k]]
+        return [f"{k}={b[k]!r} (stored: {a[k]!r})" for k in a if k != "source" and a[k] != b[k]]
 
 
 @dataclass
@@ -248,6 +255,9 @@ class _Conversations:
         self.seen_parts: set[str] = set()
         with self._locked():
             manifest = self._manifest()
+            damaged = missing_files(self.folder, manifest)
+            if damaged:
+                raise StoreError(damaged)
             keep = {self.folder / f"{p['id']}.parquet" for p in manifest["parts"]}
             files.remove_leftovers(self.folder, keep | {self.folder / "manifest.json", self.folder / ".lock"})
             self._catch_up(manifest)
@@ -393,9 +403,11 @@ class StoreWriter:
     exists must have the same settings (else SettingsMismatch); one writer per student at a time (StoreError).
     """
 
-    def __init__(self, path: str | Path, settings: StudentSettings, vocabulary: Sequence[str] | None = None):
+    def __init__(self, path: str | Path, settings: StudentSettings, vocabulary: Sequence[str] | None = None,
+                 adopt_settings: bool = False):
         self.root = Path(path)
         self.settings = settings
+        self.adopt_settings = adopt_settings  # an import may record settings over the unknown ones of an earlier
         _ensure_store(self.root)
         self.folder = self.root / "students" / student_folder_name(settings.student)
         (self.folder / "parts").mkdir(parents=True, exist_ok=True)
@@ -403,6 +415,9 @@ class StoreWriter:
         self._lock = files.FileLock(self.folder / ".lock", f"student {settings.student!r} in {self.root}")
         try:
             self.manifest = self._open_manifest()
+            damaged = missing_files(self.folder, self.manifest)
+            if damaged:
+                raise StoreError(damaged)
             self._remove_leftovers()
             self._committed = self._read_committed()
             self._vocab = self._open_vocabulary(vocabulary)
@@ -421,11 +436,25 @@ class StoreWriter:
         manifest = files.read_json(path, STUDENT_FORMAT)
         stored = StudentSettings.from_json(manifest["settings"])
         diff = stored.differences(self.settings)
+        same_numbers = (stored.student, stored.top_k, stored.r_max) == (self.settings.student, self.settings.top_k,
+                                                                        self.settings.r_max)
+        if diff and not stored.known and self.settings.known and self.adopt_settings and same_numbers:
+            manifest["settings"] = self.settings.to_json()  # an import names what an earlier one did not know
+            files.write_json(path, manifest)
+            return manifest
+        if diff and not stored.known and self.settings.known:
+            raise SettingsMismatch(
+                f"{self.folder}: the results of student {stored.student!r} here were imported without the settings "
+                f"they were computed with ({', '.join(diff)}), so nothing tells whether new numbers would match "
+                f"them. Import them again naming the student (`import-scores ... --student NAME_OR_PATH "
+                f"--dtype DTYPE`), or write these results to another store.")
         if diff:
             raise SettingsMismatch(
                 f"{self.folder}: the results of student {stored.student!r} here were written with other settings: "
                 f"{', '.join(diff)}. Write these results to another store (or remove that student's folder) "
                 f"rather than mix two sets of numbers under one student.")
+        if self.settings.source and manifest["settings"].get("source") != self.settings.source:
+            manifest["settings"]["source"] = self.settings.source  # where to load the student from next time
         return manifest
 
     def _remove_leftovers(self) -> None:
@@ -617,8 +646,8 @@ class StoreWriter:
             elif want is not None:
                 for j in np.flatnonzero(_differ(rows[name], want) & rows["trajectory_id"].notna().to_numpy()):
                     value = want if np.ndim(want) == 0 else np.asarray(want)[j]
-                    problems.setdefault(ids[j], f"{name} is {rows[name].iloc[j]!r} in the table but {value!r} in "
-                                                f"the scores or the store's settings")
+                    problems.setdefault(ids[j], f"{name} is {_shown(rows[name].iloc[j])} in the table but "
+                                                f"{_shown(value)} in the scores or the store's settings")
         self._check_metrics(rows, batch.aggregates, batch.parts, problems)
         return rows, problems
 
@@ -640,7 +669,7 @@ class StoreWriter:
             if is_part:
                 bad &= known
             for j in np.flatnonzero(bad).tolist():
-                problems.setdefault(ids[j], f"{name} is {have[j]!r} in the table but {float(want[j])!r} from its "
+                problems.setdefault(ids[j], f"{name} is {_shown(have[j])} in the table but {_shown(want[j])} from its "
                                             f"tokens at r_max = {self.settings.r_max}")
 
     # --------------------------------------------------------------------------------------- commit
@@ -773,6 +802,12 @@ class StoreWriter:
             path.unlink(missing_ok=True)
 
 
+def _shown(value) -> str:
+    """A table value in a message as a user writes it: 70, 3.25, True, 'text' (never np.int64(70))."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _differ(have: pd.Series, want) -> np.ndarray:
     """[n] whether table values differ from the expected ones (a scalar or [n] values)."""
     if isinstance(want, str):
@@ -832,12 +867,17 @@ def compact(path: str | Path, student: str | None = None) -> None:
     takes each student's writer lock, so it refuses to run while a writer is open.
     """
     store = ResultsStore(path)
+    if student is not None and student not in store.students():
+        raise StoreError(f"{path} holds no readable results of student {student!r} (students: "
+                         f"{', '.join(store.students()) or 'none'}). " + " ".join(store.problems()))
     names = [student] if student else store.students()
     for name in names:
         with StoreWriter(path, store.settings(name)) as writer:
             writer.compact()
     if not names:
         _Conversations(Path(path)).compact()
+    if student is None and store.problems():  # the sound students are compacted; say what keeps the others
+        raise StoreError(" ".join(store.problems()))
 
 
 # ---------------------------------------------------------------------------------------------------- reader
@@ -912,13 +952,30 @@ class ResultsStore:
     # -------------------------------------------------------------------------------- students
 
     def students(self) -> list[str]:
-        """Names of the students with results in this store, sorted."""
+        """Names of the students with results in this store that can be read, sorted (`problems` says why the
+        others cannot)."""
+        return sorted(name for name, problem in self._student_folders().values() if name and not problem)
+
+    def problems(self) -> list[str]:
+        """What keeps results of this store from being read, one message per damaged student folder (a manifest
+        that is not JSON, lacks its fields or has an unknown version; a part or vocabulary file that is missing),
+        each naming the file and what to do. [] for a sound store."""
+        return [problem for _, problem in self._student_folders().values() if problem]
+
+    def _student_folders(self) -> dict[str, tuple[str | None, str | None]]:
+        """{folder: (student name or None, problem or None)} of every student folder with a manifest."""
         folder = self.root / "students"
-        names = []
+        out = {}
         for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if (sub / "manifest.json").is_file():
-                names.append(files.read_json(sub / "manifest.json", STUDENT_FORMAT)["settings"]["student"])
-        return sorted(names)
+            if not (sub / "manifest.json").is_file():
+                continue
+            try:
+                manifest = files.read_json(sub / "manifest.json", STUDENT_FORMAT)
+            except StoreError as e:
+                out[sub.name] = (None, str(e))
+                continue
+            out[sub.name] = (manifest["settings"]["student"], missing_files(sub, manifest))
+        return out
 
     def settings(self, student: str) -> StudentSettings:
         """The settings the student's results were written with."""
@@ -969,7 +1026,8 @@ class ResultsStore:
             return state
 
     def _retry(self, student: str | None, read: Callable):
-        """Run `read`; if a part vanished (a writer merged it away), reread the manifest and try once more."""
+        """Run `read`; if a part vanished (a writer merged it away), reread the manifest and try once more. A file
+        still missing then is a damaged store: StoreError naming it and the trajectories it held."""
         try:
             return read()
         except FileNotFoundError:
@@ -979,7 +1037,16 @@ class ResultsStore:
                 self._conv_stamp = None
                 self._files.clear()
                 self._row_groups.clear()
-            return read()
+            try:
+                return read()
+            except FileNotFoundError as e:
+                folder = self._folder(student) if student is not None else self.root / "conversations"
+                try:
+                    manifest = self._state(student).manifest if student is not None else files.read_json(
+                        folder / "manifest.json", CONVERSATIONS_FORMAT)
+                except (StoreError, KeyError):
+                    raise StoreError(f"{e.filename} is missing; the store {self.root} is damaged") from None
+                raise StoreError(missing_files(folder, manifest) or f"{e.filename} is missing") from None
 
     def _parts(self, student: str) -> tuple[Path, list[dict]]:
         return self._folder(student) / "parts", self._state(student).manifest["parts"]
@@ -1142,6 +1209,19 @@ class ResultsStore:
                 self._conv_stamp = stamp
             return self._conv_index
 
+    def conversation_column(self, name: str) -> pd.Series:
+        """One column of every conversation (e.g. `prompt`), indexed by trajectory id, read column-wise."""
+        folder = self.root / "conversations"
+        path = folder / "manifest.json"
+        if not path.exists():
+            return pd.Series(dtype=object)
+        tables = [pq.read_table(folder / f"{p['id']}.parquet", columns=["trajectory_id", name])
+                  for p in files.read_json(path, CONVERSATIONS_FORMAT)["parts"]]
+        if not tables:
+            return pd.Series(dtype=object)
+        table = pa.concat_tables(tables)
+        return pd.Series(table.column(1).to_pandas().to_numpy(), index=table.column(0).to_pandas(), name=name)
+
     def has_tools(self) -> bool:
         """Whether any conversation of the store offers tools (then exports carry a `tools` column)."""
         folder = self.root / "conversations"
@@ -1252,6 +1332,55 @@ class ResultsStore:
                           run=None if pd.isna(meta.get("run")) else str(meta.get("run")),
                           correct=None if correct is None or pd.isna(correct) else bool(correct),
                           source=conv["source"] or "", record=int(conv["record"] or 0), tools=conv["tools"])
+
+
+def writer_problem(store: str | Path, student: str) -> str | None:
+    """Why `student`'s results cannot be written into the store at `store`, known without a model: its folder's
+    manifest or files are damaged, its version is unknown, or another process is writing it. None when the store
+    or the student's folder does not exist yet (a run checks it before it loads the weights)."""
+    folder = Path(store).expanduser() / "students" / student_folder_name(student)
+    if not (folder / "manifest.json").is_file():
+        return None
+    try:
+        problem = missing_files(folder, files.read_json(folder / "manifest.json", STUDENT_FORMAT))
+        if problem:
+            return problem
+        files.FileLock(folder / ".lock", f"student {student!r} in {store}").release()
+    except StoreError as e:
+        return str(e)
+    except OSError as e:
+        return f"{folder} cannot be read: {e.strerror or e}"
+    return None
+
+
+def missing_files(folder: Path, manifest: dict) -> str | None:
+    """The message for the first file a student's (or the conversations') manifest names that is not on disk: the
+    file, the trajectories its part held, and what to do; None when every file is there."""
+    student = "settings" in manifest
+    for part in manifest["parts"]:
+        paths = _part_files(folder, part) if student else [folder / f"{part['id']}.parquet"]
+        gone = next((f for f in paths if not f.exists()), None)
+        if gone is None:
+            continue
+        held = int(part.get("trajectories", part.get("conversations", 0)) or 0)
+        meta = folder / "parts" / f"{part['id']}.meta.parquet"
+        ids = []
+        if student and meta.exists() and gone != meta:
+            ids = pq.read_table(meta, columns=["trajectory_id"]).column(0).to_pylist()
+        named = f" ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" if ids else ""
+        what = (f"{held:,} trajectories of student {manifest['settings']['student']!r}" if student
+                else f"the conversations of {held:,} trajectories")
+        return (f"{gone} is missing: the store is damaged; that part held {what}{named}. Restore the file from a "
+                "copy, or " + (f"remove the student's folder ({folder}) and score again (the conversations and "
+                               "the other students stay)" if student else "write the results to a new store"))
+    if student:
+        for v in manifest["vocab"]:
+            path = folder / "vocab" / f"{v['id']}.parquet"
+            if not path.exists():
+                return (f"{path} is missing: the store is damaged; the student's vocabulary (the texts of the "
+                        f"alternatives) cannot be read. Restore the file from a copy, or remove the student's folder "
+                        f"({folder}) and score again")
+    return None
 
 
 def _overlay_labels(frame: pd.DataFrame, labels: pd.DataFrame | None) -> None:

@@ -84,11 +84,14 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def read_json(path: Path, fmt: str) -> dict:
-    """A manifest or store.json, checked for its format and version (StoreVersionError for another version)."""
+    """A manifest or store.json, checked for its format, its version (StoreVersionError for another version) and,
+    for a manifest, its fields (`manifest_problem`): StoreError naming the file and what to do otherwise."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{path}: not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise StoreError(f"{path}: not valid JSON ({e}); {_damaged_advice(path)}") from e
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing; {_damaged_advice(path)}") from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise StoreError(f"{path}: not an RSR Explorer results store file (format {found!r}, expected {fmt!r})")
@@ -96,7 +99,42 @@ def read_json(path: Path, fmt: str) -> dict:
         raise StoreVersionError(f"{path}: store format version {obj.get('version')!r} is not supported: this "
                                 f"version of RSR Explorer reads version {VERSION}. Use the RSR Explorer version "
                                 f"that wrote it, or import the results again with this one.")
+    problem = manifest_problem(obj, fmt)
+    if problem:
+        raise StoreError(f"{path}: the manifest is damaged ({problem}); {_damaged_advice(path)}")
     return obj
+
+
+# the fields of each manifest: name -> (type, of each element for a list)
+MANIFEST_FIELDS = {
+    FORMAT + "/student": {"settings": (dict, None), "seq": (int, None), "parts": (list, dict), "vocab": (list, dict)},
+    FORMAT + "/conversations": {"seq": (int, None), "parts": (list, dict)},
+}
+
+
+def manifest_problem(obj: dict, fmt: str) -> str | None:
+    """What is wrong with the fields of a manifest (missing, of another type, parts without ids), or None."""
+    for name, (kind, element) in MANIFEST_FIELDS.get(fmt, {}).items():
+        value = obj.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"`{name}` is {'missing' if name not in obj else f'a {type(value).__name__}, not a {kind.__name__}'}"
+        if element is not None and not all(isinstance(v, element) and isinstance(v.get("id"), str) for v in value):
+            return f"`{name}` holds entries without an id"
+    settings = obj.get("settings")
+    if fmt == FORMAT + "/student" and not isinstance(settings.get("student"), str):
+        return "`settings` names no student"
+    return None
+
+
+def _damaged_advice(path: Path) -> str:
+    """What to do about a damaged file of a store."""
+    folder = path.parent
+    if folder.parent.name == "students":
+        return (f"restore it from a copy, or remove the student's folder ({folder}) and score again: the "
+                "conversations and the other students stay")
+    if folder.name == "conversations":
+        return "restore it from a copy; without it the store's conversations cannot be read"
+    return "restore it from a copy, or write the results to a new store"
 
 
 def discard(paths: Iterable[Path]) -> None:
@@ -165,6 +203,16 @@ class FileLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
+
+
+def held_by_a_writer(store: Path) -> bool:
+    """Whether a live process holds the lock of any student of the store at `store` (a writer is at work)."""
+    for lock in store.glob("students/*/.lock"):
+        try:
+            FileLock(lock, str(lock)).release()
+        except (StoreError, OSError):
+            return True
+    return False
 
 
 @contextmanager

@@ -39,6 +39,7 @@ class ImportReport:
     """What an import did."""
 
     student: str = ""
+    settings: StudentSettings | None = None  # what the store records for the student
     written: int = 0
     skipped: int = 0  # already in the store
     tokens: int = 0
@@ -99,10 +100,15 @@ def _trajectory(rec: dict) -> Trajectory:
     if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
         raise ValueError(f"trajectory {tid}: messages is not a list of {{role, content}} objects")
     record = rec.get("record")
+    tools = rec.get("tools")
+    try:
+        tools = json.loads(tools) if isinstance(tools, str) and tools.strip() else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"trajectory {tid}: tools is not valid JSON ({e})") from None
     return Trajectory(trajectory_id=tid, problem_id=_text(rec.get("problem_id")) or "",
                       teacher=_text(rec.get("teacher")) or "", messages=messages, run=_text(rec.get("run")),
                       source=_text(rec.get("source")) or "",
-                      record=0 if record is None or pd.isna(record) else int(record))
+                      record=0 if record is None or pd.isna(record) else int(record), tools=tools or None)
 
 
 class _TableImport:
@@ -277,7 +283,7 @@ class _TokenImport:
         """The conversation phase 1 stored (its metadata is in the table rows)."""
         conv = self.reader.conversation(tid)
         return Trajectory(trajectory_id=tid, problem_id="", teacher="", messages=conv["messages"],
-                          source=conv["source"] or "", record=int(conv["record"] or 0))
+                          source=conv["source"] or "", record=int(conv["record"] or 0), tools=conv["tools"])
 
     def _count(self, result, columns: TokenColumns) -> None:
         self.report.written += len(result.written)
@@ -313,6 +319,20 @@ class _TokenImport:
             self._count(result, columns)
 
 
+def table_student(trajectories: str | Path, student: str | None = None) -> str:
+    """The name the scores are filed under: `student_name(student)` when one is given, else the trajectory
+    table's student column (its first row). ImportInputError when neither says."""
+    from rsr_core.data.students import student_name
+
+    if student:
+        return student_name(student)
+    path = Path(trajectories)
+    if not path.is_file():
+        raise ImportInputError(f"{path}: no such file")
+    first = next(read_table_batches(path, rows=64), None)
+    return _peek_settings(first if first is not None else pd.DataFrame(), path, None, R_MAX)[0]
+
+
 def _peek_settings(first: pd.DataFrame, table_path: Path, student: str | None,
                    r_max: int | None) -> tuple[str, int]:
     """(student, r_max) of the import: the options, else the table's first row."""
@@ -337,11 +357,14 @@ def _top_k(pf: pq.ParquetFile, path: Path) -> int:
 def import_flat_files(trajectories: str | Path, tokens: str | Path, out: str | Path, *, student: str | None = None,
                       fingerprint: str = "", dtype: str = "", max_len: int = 0, r_max: int | None = None,
                       batch_tokens: int = BATCH_TOKENS, compact: bool = False,
-                      progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
+                      progress: Callable[[ImportReport], None] | None = None,
+                      settings: StudentSettings | None = None) -> ImportReport:
     """Import a trajectory table and its token table into the store at `out`.
 
-    ImportInputError when the input cannot be read at all (missing file or columns); else a report with one
-    message per skipped record."""
+    settings: what identifies the numbers (the student's weights, dtype, max_len, rendering), when the caller knows
+    them; they are recorded, also over the unknown settings of an earlier import, so that `score` can add to the
+    results. ImportInputError when the input cannot be read at all (missing file or columns); else a report with
+    one message per skipped record."""
     table_path, tokens_path = Path(trajectories), Path(tokens)
     for p in (table_path, tokens_path):
         if not p.is_file():
@@ -362,9 +385,13 @@ def import_flat_files(trajectories: str | Path, tokens: str | Path, out: str | P
                            f"`score --out`, which has them)")
     name, r_max = _peek_settings(first, table_path, student, r_max)
     report = ImportReport(student=name)
-    settings = StudentSettings(student=name, fingerprint=fingerprint, dtype=dtype, max_len=max_len, top_k=k,
-                               r_max=r_max)
-    with StoreWriter(out, settings) as writer:
+    if settings is None:
+        settings = StudentSettings(student=name, fingerprint=fingerprint, dtype=dtype, max_len=max_len, top_k=k,
+                                   r_max=r_max)
+    else:
+        settings = StudentSettings(**{**settings.to_json(), "student": name, "top_k": k, "r_max": r_max})
+    report.settings = settings
+    with StoreWriter(out, settings, adopt_settings=True) as writer:
         phase1 = _TableImport(table_path, name, r_max, report)
         row = 1
         for frame in [first]:

@@ -33,6 +33,40 @@ def student_name(spec: str | None) -> str:
     return spec
 
 
+def student_source(spec: str | None) -> str:
+    """What a student was loaded from, to load it again: a local file or folder as an absolute path, an embedded
+    name or a hub id as it is."""
+    spec = spec or EMBEDDED
+    if spec in EMBEDDED_STUDENTS:
+        return spec
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf" or path.is_dir():
+        return str(path.resolve())
+    return spec
+
+
+def is_local_spec(spec: str) -> bool:
+    """Whether a student spec names a local model (a .gguf file or a folder), not an embedded name or a hub id."""
+    return spec not in EMBEDDED_STUDENTS and not is_hub_id(spec)
+
+
+def allowed_student(spec: str, roots) -> str:
+    """The spec itself when it may be loaded by a server: an embedded name, a hub id, or a local model whose
+    resolved path lies in `roots` (`paths.model_roots`). Raises PathRefused otherwise, with the same message
+    whether the path exists or not, so that the refusal tells nothing of the server's files."""
+    from rsr_core.data.paths import PathRefused, allowed_path
+
+    if not is_local_spec(spec):
+        return spec
+    try:
+        return str(allowed_path(spec, roots))
+    except PathRefused:
+        listed = ", ".join(f"`{r}`" for r in roots) or "(none)"
+        raise PathRefused(f"`{spec}` is not a model this server may load: a local model folder or .gguf file must "
+                          f"lie in {listed} (RSR_MODEL_ROOTS names these folders). Embedded students and Hugging "
+                          "Face ids need no folder.") from None
+
+
 def is_hub_id(spec: str) -> bool:
     """Whether a student spec names a Hugging Face model (not an embedded name, a path or a .gguf file)."""
     if spec in EMBEDDED_STUDENTS or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):

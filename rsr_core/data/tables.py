@@ -122,6 +122,17 @@ def scores_from_token_table(frame: pd.DataFrame) -> dict[str, TokenScores]:
     return out
 
 
+def temporary_beside(path: Path) -> Path:
+    """A new empty file beside `path` (`.NAME.*.part`) to write `path` under, with the permissions a plain open
+    would give it (the umask's, not mkstemp's private 0600), since it becomes `path`."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(name, 0o666 & ~mask)
+    return Path(name)
+
+
 class TableFileWriter:
     """Writes a table in batches to .parquet, .csv or .jsonl, under a temporary name in the target's folder; the
     file is moved into place only by `close()` (or leaving the `with` block without an error), so an existing
@@ -133,9 +144,7 @@ class TableFileWriter:
         if self.suffix not in TABLE_SUFFIXES:
             raise ValueError(f"{self.path}: unsupported output type {self.suffix!r} (use .parquet, .csv or .jsonl)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temporary_beside(self.path)
         self._parquet = None
         self._rows = 0
 
@@ -201,9 +210,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     For files that are not tables (those go through `TableFileWriter`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temporary_beside(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:

@@ -24,6 +24,7 @@ from rsr_core.data.token_scores import TokenScores
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # 2: verbatim traces spliced into the template, boundary tokens scored
+NOTE_FLAGS = ("rewritten", "canonical_tools")  # kept with an entry, so a run served from the cache says its notes
 ARRAYS = ("token_ids", "offsets", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs")
 
 
@@ -77,7 +78,7 @@ class ScoreCache:
                 raise ValueError("checksum mismatch")
             info = json.loads(text)
             return TokenScores(tokens=info["tokens"], top_tokens=info["top_tokens"], truncated=info["truncated"],
-                               n_context=info["n_context"], **arrays)
+                               n_context=info["n_context"], extra=info.get("notes", {}), **arrays)
         except Exception as e:  # noqa: BLE001 - any unreadable entry is recomputed
             log.warning("cache entry %s is corrupt (%s); recomputing it", path, e)
             self.dropped += 1
@@ -95,7 +96,8 @@ class ScoreCache:
         path = self.path(key)
         arrays = {name: getattr(scores, name) for name in ARRAYS}
         text = json.dumps({"tokens": scores.tokens, "top_tokens": scores.top_tokens,
-                           "truncated": bool(scores.truncated), "n_context": int(scores.n_context)},
+                           "truncated": bool(scores.truncated), "n_context": int(scores.n_context),
+                           "notes": {k: v for k, v in scores.extra.items() if k in NOTE_FLAGS}},
                           ensure_ascii=False)
         tmp = None
         try:

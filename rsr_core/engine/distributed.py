@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -27,6 +29,9 @@ from rsr_core.engine.pipeline import MAX_LEN, ScoringProgress, Sink
 from rsr_core.engine.scoring import TOP_K
 
 BATCH_TRAJECTORIES = 32  # trajectories per actor call; each call plans its own length-bucketed passes
+# what Ray's C++ core logs at error level on every successful run of a Ray Data actor pool (its workers take their
+# configuration from the object store, and an actor restarted after losing it could not start: ray issue 53727)
+FALSE_ALARMS = (b"has constructor arguments in the object store",)
 LIST_COLUMNS = ("token_ids", "starts", "ends", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs")
 
 
@@ -136,6 +141,10 @@ class ScoringActor:
 def _cluster(address: str | None):
     """Start (or join) the Ray cluster, quietly; our own progress bar reports the run."""
     import logging
+    import sys
+
+    if address is None and "ray" not in sys.modules:  # a local cluster: Ray's own default, token authentication,
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # said before Ray reads its configuration, so not noted
 
     import ray
 
@@ -144,6 +153,7 @@ def _cluster(address: str | None):
     package = str(Path(rsr_core.__file__).resolve().parent)
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"py_modules": [package], "env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
@@ -186,23 +196,65 @@ def score_with_ray(trajectories: list[Trajectory], run: RayRun, tokenizer, sink:
     state = ScoringProgress(total=len(trajectories))
     out = RayResult()
     started = time.perf_counter()
-    for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
-        pairs = []
-        for row in table.to_pylist():
-            t = trajectories[row["index"]]  # results travel with their trajectory's position, never by id alone
-            out.rewritten += bool(row["rewritten"])
-            out.canonical_tools += bool(row["canonical_tools"])
-            if row["problem"]:
-                out.errors.append(RecordError(t.source, t.record, row["problem"]))
-            else:
-                pairs.append((t, scores_from_row(row, t.messages, decode, _top_k(row))))
-                state.tokens += len(row["rank"])
-        sink(pairs)
-        state.done += table.num_rows
-        state.seconds = time.perf_counter() - started
-        if progress:
-            progress(state)
+    with without_false_alarms():
+        for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
+            pairs = []
+            for row in table.to_pylist():
+                t = trajectories[row["index"]]  # results travel with their trajectory's position, never by id alone
+                out.rewritten += bool(row["rewritten"])
+                out.canonical_tools += bool(row["canonical_tools"])
+                if row["problem"]:
+                    out.errors.append(RecordError(t.source, t.record, row["problem"]))
+                else:
+                    pairs.append((t, scores_from_row(row, t.messages, decode, _top_k(row))))
+                    state.tokens += len(row["rank"])
+            sink(pairs)
+            state.done += table.num_rows
+            state.seconds = time.perf_counter() - started
+            if progress:
+                progress(state)
     return out
+
+
+@contextmanager
+def without_false_alarms(alarms: tuple[bytes, ...] = FALSE_ALARMS):
+    """This process's stderr (file descriptor 2, where Ray's C++ core writes) without the lines that hold one of
+    `alarms`; everything else passes at once, partial lines (a progress bar) included."""
+    import threading
+
+    sys.stderr.flush()
+    read, write = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    os.close(write)
+
+    def relay() -> None:
+        pending = b""
+        while True:
+            chunk = os.read(read, 1 << 16)
+            if not chunk:
+                break
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            shown = [line for line in lines if not any(a in line for a in alarms)]
+            if shown:
+                os.write(saved, b"\n".join(shown) + b"\n")
+            if pending and not pending.startswith(b"["):  # not a C++ log line: a progress bar, shown now
+                os.write(saved, pending)
+                pending = b""
+        if pending and not any(a in pending for a in alarms):
+            os.write(saved, pending)
+
+    thread = threading.Thread(target=relay, name="rsr-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's write end: the relay drains it and ends
+        thread.join(timeout=5)
+        os.close(saved)
+        os.close(read)
 
 
 def _top_k(row: dict) -> int:

@@ -21,6 +21,7 @@ from rsr_core.engine.scoring import (TOP_K, MemoryBackoff, gpu_token_budget, pla
                                      to_token_scores)
 from rsr_core.data.paths import cache_root
 from rsr_core.data.store import StoreWriter, StudentSettings
+from rsr_core.data.students import student_source
 from rsr_core.data.tables import pairs_table
 from rsr_core.engine.student import Student
 from rsr_core.data.token_scores import TokenScores
@@ -109,6 +110,14 @@ class ScoringResult:
         """What a user should hear once per run."""
         return rewrite_notes(self.rewritten, len(self.canonical_tools_ids))
 
+    def note(self, trajectory_id: str, flags: dict) -> None:
+        """Count a conversation's rendering notes (`Encoded.rewritten`, `.canonical_tools`), from its encoding or
+        its cache entry."""
+        if flags.get("rewritten"):
+            self.rewritten_ids.add(trajectory_id)
+        if flags.get("canonical_tools"):
+            self.canonical_tools_ids.add(trajectory_id)
+
 
 def rewrite_notes(count: int, canonical_tools: int = 0) -> list[str]:
     """The notes for conversations whose template would rewrite the assistant text (scored verbatim anyway) and
@@ -140,7 +149,7 @@ def store_settings(student: Student, max_len: int = MAX_LEN, plain_format: bool 
     rendering = hashlib.sha256(template.encode()).hexdigest()[:16] if template else "plain"
     return StudentSettings(student=student.name, fingerprint=student.fingerprint,
                            dtype=str(student.dtype).replace("torch.", ""), max_len=max_len, top_k=TOP_K,
-                           r_max=R_MAX, extra={"rendering": rendering})
+                           r_max=R_MAX, extra={"rendering": rendering}, source=student_source(student.spec))
 
 
 def store_sink(writer: StoreWriter, student_name: str, refused: list[str]) -> Sink:
@@ -189,6 +198,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
             key = entry_key(student.name, student.fingerprint, template, dtype, max_len, TOP_K, t.identity)
             hit = cache.get(key) if cache else None
             if hit is not None:
+                result.note(t.trajectory_id, hit.extra)
                 hits.append((t, hit))
                 state.cached += 1
                 if len(hits) >= CACHED_BATCH:
@@ -201,10 +211,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], student: Student, *, 
                 result.errors.append(RecordError(t.source, t.record, f"cannot render with the student's template: {e}"))
                 state.done += 1
                 continue
-            if enc.rewritten:
-                result.rewritten_ids.add(t.trajectory_id)
-            if enc.canonical_tools:
-                result.canonical_tools_ids.add(t.trajectory_id)
+            result.note(t.trajectory_id, {"rewritten": enc.rewritten, "canonical_tools": enc.canonical_tools})
             window.append((t, key, enc))
             size += len(enc.input_ids)
             if size >= WINDOW_TOKENS:

@@ -427,4 +427,5 @@ def to_token_scores(item: Encoded, stats: dict[str, np.ndarray], tokenizer) -> T
         surprisal=stats["surprisal"].astype(np.float32), rank=stats["rank"].astype(np.int64),
         entropy=stats["entropy"].astype(np.float32), top_ids=top_ids, top_tokens=top_tokens,
         top_probs=stats["top_probs"].astype(np.float32), truncated=item.truncated, n_context=len(item.input_ids),
+        extra={"rewritten": bool(item.rewritten), "canonical_tools": bool(item.canonical_tools)},
     )

@@ -46,6 +46,9 @@ class Student:
     model: torch.nn.Module | None  # None: tokenizer and configuration only (load_student(with_model=False))
     device: torch.device
     dtype: torch.dtype
+    spec: str = ""  # what the user named: an embedded name, a .gguf file, a model folder or a hub id
+    location: Path | str = ""  # where it loads from: a folder (a converted GGUF's copy) or a hub id
+    trust_remote_code: bool = False
 
     @property
     def vocab_size(self) -> int:
@@ -216,32 +219,49 @@ def load_student(name_or_path: str | None = None, device: str = "auto", dtype: s
     """Load tokenizer and model once, in eval mode, on `device` in `dtype` (see `resolve_device`/`resolve_dtype`).
 
     with_model=False loads the tokenizer and the configuration only (model None): what a process needs that
-    writes results but runs no forward pass (the driver of a distributed run)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    writes results but runs no forward pass (the driver of a distributed run), or that checks where the results go
+    before it pays for the weights (`load_model` adds them)."""
+    from transformers import AutoConfig, AutoTokenizer
 
     name, where = locate(name_or_path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    # a hub model in the local cache loads from there when the hub cannot answer (no retries, no waiting)
-    local = {"local_files_only": True} if isinstance(where, str) and (hub_offline() or not hub_online()) else {}
+    local = _local_only(where)
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **local)
-        if with_model:
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, trust_remote_code=trust_remote_code,
-                                                         **local)
-            config = model.config
-        else:
-            model, config = None, AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code, **local)
+        config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code, **local)
     except Exception as e:  # noqa: BLE001 - damaged or incomplete model files fail in many ways
         raise StudentError(f"cannot load the student {name_or_path!r}: {error_text(e)}") from e
     if not getattr(tok, "is_fast", False):
         raise StudentError(f"the student {name!r} has no fast tokenizer; character offsets need one")
-    if model is not None:
-        model.to(dev).eval()
     if isinstance(where, Path):
         source = where / "rsr_source.json"
         fingerprint = (json.loads(source.read_text())["fingerprint"][:16] if source.exists()
                        else folder_fingerprint(where))
     else:
         fingerprint = str(getattr(config, "_commit_hash", None) or name)
-    return Student(name=name, fingerprint=fingerprint, tokenizer=tok, model=model, device=dev, dtype=dt)
+    student = Student(name=name, fingerprint=fingerprint, tokenizer=tok, model=None, device=dev, dtype=dt,
+                      spec=name_or_path or EMBEDDED, location=where, trust_remote_code=trust_remote_code)
+    return load_model(student) if with_model else student
+
+
+def _local_only(where: Path | str) -> dict:
+    """A hub model in the local cache loads from there when the hub cannot answer (no retries, no waiting)."""
+    return {"local_files_only": True} if isinstance(where, str) and (hub_offline() or not hub_online()) else {}
+
+
+def load_model(student: Student) -> Student:
+    """The student with its weights loaded, in eval mode, on its device in its dtype (a student loaded with
+    `with_model=False`; one that has them is returned as it is)."""
+    from transformers import AutoModelForCausalLM
+
+    if student.model is not None:
+        return student
+    try:
+        model = AutoModelForCausalLM.from_pretrained(student.location, dtype=student.dtype,
+                                                     trust_remote_code=student.trust_remote_code,
+                                                     **_local_only(student.location))
+    except Exception as e:  # noqa: BLE001 - damaged or incomplete model files fail in many ways
+        raise StudentError(f"cannot load the student {student.spec!r}: {error_text(e)}") from e
+    student.model = model.to(student.device).eval()
+    return student

@@ -18,6 +18,7 @@ from rsr_core.ui import state
 
 from rsr_core.analysis.teachers import accuracy_correlations, best_predictor, read_accuracies
 from rsr_core.ui.layout import chart
+from rsr_core.ui.markdown import md_message, md_text
 from rsr_core.ui.metric_labels import metric_label
 from rsr_core.ui.teacher_figures import correlation_figure
 
@@ -128,11 +129,12 @@ def accuracy_input(teachers: list[str], student: str | None, key: str) -> dict[s
         try:
             values = read_accuracy_upload(upload.name, upload.getvalue(), student)
         except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError) as e:
-            st.error(f"{upload.name}: {e}")
+            st.error(f"{md_text(upload.name)}: {md_message(e)}")
         else:
             unknown = sorted(set(values) - set(teachers))
             if unknown:
-                st.warning(f"{len(unknown)} teacher(s) of the file are not in the table: {', '.join(unknown[:10])}")
+                st.warning(f"{len(unknown)} teacher(s) of the file are not in the table: "
+                           f"{md_text(', '.join(unknown[:10]))}")
             known.update({t: v for t, v in values.items() if t in teachers})
             store_accuracies(student, known)
             state.pop(editor_key, None)  # the uploaded values replace what was typed

@@ -20,6 +20,7 @@ from rsr_core.ui import state
 from rsr_core.ui.inspector_figures import (DOTS_UP_TO, rank_bin_histogram, rank_surprisal_scatter, sliding_rsr_figure,
                                            surprisal_histogram, token_positions, zone_share_table)
 from rsr_core.ui.layout import CONTROL_PX, button_row, chart, control_row, metric_row, stacking_columns
+from rsr_core.ui.markdown import md_text
 from rsr_core.ui.metric_labels import count
 from rsr_core.ui.results import table_key
 from rsr_core.ui.token_strip import VIEWS, render_token_strip
@@ -197,7 +198,8 @@ def pick_trajectory(table: pd.DataFrame) -> str | None:
         with box:
             _list_view(table, rows, pages)
     row = state.trajectory_row(tid)
-    st.markdown(f"**{tid}** · {row['teacher']} · problem {row['problem_id']} · RSR {row['rsr']:.3f} · "
+    st.markdown(f"**{md_text(tid)}** · {md_text(row['teacher'])} · problem {md_text(row['problem_id'])} · "
+                f"RSR {row['rsr']:.3f} · "
                 f"{count(row['n_tokens'], 'token')}")
     return tid
 
@@ -257,11 +259,11 @@ def prompt_view(conversation: dict) -> None:
         return
     with st.expander("Prompt", expanded=False):
         for m in context:
-            st.markdown(f"**{m['role']}**" + (" (system prompt)" if m["role"] == "system" else ""))
+            st.markdown(f"**{md_text(m['role'])}**" + (" (system prompt)" if m["role"] == "system" else ""))
             st.text(m["content"])
         if tools:
             names = [str((t.get("function") or t).get("name", "?")) for t in tools]
-            st.markdown(f"**tools offered** ({len(tools)}): {', '.join(names)}")
+            st.markdown(f"**tools offered** ({len(tools)}): {md_text(', '.join(names))}")
             st.json(tools, expanded=False)
 
 
@@ -498,14 +500,14 @@ def side_by_side(tid: str, ts: TokenScores, table: pd.DataFrame, r_max: int, thr
         pid = row["problem_id"]
         same = table[(table["problem_id"] == pid) & (table["trajectory_id"] != tid)]
         if same.empty:
-            st.info(f"No other scored trajectory of problem {pid}.")
+            st.info(f"No other scored trajectory of problem {md_text(pid)}.")
             return
         labels = same.set_index("trajectory_id")
         other = st.selectbox("Second trajectory", same["trajectory_id"].tolist(), key=K_COMPARE_WITH,
                              format_func=lambda t: f"{t} · {labels.at[t, 'teacher']} · RSR {labels.at[t, 'rsr']:.3f}")
-        right_label = f"**{other}** · {labels.at[other, 'teacher']}"
+        right_label = f"**{md_text(other)}** · {md_text(labels.at[other, 'teacher'])}"
         right_row, right_ts = state.trajectory_row(other), state.trajectory_scores(other)
-        left_label = f"**{tid}** · {row['teacher']}"
+        left_label = f"**{md_text(tid)}** · {md_text(row['teacher'])}"
     else:
         students = [s for s in state.other_students() if state.has_results(tid, s)]
         if not students:
@@ -513,8 +515,8 @@ def side_by_side(tid: str, ts: TokenScores, table: pd.DataFrame, r_max: int, thr
                     "press Score (each student's results stay in the dataset's store).")
             return
         other = st.selectbox("Second student", students, key=K_COMPARE_STUDENT)
-        left_label = f"**{state.current_student()}**"
-        right_label = f"**{other}**"
+        left_label = f"**{md_text(state.current_student())}**"
+        right_label = f"**{md_text(other)}**"
         right_row, right_ts = state.trajectory_row(tid, other), state.trajectory_scores(tid, other)
     if right_ts is None:
         st.info("The per-token data of the second one is not in the store.")

@@ -34,6 +34,14 @@ def students(path: str) -> list[str]:
         return []
 
 
+def problems(path: str) -> list[str]:
+    """What keeps results of the store at `path` from being read (`ResultsStore.problems`); [] for no store."""
+    try:
+        return store(path).problems()
+    except (StoreError, OSError):
+        return []
+
+
 def generation(path: str, student: str) -> int:
     """Grows with every commit of the student's results (a reader reloads then)."""
     return store(path).generation(student)

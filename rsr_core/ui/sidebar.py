@@ -20,6 +20,7 @@ import importlib.util
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,12 +30,14 @@ from rsr_core.analysis.metrics import R_MAX
 from rsr_core.analysis.zones import RANK_THRESHOLD, SURPRISAL_THRESHOLD
 from rsr_core.data import demo
 from rsr_core.data.formats import read_inputs
-from rsr_core.data.paths import STORE_ENV, PathRefused, allowed_path, cache_root, data_roots
+from rsr_core.data.paths import STORE_ENV, PathRefused, allowed_path, cache_root, data_roots, model_roots
 from rsr_core.data.sources import (FolderTooLarge, download_hub_dataset, first_data_file, hub_model_cached,
                                    hub_reachable, list_data_files, record_fields, sweep_uploads, upload_root)
-from rsr_core.data.store import ResultsStore, StoreError
-from rsr_core.data.students import EMBEDDED, EMBEDDED_STUDENTS, is_hub_id, student_name
+from rsr_core.data.store import ResultsStore, StoreError, writer_problem
+from rsr_core.data.students import (EMBEDDED, EMBEDDED_STUDENTS, allowed_student, is_hub_id, is_local_spec,
+                                    student_name)
 from rsr_core.ui import results, state
+from rsr_core.ui.markdown import md_code, md_message, md_text
 from rsr_core.ui.metric_labels import count
 from rsr_core.ui.demo import demo_trajectories
 
@@ -48,6 +51,7 @@ DATASET_KINDS = {"demo": "bundled demo", "store": "results store on the server",
 AUTO = "(auto-detect)"
 MAX_ERRORS_SHOWN = 200
 REFRESH_SECONDS = 3.0  # while scoring, the page is redrawn with partial results at most this often
+CAPTION_BUSY_S, CAPTION_IDLE_S = 2.0, 10.0  # "N of M have scores" is read again this often (a run on it / none)
 LISTING_TTL = 60  # seconds a folder's listing and a file's fields are reused (also renewed when the folder changes)
 
 # widget keys (the sidebar is drawn on every run, so their values persist across pages)
@@ -156,12 +160,41 @@ def _student_picker() -> tuple[str | None, str | None]:
         help="The model whose ranks and surprisals RSR is computed from; 'scored' students have results on this "
              "dataset and need no model to show them. The embedded SmolLM2-135M-Instruct runs on a laptop CPU.")
     if choice != OTHER_STUDENT:
-        return choice, choice
+        return (_scored_spec(choice) if choice in scored else choice), choice
     spec = st.text_input("Model", key=state.keep(W_STUDENT_SPEC),
                          placeholder="Qwen/Qwen2.5-0.5B-Instruct or /models/x.gguf",
-                         help="A Hugging Face model id, a local model folder or a .gguf file.").strip()
+                         help="A Hugging Face model id, or a local model folder or .gguf file in the server's "
+                              "model folders (RSR_MODEL_ROOTS; by default its data folders).").strip()
     state.remember(W_STUDENT_SPEC)
-    return (spec, student_name(spec)) if spec else (None, None)
+    if not spec:
+        return None, None
+    try:
+        return allowed_student(spec, model_roots()), student_name(spec)
+    except PathRefused as e:
+        st.error(md_message(e))
+        return None, None
+
+
+def _scored_spec(name: str) -> str | None:
+    """What a student with results is loaded from to score more: where its results say it was loaded from (a
+    model folder, a .gguf file, a hub id), else its name. None, with a caption, when that is a local model this
+    server cannot load (gone, or outside its model folders)."""
+    path = state.student_store(name)
+    try:
+        source = results.store(path).settings(name).source if path else ""
+    except (StoreError, KeyError, OSError):
+        return name
+    if not source or not is_local_spec(source):
+        return source or name
+    try:
+        allowed = allowed_student(source, model_roots())
+    except PathRefused:
+        allowed = None
+    if allowed is None or not Path(allowed).exists():
+        st.caption(f"{md_text(name)} was scored from a local model ({md_code(source)}) that this server cannot load "
+                   "now; to score more, choose *other* and give its folder or .gguf file.")
+        return None
+    return allowed
 
 
 def _dataset_picker() -> state.Dataset | None:
@@ -178,18 +211,20 @@ def _dataset_picker() -> state.Dataset | None:
         return state.current_dataset()
     if kind == "store":
         return _store_dataset(env_store)
-    path, label, first = _source_path(kind)
-    if path is None:
+    source = _source_path(kind)
+    if source is None:
         if _dataset_changed(f"{kind}:none"):
             state.set_dataset(state.Dataset(f"{kind}:none", "no data yet"))
         return state.current_dataset()
-    fields = _field_pickers(path, first)
+    path, label = source.path, source.label
+    fields = _field_pickers(path, source.first)
     stamp = path.stat().st_mtime_ns if path.exists() else 0
     key = f"{kind}:{path}:{stamp}:" + ":".join(str(v) for v in fields.values())
     if _dataset_changed(key):
         with st.spinner("Reading trajectories…"):
             try:  # references are kept; the Selection page checks the answers against them
-                read = read_inputs([path], **fields, check_answers=False)
+                read = read_inputs([path], **fields, check_answers=False, roots=source.roots,
+                                   listing=source.listing)
                 trajectories, errors, notes = read.trajectories, read.errors, read.notes
             except Exception as e:  # noqa: BLE001 - shown to the user, never a traceback
                 trajectories, errors, notes = [], [f"{path}: cannot read: {type(e).__name__}: {e}"], []
@@ -213,7 +248,7 @@ def _store_dataset(env_store: str) -> state.Dataset | None:
     try:
         path = str(allowed_path(text, data_roots()))
     except PathRefused as e:
-        st.error(str(e))
+        st.error(md_message(e))
         if _dataset_changed("store:refused"):
             state.set_dataset(state.Dataset("store:refused", "no data yet"))
         return state.current_dataset()
@@ -222,7 +257,7 @@ def _store_dataset(env_store: str) -> state.Dataset | None:
         try:
             ResultsStore(path)
         except (StoreError, OSError) as e:
-            st.error(f"{path}: {e}")
+            st.error(f"{md_text(path)}: {md_message(e)}")
             state.set_dataset(state.Dataset(f"{key}:bad", "no data yet"))
             return state.current_dataset()
         state.set_dataset(state.Dataset(key, path, (path,), path, from_store=True))
@@ -234,21 +269,33 @@ def _dataset_changed(key: str) -> bool:
     return current is None or current.key != key
 
 
-def _source_path(kind: str) -> tuple[Path | None, str | None, Path | None]:
-    """The local file or folder of a file dataset, a label and its first data file; (None, None, None) until one
-    is given, or when it is refused (the reason is shown)."""
+@dataclass(frozen=True)
+class Source:
+    """A file dataset's local file or folder, its label, its first data file, and what the reader must keep to:
+    the folders it may read (`roots`, resolved again as each file opens) and, for a folder, the checked listing of
+    its files (nothing added since is read)."""
+
+    path: Path
+    label: str
+    first: Path | None
+    roots: tuple[Path, ...] | None = None
+    listing: tuple[str, ...] | None = None
+
+
+def _source_path(kind: str) -> Source | None:
+    """The source of a file dataset; None until one is given, or when it is refused (the reason is shown)."""
     if kind == "upload":
         up = st.file_uploader("Trajectories", type=["jsonl", "json", "parquet", "csv"], key="sidebar_upload",
                               help="messages, ShareGPT, Alpaca or plain prompt/response columns. The file is kept "
                                    "in a private folder of this session and removed when the session ends.")
         if up is None:
-            return None, None, None
+            return None
         try:
             path = state.upload_folder().save(up.name, up.getvalue())
         except (OSError, ValueError) as e:
-            st.error(str(e))
-            return None, None, None
-        return path, up.name, path
+            st.error(md_message(e))
+            return None
+        return Source(path, up.name, path)
     if kind == "path":
         text = st.text_input("File or folder on the server", key=state.keep("sidebar_path"),
                              placeholder="data/pool.jsonl or a folder with one subfolder per teacher",
@@ -256,36 +303,36 @@ def _source_path(kind: str) -> tuple[Path | None, str | None, Path | None]:
                                   "data/ folder and the folder the server was started in).").strip()
         state.remember("sidebar_path")
         if not text:
-            return None, None, None
-        roots = data_roots()
+            return None
+        roots = tuple(data_roots())
         try:
             path = allowed_path(text, roots)
         except PathRefused as e:
-            st.error(str(e))
-            return None, None, None
+            st.error(md_message(e))
+            return None
         if not path.exists():
-            st.error(f"{path}: no such file or folder on the server")
-            return None, None, None
+            st.error(f"{md_text(path)}: no such file or folder on the server")
+            return None
         if path.is_file():
-            return path, str(path), path
+            return Source(path, str(path), path, roots)
         try:
             files = _folder_files(str(path), path.stat().st_mtime_ns, tuple(str(r) for r in roots))
         except (FolderTooLarge, PathRefused) as e:
-            st.error(str(e))
-            return None, None, None
+            st.error(md_message(e))
+            return None
         if not files:
-            st.error(f"{path}: no .jsonl, .json, .parquet or .csv files in this folder")
-            return None, None, None
-        return path, str(path), first_data_file(path, [Path(f) for f in files])
+            st.error(f"{md_text(path)}: no .jsonl, .json, .parquet or .csv files in this folder")
+            return None
+        return Source(path, str(path), first_data_file(path, [Path(f) for f in files]), roots, tuple(files))
     path, label = _hub_source()
     if path is None:
-        return None, None, None
+        return None
     try:
         files = _folder_files(str(path), path.stat().st_mtime_ns, (str(path),))
-        return path, label, first_data_file(path, [Path(f) for f in files])
+        return Source(path, label, first_data_file(path, [Path(f) for f in files]), (path,), tuple(files))
     except (FolderTooLarge, PathRefused, OSError) as e:
-        st.error(str(e))
-        return None, None, None
+        st.error(md_message(e))
+        return None
 
 
 def _hub_source() -> tuple[Path | None, str | None]:
@@ -303,11 +350,11 @@ def _hub_source() -> tuple[Path | None, str | None]:
                    "set). Download the files elsewhere and open them as a file or folder on the server.")
         return None, None
     if st.button("Fetch", key="sidebar_hub_fetch"):
-        with st.spinner(f"Downloading {repo}…"):
+        with st.spinner(f"Downloading {md_text(repo)}…"):
             try:
                 fetched[(repo, pattern)] = download_hub_dataset(repo, pattern)
             except RuntimeError as e:
-                st.error(str(e))
+                st.error(md_message(e))
                 return None, None
         state.put(HUB_FOLDERS, fetched)
         return fetched[(repo, pattern)], repo
@@ -385,9 +432,9 @@ def _score_controls(spec: str | None, name: str | None, dataset: state.Dataset |
     job: ScoringJob | None = state.current_job()
     running = job is not None and job.running
     todo, total = _todo(dataset, name)
-    if total and name:
-        st.caption(f"{total - len(todo):,} of {count(total, 'trajectory', 'trajectories')} "
-                   f"{'has' if total == 1 else 'have'} scores under **{name}**.")
+    if total and name:  # redrawn on its own, so that it follows a run another session started on this dataset
+        busy = any(dataset is not None and str(j.store) == str(dataset.writable) for j in _running_jobs())
+        st.fragment(run_every=CAPTION_BUSY_S if busy else CAPTION_IDLE_S)(_scores_caption)(dataset, name)
     limit = st.number_input("Score at most (0 = all)", min_value=0, value=0, step=10, key=W_LIMIT,
                             help="Trajectories to score in this run, in input order; cached ones cost nothing.")
     left, right = st.columns(2)
@@ -403,22 +450,46 @@ def _score_controls(spec: str | None, name: str | None, dataset: state.Dataset |
     _job_status()
 
 
+def _scores_caption(dataset: state.Dataset, name: str) -> None:
+    """How many of the dataset's trajectories have scores under the student (read again at each call)."""
+    todo, total = _todo(dataset, name)
+    st.caption(f"{total - len(todo):,} of {count(total, 'trajectory', 'trajectories')} "
+               f"{'has' if total == 1 else 'have'} scores under **{md_text(name)}**.")
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> list:
+    """Every scoring run started in this server process, by any session (the finished ones are dropped)."""
+    return []
+
+
+def _running_jobs() -> list:
+    jobs = _jobs()
+    jobs[:] = [j for j in jobs if j.running]
+    return list(jobs)
+
+
 def _start_job(spec: str, dataset: state.Dataset, todo: list[str]) -> bool:
+    problem = writer_problem(dataset.writable, student_name(spec)) if dataset.writable else None
+    if problem:  # a damaged or locked store says so before the model is loaded
+        st.error(md_message(problem))
+        return False
     if is_hub_id(spec) and not _hub_is_reachable() and not hub_model_cached(spec):
-        st.error(f"The Hugging Face hub cannot be reached from this server and {spec!r} is not in the local Hugging "
-                 "Face cache. Download the model elsewhere and give its folder, or a .gguf file.")
+        st.error(f"The Hugging Face hub cannot be reached from this server and {md_text(repr(spec))} is not in the "
+                 "local Hugging Face cache. Download the model elsewhere and give its folder, or a .gguf file.")
         return False
     from rsr_core.engine.job import ScoringJob  # the engine (torch) is imported here, when Score is pressed
     from rsr_core.engine.student import StudentError
 
     try:
-        with st.spinner(f"Loading {spec}…"):
+        with st.spinner(f"Loading {md_text(spec)}…"):
             student = get_student(spec)
     except StudentError as e:
-        st.error(str(e))
+        st.error(md_message(e))
         return False
     except Exception as e:  # noqa: BLE001 - any failure to load is the user's to read, not a traceback
-        st.error(f"cannot load the student {spec!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        first = str(e).splitlines()[0] if str(e) else ""
+        st.error(f"cannot load the student {md_text(repr(spec))}: {type(e).__name__}: {md_message(first)}")
         return False
     if dataset.from_store:
         source, known = dataset.stores[0], state.students()
@@ -430,6 +501,7 @@ def _start_job(spec: str, dataset: state.Dataset, todo: list[str]) -> bool:
         job = ScoringJob([t for t in dataset.trajectories if t.trajectory_id in wanted], student, scoring_lock(),
                          dataset.writable)
     state.set_job(job.start())
+    _jobs().append(job)
     state.put(FINAL_RERUN, False)
     return True
 
@@ -452,17 +524,17 @@ def _job_status_body() -> None:
     st.progress(p.fraction, text=text)  # the pass in flight counted too: the bar moves inside a long trajectory
     if job.finished:
         if job.failure:
-            st.error(f"Scoring failed: {job.failure}")
+            st.error(f"Scoring failed: {md_message(job.failure)}")
         elif job.stopped:
             st.info(f"Stopped: {p.done:,} of {count(p.total, 'trajectory', 'trajectories')} "
                     f"{'has' if p.total == 1 else 'have'} scores; Score resumes with the rest.")
         else:
             st.success(f"Scored {count(job.written, 'trajectory', 'trajectories')}.")
         for note in job.notes:
-            st.info(note)
+            st.info(md_message(note))
         if job.errors:
             st.warning(f"{count(len(job.errors), 'trajectory', 'trajectories')} could not be scored:\n\n"
-                       + "\n".join(f"- {e}" for e in job.errors[:20]))
+                       + "\n".join(f"- {md_message(e)}" for e in job.errors[:20]))
     _refresh_pages(job)
 
 
@@ -490,15 +562,17 @@ def _dataset_messages(dataset: state.Dataset | None) -> None:
     reader's notes (ids qualified, candidates left in a list column)."""
     if dataset is None:
         return
+    for problem in state.store_problems():
+        st.error(md_message(problem))
     for note in dataset.notes:
-        st.info(note)
+        st.info(md_message(note))
     if dataset.errors:
         n_ok = len(dataset.trajectories)
         st.warning(f"{len(dataset.errors)} record(s) could not be read and are left out; "
                    f"{n_ok} readable trajectories are used.")
         with st.expander("Unreadable records"):
             shown = dataset.errors[:MAX_ERRORS_SHOWN]
-            st.markdown("\n".join(f"- `{e}`" for e in shown)
+            st.markdown("\n".join(f"- {md_code(e)}" for e in shown)
                         + (f"\n\n… and {len(dataset.errors) - len(shown)} more" if len(dataset.errors) > len(shown)
                            else ""))
     elif dataset.key.endswith(":none"):

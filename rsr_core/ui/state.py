@@ -39,6 +39,7 @@ from rsr_core.data.store import StoreError
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import Trajectory
 from rsr_core.ui import results
+from rsr_core.ui.markdown import md_message
 
 RMAX = "r_max"
 STUDENT_NAME = "student_name"
@@ -193,13 +194,35 @@ def current_table() -> pd.DataFrame:
     return student_table()
 
 
+def store_problems() -> list[str]:
+    """What keeps results of the current dataset's stores from being read (damaged or unknown-version student
+    folders, missing files), one message each naming the file and what to do."""
+    dataset = current_dataset()
+    return [problem for path in (dataset.stores if dataset else ()) for problem in results.problems(path)]
+
+
 def scored_table_or_stop() -> pd.DataFrame:
-    """The current trajectory table; when there is none yet, say how to get one and end the page's run."""
-    table = current_table()
+    """The current trajectory table; when there is none, say why (the store's damage, or how to get scores) and end
+    the page's run."""
+    try:
+        table = current_table()
+    except (StoreError, OSError, KeyError) as e:  # a store damaged after it was opened
+        st.error(md_message(e.args[0] if isinstance(e, KeyError) and e.args else e))
+        st.stop()
     if table.empty:
-        st.info(NO_SCORES)
+        say_no_scores()
         st.stop()
     return table
+
+
+def say_no_scores() -> None:
+    """Why there is nothing to show: the damage that keeps a store's results from being read, else how to get
+    scores."""
+    problems = store_problems()
+    for problem in problems:
+        st.error(md_message(problem))
+    if not problems:
+        st.info(NO_SCORES)
 
 
 def trajectory_scores(tid: str, student: str | None = None) -> TokenScores | None:
