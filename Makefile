@@ -51,6 +51,7 @@ lint: install-dev
 
 bench: install-dev
 	$(PY) bench/bench_scoring.py
+	$(PY) bench/bench_rescore.py
 
 # Regenerate the demo pool's precomputed scores (a small results store, bundled so the app opens without scoring).
 DEMO_STORE := data/demo/store

@@ -4,9 +4,16 @@ Runs on 64 real teacher trajectories (../shared/data/eit_math, Gemini level 6) a
 Measures response tokens/s of both in fp32 (same process, same model, start-up excluded), the engine in bf16
 with its agreement with fp32 (mean relative RSR difference, Spearman of trajectory RSR), and the peak resident
 memory of scoring the long trajectory through the CLI and through the naive scorer, each in a fresh process.
+
+The output layer's share: on the same pool, in interleaved rounds (the best of each side counts: shared machines
+are noisy), the transformer body alone (no output layer), the engine without the same-pass Brier terms (RSR's
+statistics only) and the engine as it runs; with the host's fp32 matmul GFLOP/s measured in the same run, so the
+figures mean the same on any CPU. head_share = 1 - body time / engine time; extras_cost = 1 - engine tokens/s /
+engine-without-extras tokens/s.
+
 Writes bench/results/cpu.json and prints a Markdown table (quoted in the README).
 
-usage: python bench/bench_scoring.py [--n 64] [--skip-memory]
+usage: python bench/bench_scoring.py [--n 64] [--rounds 2] [--skip-memory]
 """
 from __future__ import annotations
 
@@ -30,7 +37,10 @@ SHARED = ROOT.parent / "shared" / "data" / "eit_math" / "math_gemini_level6_rank
 from bench.naive import naive_score  # noqa: E402
 
 from rsr_core.analysis.metrics import trajectory_metrics  # noqa: E402
+from rsr_core.engine import cpu_head  # noqa: E402
+from rsr_core.engine.chat_format import encode  # noqa: E402
 from rsr_core.engine.pipeline import score_trajectories  # noqa: E402
+from rsr_core.engine.scoring import LARK_K, padded_ids, score_batch  # noqa: E402
 from rsr_core.engine.student import load_student  # noqa: E402
 from rsr_core.data.trajectory import Trajectory  # noqa: E402
 
@@ -57,6 +67,61 @@ def engine(student, convs):
     return metrics, dt
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """The host's fp32 matmul speed: the best of `reps` [n, n] @ [n, n] products, in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def head_share(student, convs, rounds: int) -> dict:
+    """Body-only, engine-without-extras and engine tokens/s on the pool, one conversation per pass as the CPU
+    engine runs them, in `rounds` interleaved rounds; the best of each."""
+    items = [encode(c, student.tokenizer) for c in convs]
+    pad = student.tokenizer.pad_token_id
+    n_tok = sum(len(x.positions) for x in items)
+
+    def body():
+        for x in items:
+            student.model.base_model(input_ids=padded_ids([x], pad), use_cache=False)
+
+    def engine_with(lark: int):
+        return lambda: [score_batch(student.model, [x], pad, lark=lark) for x in items]
+
+    sides = {"body": body, "without_extras": engine_with(0), "engine": engine_with(LARK_K)}
+    engine_with(LARK_K)()  # warm-up: the kernel built and loaded, caches filled
+    best = {name: float("inf") for name in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            best[name] = min(best[name], _timed(fn))
+    return {"head_tokens": n_tok, "compiled_cpu_head": cpu_head.available(),
+            "matmul_fp32_gflops": matmul_gflops(),
+            "body_only_tokens_per_s": n_tok / best["body"],
+            "engine_without_extras_tokens_per_s": n_tok / best["without_extras"],
+            "engine_with_extras_tokens_per_s": n_tok / best["engine"],
+            "head_share": 1 - best["body"] / best["engine"],
+            "extras_cost": 1 - best["without_extras"] / best["engine"]}
+
+
 def peak_rss_gb(cmd: list[str]) -> float:
     """Peak resident memory of a command, in GB (2**30 bytes), measured by a fresh wrapper process."""
     wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
@@ -68,6 +133,7 @@ def peak_rss_gb(cmd: list[str]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the output-layer measures")
     ap.add_argument("--skip-memory", action="store_true")
     a = ap.parse_args()
     if not SHARED.exists():
@@ -87,7 +153,7 @@ def main() -> int:
     rsr_naive = np.array([m["rsr"] for m in naive])
     rsr16 = np.array([m["rsr"] for m in ours_bf16])
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{cpu_model()}, {platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "student": fp32.name, "trajectories": len(convs), "response_tokens": n_tok,
         "engine_fp32_tokens_per_s": n_tok / t_ours, "naive_fp32_tokens_per_s": n_tok / t_naive,
         "speedup_fp32": t_naive / t_ours,
@@ -95,6 +161,7 @@ def main() -> int:
         "engine_bf16_tokens_per_s": n_tok / t_bf16, "bf16_speedup_over_fp32": t_ours / t_bf16,
         "bf16_mean_rel_rsr_diff": float(np.mean(np.abs(rsr16 - rsr32) / rsr32)),
         "bf16_spearman_rsr": float(spearmanr(rsr16, rsr32).statistic),
+        **head_share(fp32, convs, a.rounds),
     }
     if not a.skip_memory:
         with tempfile.TemporaryDirectory() as tmp:

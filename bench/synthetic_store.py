@@ -107,10 +107,12 @@ def token_columns(rng, ids: list[str], lengths: np.ndarray, params: list[tuple[f
         end[a:b] = c
         start[a:b] = c - sizes[a:b]
         contents.append("".join(texts[a:b].tolist()))
+    lark = ((1 - np.exp(-s.astype(np.float64))) ** 2 * rng.uniform(1.0, 1.6, t)).astype(np.float32)  # (1-p)^2 + ...
     columns = TokenColumns(
         trajectory_id=list(ids), lengths=np.asarray(lengths, np.int64), token_id=token_id, start=start, end=end,
         turn=np.zeros(t, np.int32), surprisal=s, rank=r, entropy=e, top_ids=top_ids, top_probs=top_probs,
-        truncated=np.zeros(len(ids), bool), n_context=np.asarray(lengths, np.int64) + 60)
+        truncated=np.zeros(len(ids), bool), n_context=np.asarray(lengths, np.int64) + 60,
+        brier=(lark * np.float32(0.98)), lark_brier=lark)
     return columns, contents
 
 
@@ -160,11 +162,18 @@ def _run(run) -> str:
     return run if isinstance(run, str) else f"r{run}"
 
 
-def table_rows(rows, aggregates: agg.RankAggregates, rng) -> pd.DataFrame:
+def table_rows(rows, aggregates: agg.RankAggregates, rng, same_pass: bool = False) -> pd.DataFrame:
+    """The trajectory-table rows of the plan's `rows`; same_pass: with drawn Brier columns (results without
+    tokens, where the store cannot compute them)."""
     frame = pd.DataFrame({"trajectory_id": [r[0] for r in rows], "problem_id": [r[1] for r in rows],
                           "teacher": [r[2] for r in rows], "run": [_run(r[3]) for r in rows], "student": STUDENT})
     for name, values in agg.metric_columns(aggregates, 100).items():
         frame[name] = values
+    if same_pass:
+        rho = rng.normal(0.3, 0.03, len(rows)).clip(0.05)
+        frame["lark_rho"] = rho
+        frame["lark_brier"] = rho * frame["avg_surprisal"].to_numpy()
+        frame["brier"] = frame["lark_brier"] * 0.98
     frame["truncated"] = False
     frame["n_context"] = aggregates.n + 60
     frame["correct"] = pd.array(rng.random(len(rows)) < 0.6, dtype="boolean")
@@ -235,7 +244,8 @@ def _append_aggregates(writer, rest, done, pending, rng) -> int:
     aggregates = agg.concat_aggregates(pending)
     batch = rest[done:done + len(aggregates)]
     placeholder = ["(synthetic: per-token data not generated)"] * len(batch)
-    result = writer.append_aggregates(trajectories(batch, placeholder), aggregates, table_rows(batch, aggregates, rng))
+    result = writer.append_aggregates(trajectories(batch, placeholder), aggregates,
+                                      table_rows(batch, aggregates, rng, same_pass=True))
     assert not result.errors, result.errors[:3]
     return done + len(batch)
 

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from rsr_core.analysis import explain
+from rsr_core.ui import edit_mode
 from rsr_core.ui import inspector as ui
 from rsr_core.ui import state
 from rsr_core.ui.layout import stacking_columns
@@ -40,5 +41,7 @@ with left:
 with right:
     ui.token_charts(tid, ts, r_max, thresholds, float(row["rsr"]), page)
 ui.why_this_score(tid, ts, r_max, page, window, answers)
+st.divider()
+edit_mode.edit_section(tid, ts, messages, r_max, thresholds, state.get(ui.K_VIEW, "rank"))
 st.divider()
 ui.side_by_side(tid, ts, table, r_max, thresholds, page)

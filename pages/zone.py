@@ -29,6 +29,9 @@ CARTOON = {  # demo trajectory id -> (solution, the cartoon's reading)
     "p01-calculus": ("calculus", "too informative"),
 }
 
+REWRITE = "p01-calculus"  # the guided rewrite's trajectory
+K_REWRITE = "zpd_rewrite_scores"
+
 TOKEN_PROBABILITIES = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05,
                        0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -221,6 +224,82 @@ def cartoon_section(r_max: int, thresholds: ZoneThresholds) -> None:
     for tab, tid in zip(st.tabs([f"{CARTOON[t][0]} ({CARTOON[t][1]})" for t in ids]), ids):
         with tab:
             render_token_strip(scores[tid], colour_by=view, r_max=r_max, thresholds=thresholds)
+    if REWRITE in scores:
+        rewrite_section(scores[REWRITE], student, r_max, thresholds, view)
+
+
+def rewrite_section(ts, student_name: str, r_max: int, thresholds: ZoneThresholds, view: str) -> None:
+    """A guided rewrite: remove the span that raises the calculus solution's RSR most and score it again."""
+    from rsr_core.data import demo
+    from rsr_core.ui import edit_mode
+    from rsr_core.ui.demo import demo_trajectories
+
+    st.subheader("Try a rewrite")
+    original = next((t for t in demo_trajectories()[0] if t.trajectory_id == REWRITE), None)
+    if original is None:
+        return
+    edit = suggested_removal(original, ts, r_max)
+    if edit is None:
+        return
+    old, (a, b) = edit
+    st.markdown(
+        "Could the *too informative* solution be brought into the zone by writing it differently? The inspector "
+        "names the span that raises its RSR most; the suggested edit removes its sentences:")
+    st.markdown("> " + md_message(old[a:b].strip()).replace("\n", "\n> "))
+    st.caption("In the app's Inspector, *Edit* does the same on any trajectory, and keeps the result as a new "
+               "candidate of its problem.")
+    if st.button("Apply the edit and rescore", key="zpd_rewrite"):
+        student = edit_mode.student_for(student_name)
+        if student is None:
+            return
+        plain, max_len = edit_mode.store_format(str(demo.DEMO_STORE), student_name)
+        edited = replace_response(original, old[:a] + old[b:])
+        with st.spinner("Scoring the edited solution…"):
+            state.put(K_REWRITE, edit_mode.rescore_now(student, edited, REWRITE, plain, max_len))
+    result = state.get(K_REWRITE)
+    if result is None:
+        return
+    after = result.scores
+    before_m, after_m = trajectory_metrics(ts.surprisal, ts.rank, ts.entropy, r_max), \
+        trajectory_metrics(after.surprisal, after.rank, after.entropy, r_max)
+    shares = [zone_summary(x.rank, x.surprisal, r_max, thresholds) for x in (ts, after)]
+    st.dataframe(pd.DataFrame([{"": label, "RSR": m["rsr"], "mean clipped rank": m["avg_rank_clipped"],
+                                "mean surprisal": m["avg_surprisal"], "tokens": m["n_tokens"],
+                                **{f"% {ZONE_LABELS[z]}": 100 * sh[z]["token_share"] for z in sh}}
+                               for label, m, sh in zip(("as written", "edited"), (before_m, after_m), shares)]),
+                 hide_index=True, key="zpd_rewrite_table")
+    fell = after_m["rsr"] < before_m["rsr"]
+    st.markdown(
+        f"RSR {'fell' if fell else 'rose'} from {before_m['rsr']:.3f} to {after_m['rsr']:.3f}. " + (
+            "Without the span the rest sits closer to the student's zone." if fell else
+            "The removed sentences were not the problem for this student on their own: the rest of the solution "
+            "is as far from what it would write, and what is left has less surprisal to share the ranks with. "
+            "RSR is a ratio: removing tokens helps only when they are ranked worse than their surprisal warrants "
+            "in the text that remains."))
+    edit_mode.result_view(REWRITE, ts, result, r_max, thresholds, view)
+
+
+def suggested_removal(t, ts, r_max: int) -> tuple[str, tuple[int, int]] | None:
+    """(the response, the characters to remove): the whole sentences of the span that raises RSR most."""
+    from rsr_core.analysis import explain
+    from rsr_core.analysis.rewrites import part_bounds, removal, token_chars
+    from rsr_core.data.trajectory import assistant_text, part_starts
+    from rsr_core.ui.inspector import default_window
+
+    message = next(m for m in reversed(t.messages) if m["role"] == "assistant")
+    spans = explain.top_spans(ts.surprisal, ts.rank, r_max, default_window(len(ts)), k=1)
+    if not spans:
+        return None
+    text = assistant_text(message)
+    a, b = removal(text, *token_chars(ts.offsets, spans[0].start, spans[0].stop),
+                   part_bounds(text, part_starts(message)[0]), sentences=True)
+    return (text, (a, b)) if b > a else None
+
+
+def replace_response(t, text: str):
+    from rsr_core.data.edits import Edit, edited_trajectory
+
+    return edited_trajectory(t, Edit(t.trajectory_id, response=text), taken=())
 
 
 r_max = state.current_r_max()

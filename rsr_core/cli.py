@@ -14,7 +14,8 @@ import sys
 COMMANDS = {
     "score": ("score", "score trajectories under a student into a results store or a trajectory table"),
     "report": ("report", "print the per-teacher dataset-level table of a trajectory table or a results store"),
-    "select": ("select", "keep one trajectory per problem and export it with provenance"),
+    "select": ("select", "keep one trajectory (or the B best) per problem and export it with provenance"),
+    "rescore": ("rescore", "score edited versions of stored trajectories and add them to the store as candidates"),
     "teachers": ("teachers", "compare teachers: dataset RSR with bootstrap intervals, budgeted selection"),
     "reproduce-paper": ("reproduce_paper", "recompute the paper's metric/accuracy correlations from its tables"),
     "import-scores": ("import_scores", "turn a trajectory table and its token table into a results store"),

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from rsr_core.data.trajectory import Trajectory
-from rsr_core.engine import fused_stats
+from rsr_core.engine import cpu_head, fused_stats
 from rsr_core.engine.chat_format import encode
 from rsr_core.engine.pipeline import score_trajectories
-from rsr_core.engine.scoring import (MemoryBackoff, reduce_logits, score_batch, score_batch_backoff,
+from rsr_core.engine.scoring import (LARK_K, MemoryBackoff, reduce_logits, score_batch, score_batch_backoff,
                                      token_statistics)
 from tests.conftest import ROOT
 
@@ -95,7 +95,7 @@ def test_backoff_splits_a_batch_larger_than_what_fitted(student, encoded, alone)
 def brute_force(logits: np.ndarray, targets: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """The definitions row by row in float64: surprisal = logsumexp - logit[target] (NaN when the row holds a
     NaN), rank = 1 + #{v: logit[v] > logit[target]} (a NaN compares false), entropy, top-k values."""
-    out = {"lse": [], "surprisal": [], "rank": [], "entropy": [], "top_values": []}
+    out = {"lse": [], "surprisal": [], "rank": [], "entropy": [], "top_values": [], "brier": [], "lark_brier": []}
     for row, t in zip(logits.astype(np.float64), targets):
         finite = row[np.isfinite(row)]
         m = finite.max()
@@ -107,6 +107,13 @@ def brute_force(logits: np.ndarray, targets: np.ndarray, k: int) -> dict[str, np
         out["rank"].append(1 + int((row > row[t]).sum()))
         out["entropy"].append(np.nan if nan else -(p * np.log(p)).sum())
         out["top_values"].append(np.sort(row[~np.isnan(row)])[::-1][:k])
+        full = np.where(np.isfinite(row), np.exp(row - lse), 0.0)  # the softmax over the whole vocabulary
+        out["brier"].append(np.nan if nan else 1 - 2 * full[t] + (full ** 2).sum())
+        head = np.sort(row)[::-1][:LARK_K]  # LARK: the 50 largest logits renormalised, the target in them or not
+        q = np.exp(head - head[0]) / np.exp(head - head[0]).sum()
+        inside = (row > row[t]).sum() < LARK_K
+        out["lark_brier"].append(np.nan if nan else 1 - 2 * (np.exp(row[t] - head[0]) / np.exp(head - head[0]).sum()
+                                                              if inside else 0.0) + (q ** 2).sum())
     return {name: np.asarray(v) for name, v in out.items()}
 
 
@@ -130,7 +137,7 @@ def check_against_brute_force(stats: dict[str, torch.Tensor], logits: torch.Tens
     want = brute_force(logits.numpy(), targets.numpy(), k)
     nan_rows = torch.isnan(logits).any(-1).numpy()
     np.testing.assert_array_equal(stats["rank"].numpy(), want["rank"])
-    for name in ("surprisal", "entropy"):
+    for name in ("surprisal", "entropy", "brier", "lark_brier"):
         got = stats[name].numpy()
         assert np.isnan(got[nan_rows]).all()
         np.testing.assert_allclose(got[~nan_rows], want[name][~nan_rows], rtol=1e-5, atol=1e-5, err_msg=name)
@@ -147,17 +154,62 @@ def check_against_brute_force(stats: dict[str, torch.Tensor], logits: torch.Tens
 def test_reduction_against_brute_force_with_ties_inf_and_nan():
     logits, targets = logits_with_ties_inf_and_nan()
     check_against_brute_force(token_statistics(logits, targets, 5), logits, targets, 5)
-    pieces = reduce_logits(logits, targets, 5)  # the CPU path: 16 rows at a time
+    pieces = reduce_logits(logits, targets, 5)  # the CPU path: the compiled kernel where it builds
     merged = {name: torch.cat([p[name] for p in pieces]) for name in pieces[0]}
     check_against_brute_force(merged, logits, targets, 5)
     assert (merged["rank"][:5] == 1).all()
     assert torch.isinf(merged["surprisal"][10]) and torch.isfinite(merged["entropy"][10:20]).all()
 
 
+@pytest.mark.skipif(not cpu_head.available(), reason="no C compiler to build the CPU kernel")
+def test_compiled_cpu_kernel_against_brute_force():
+    """The kernel alone: every row it does not flag equals the definitions; it flags exactly the rows with a NaN
+    and those with fewer finite logits than LARK's 50 (the eager path redoes them)."""
+    for seed in (0, 1, 2):
+        logits, targets = logits_with_ties_inf_and_nan(seed)
+        stats, bad = cpu_head.row_statistics(logits, targets, 5, LARK_K)
+        assert bad.nonzero()[:, 0].tolist() == [30, 31, 32, 35, 36]
+        ok = ~bad
+        check_against_brute_force({n: v[ok] for n, v in stats.items()}, logits[ok], targets[ok], 5)
+    # the target outside the top 50, at the 50th place, tied with it, and the only finite logit but one
+    logits = torch.arange(200, dtype=torch.float32).flip(0).repeat(4, 1)  # logit 199 - v: id v has rank v + 1
+    logits[2, 60] = logits[2, 49]  # a tie at the 50th place: rank 50, inside
+    targets = torch.tensor([49, 50, 60, 0])
+    stats, bad = cpu_head.row_statistics(logits, targets, 5, LARK_K)
+    assert not bad.any() and stats["rank"].tolist() == [50, 51, 50, 1]
+    check_against_brute_force(stats, logits, targets, 5)
+
+
 def test_bf16_logits_are_reduced_in_fp32():
     logits, targets = logits_with_ties_inf_and_nan(1)
     low = logits.bfloat16()
     check_against_brute_force(token_statistics(low, targets, 5), low.float(), targets, 5)
+
+
+NO_COMPILER_CHECK = """
+import logging, torch
+logging.basicConfig(level=logging.WARNING)
+from rsr_core.engine import cpu_head
+from rsr_core.engine.scoring import reduce_logits, token_statistics
+assert not cpu_head.available()
+logits, targets = torch.randn(40, 3001), torch.randint(0, 3001, (40,))
+got = {n: torch.cat([p[n] for p in reduce_logits(logits, targets, 5)]) for n in token_statistics(logits, targets, 5)}
+want = token_statistics(logits, targets, 5)
+assert all(torch.equal(got[n], want[n]) for n in want), "eager"
+print("eager ok")
+"""
+
+
+def test_without_a_compiler_the_eager_reduction_runs(tmp_path):
+    """No C compiler on the PATH and a fresh cache: the kernel cannot be built; a warning says so, and the same
+    reduction runs with torch."""
+    env = {**os.environ, "PATH": str(tmp_path), "CC": "no-such-compiler", "RSR_CACHE_DIR": str(tmp_path / "c"),
+           "TMPDIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(NO_COMPILER_CHECK)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "eager ok" in out.stdout, out.stderr[-3000:]
+    assert "the compiled CPU reduction is unavailable (no C compiler" in out.stderr
 
 
 FUSED_CHECK = """
@@ -170,7 +222,7 @@ for seed, dtype in ((0, torch.float32), (1, torch.bfloat16)):
     logits = logits.to(dtype)
     pieces = reduce_logits(logits, targets, 5, fused=True)
     check_against_brute_force(pieces[0], logits.float(), targets, 5)
-    stats, bad = fused_stats.fused_token_statistics(logits, targets, 5)
+    stats, bad = fused_stats.fused_token_statistics(logits, targets, 5, 50)
     assert bad.nonzero()[:, 0].tolist() == [30, 31, 32, 35, 36], bad.nonzero()
 print("fused ok")
 """

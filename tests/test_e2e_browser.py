@@ -76,6 +76,7 @@ return problems;
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from bench.app_harness import browser_binaries, chrome  # noqa: E402  (one way to launch Chromium)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
@@ -189,6 +190,7 @@ def test_inspector_tooltip_and_jump(server, browser):
     assert "surprisal" in text and "rank" in text and "nats" in text, text
     assert f"#{token.get_attribute('data-t')}" in text
     assert f"clipped rank {token.get_attribute('data-c')} (r_max 100)" in text, text  # values, not attr() left over
+    assert "Brier term " in text and "(LARK, top 50)" in text, text  # the demo's tokens carry LARK's term
     time.sleep(0.5)
     browser.save_screenshot(str(ARTIFACTS / "inspector.png"))  # metrics, text with a hover card, scatter
 
@@ -208,6 +210,68 @@ def test_every_page_in_a_browser(server, browser):
         errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
         assert not errors, f"{spec.path}: {errors[0].text[:300]}"
         browser.save_screenshot(str(ARTIFACTS / f"{Path(spec.path).stem}.png"))
+
+
+def test_metrics_page_in_a_browser(server, browser):
+    """The Metrics page draws its agreement heatmap, the scatter of RSR against LARK and the disputed problems;
+    tests/artifacts/metrics-agreement.png is the README's screenshot."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    open_page(browser, page_url(server, "pages/metrics.py"))
+    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    assert any(t.startswith("Share of problems where two rules") for t in titles), titles
+    assert any("RSR against LARK" in t for t in titles), titles
+    assert browser.find_elements(By.CSS_SELECTOR, ".st-key-metrics_disputes [data-testid='stDataFrame']")
+    heading = next(h for h in browser.find_elements(By.CSS_SELECTOR, "h3")
+                   if h.text.startswith("Do the rules keep the same trajectory"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "metrics-agreement.png"))
+
+
+def click_button(driver, text: str) -> None:
+    """Click the enabled button with this text once there is one (the page may redraw it meanwhile)."""
+    def clicked(d) -> bool:
+        for b in d.find_elements(By.CSS_SELECTOR, "button"):
+            if b.text.strip() == text and b.is_enabled():
+                d.execute_script("arguments[0].scrollIntoView({block: 'center'});", b)
+                b.click()
+                return True
+        return False
+    WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
+
+
+def test_an_edit_in_the_inspector(server, browser):
+    """Edit mode in a real browser: remove the span that raises RSR most, rescore it in the background (the page
+    updates by itself), add it as a candidate; tests/artifacts/edit.png is the README's screenshot."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    open_page(browser, page_url(server, "pages/inspector.py"))
+    wait = WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+
+    def toggled(d) -> bool:
+        for t in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCheckbox"]'):
+            if t.text.strip() == "Edit":
+                d.execute_script("arguments[0].scrollIntoView({block: 'center'});", t)
+                t.find_element(By.CSS_SELECTOR, "label").click()
+                return True
+        return False
+    wait.until(toggled)
+    click_button(browser, "Remove the span that raises RSR most")
+    click_button(browser, "Rescore")
+
+    def finished(d):
+        return next((c for c in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]')
+                     if "kept their numbers from the unchanged prefix" in c.text), None)
+    caption = wait.until(finished)
+    assert "Before: RSR" in caption.text
+    assert wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-edit_sides .rsr-tok"))
+    time.sleep(1.5)  # the last redraw of the finished job
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", wait.until(finished))
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "edit.png"))
+    click_button(browser, "Add as a candidate")
+    wait.until(lambda d: any("~edit1" in e.text and "Added" in e.text
+                             for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stAlert"]')))
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
 
 
 def layout_problems(driver) -> list[str]:

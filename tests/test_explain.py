@@ -122,3 +122,20 @@ def test_identities_on_demo_scores():
         keep[sp.start:sp.stop] = False
         assert sp.rsr_without == pytest.approx(trajectory_rsr(ts.surprisal[keep], ts.rank[keep], 100), rel=1e-9)
         assert sp.rsr_without < table.set_index("trajectory_id").loc[tid, "rsr"]
+
+
+def test_lark_decomposition_by_hand():
+    s = np.array([1.0, 2.0, 1.0])
+    b = np.array([0.5, 0.2, 0.9])  # B = 1.6, S = 4, rho = 0.4
+    d = explain.lark_decompose(s, b)
+    assert (d.n_tokens, d.sum_brier, d.sum_surprisal) == (3, pytest.approx(1.6), 4.0)
+    assert d.rho == pytest.approx(0.4) and "= 0.400" in d.formula()
+    table = explain.brier_contributions(s, b, ["a", "b", "c"])
+    # excess b - rho s: 0.1, -0.6, 0.5; the two raising rho, most first, with rho recomputed without each
+    assert table["position"].tolist() == [2, 0]
+    assert table["excess"].tolist() == pytest.approx([0.5, 0.1])
+    assert table["rho_without"].tolist() == pytest.approx([0.7 / 3.0, 1.1 / 3.0])
+    assert table["lark_brier"].tolist() == pytest.approx([0.9, 0.5]) and table["token"].tolist() == ["c", "a"]
+    assert explain.lark_decompose(np.zeros(2), np.zeros(2)).rho == 0.0  # LARK's convention at zero loss
+    assert math.isnan(explain.lark_decompose(np.zeros(0), np.zeros(0)).rho)
+    assert explain.brier_contributions(np.zeros(0), np.zeros(0), []).empty

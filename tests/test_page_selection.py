@@ -116,6 +116,28 @@ def test_changing_the_rule_changes_the_chosen_trajectories(page, demo_table):
     assert chosen(page) == longest
 
 
+def test_pooling_a_stores_table_by_prompt_reads_its_prompts(page, demo_table):
+    """The store's table holds no text: the prompts come from its conversations, and each demo problem has one."""
+    page.selectbox(key="selection_pool_by").set_value("prompt").run()
+    assert not page.exception and not page.error, [e.value for e in page.error]
+    selection = page.session_state["selection_result"]
+    assert selection.pool_by == "prompt" and selection.n_pools == demo_table["prompt"].nunique()
+
+
+def test_lark_g_is_a_rule_of_the_page(page, demo_table):
+    """LARK's g_hat is offered where the scores carry lark_rho, computed over the page's pools."""
+    from rsr_core.analysis.lark import pool_g_hat
+
+    page.selectbox(key="selection_mode").set_value("max").run()
+    page.selectbox(key="selection_metric").set_value("lark_g").run()
+    assert not page.exception and not page.error
+    t = demo_table.reset_index(drop=True)
+    g = pool_g_hat(t["avg_surprisal"].to_numpy(), t["lark_rho"].to_numpy(), pd.factorize(t["problem_id"])[0])
+    best = t.assign(g=g).sort_values("g", ascending=False).groupby("problem_id")["trajectory_id"].first()
+    chosen = page.session_state["selection_result"].selected.set_index("pool_id")["trajectory_id"]
+    assert chosen.sort_index().to_dict() == best.sort_index().to_dict()
+
+
 def test_random_rule_depends_on_the_seed(page):
     page.selectbox(key="selection_mode").set_value("random").run()
     first = chosen(page)

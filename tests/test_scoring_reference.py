@@ -18,8 +18,10 @@ from rsr_core.data.trajectory import Trajectory, assistant_text, normalise_messa
 from tests.conftest import ROOT, eit_messages
 
 
-def brute_force(student, messages):
-    """(surprisal [T], rank [T], entropy [T]) from full logits, response tokens found by ChatML markers."""
+def brute_force(student, messages, terms: dict | None = None):
+    """(surprisal [T], rank [T], entropy [T]) from full logits, response tokens found by ChatML markers; `terms`
+    gets the Brier terms [T] (full vocabulary, and LARK's over the top 50 renormalised, as its script computes
+    them: torch.topk, the target counted where topk holds its id), in float64."""
     tok, model = student.tokenizer, student.model
     ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
@@ -32,6 +34,14 @@ def brute_force(student, messages):
     tl = rows.gather(1, target[:, None])
     rank = 1 + (rows > tl).sum(-1)
     entropy = -(rows.exp() * rows).sum(-1)
+    if terms is not None:
+        p = rows.double().exp()
+        terms["brier"] = (1 - 2 * p.gather(1, target[:, None])[:, 0] + (p * p).sum(-1)).numpy()
+        raw = logits[[q - 1 for q in pos]]
+        values, ids50 = raw.topk(50, dim=-1)
+        q = torch.softmax(values.double(), -1)
+        p_true = (q * (ids50 == target[:, None])).sum(-1)
+        terms["lark_brier"] = (1 - 2 * p_true + (q * q).sum(-1)).numpy()
     return (-tl[:, 0]).numpy(), rank.numpy(), entropy.numpy()
 
 
@@ -63,17 +73,28 @@ def test_per_token_numbers_equal_full_logits(student, records):
     assert trajs[[r["id"] for r in records].index("think")].has_reasoning
     result = score_trajectories(trajs, student, use_cache=False)
     assert len(result.scores) == len(records)
+    outside = inside = 0
     for r, t in zip(records, trajs):
         got = result.scores[r["id"]]
+        terms = {}
         s, rank, ent = brute_force(student, [{"role": m["role"], "content": assistant_text(m)
-                                              if m["role"] == "assistant" else m["content"]} for m in t.messages])
+                                              if m["role"] == "assistant" else m["content"]} for m in t.messages],
+                                   terms)
         assert len(got) == len(s) > 0
         np.testing.assert_allclose(got.surprisal, s, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(got.rank, rank)
         np.testing.assert_allclose(got.entropy, ent, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.brier, terms["brier"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.lark_brier, terms["lark_brier"], rtol=1e-4, atol=1e-5)
+        for name in ("brier", "lark_brier"):  # the trajectory's mean, as LARK and the tables use it
+            assert abs(float(np.mean(getattr(got, name), dtype=np.float64)) - terms[name].mean()) \
+                <= 1e-5 * terms[name].mean()
         first = got.rank == 1  # where the teacher's token is the student's top token, p(top) is its probability
         np.testing.assert_allclose(-np.log(got.top_probs[first, 0]), got.surprisal[first], atol=1e-4)
         assert (got.top_probs[:, :-1] >= got.top_probs[:, 1:]).all()
+        outside += int((got.rank > 50).sum())
+        inside += int(((got.rank > 1) & (got.rank <= 50)).sum())
+    assert outside and inside  # targets outside LARK's top 50 (p_true = 0) and inside it, not only at the top
 
 
 def test_results_do_not_depend_on_batch_composition_or_chunk_size(student, records):

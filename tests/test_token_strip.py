@@ -84,6 +84,14 @@ def test_hover_card_shows_every_value(scores):
     assert '--rsr-rmax:&quot;3&quot;' in out  # the card's r_max
 
 
+def test_hover_card_shows_the_brier_term_where_known(scores):
+    """LARK's Brier term on a line of its own where the scores carry it; nothing where they do not."""
+    assert token_attributes(token_strip_html(scores), 1)["data-b"] == ""
+    scores.lark_brier = np.linspace(0.1, 1.9, len(scores)).astype(np.float32)
+    card = token_attributes(token_strip_html(scores), 2)
+    assert card["data-b"] == f"\nBrier term {float(scores.lark_brier[2]):.3f} (LARK, top 50)"
+
+
 def test_hover_card_css_shows_every_attribute(scores):
     """The card is the :hover::after of the token; its content names every attribute the token carries."""
     out = token_strip_html(scores)

@@ -1,6 +1,10 @@
 """Why a trajectory gets its RSR: the decomposition, each token's contribution, the spans that drive it, and the
 RSR along the text. Pure: numpy in, numbers and frames out; no Streamlit.
 
+LARK's rho (arXiv 2605.30651) is a ratio of the same kind, rho = B / S with B the sum of the tokens' top-50
+Brier terms b_k: the same decomposition holds with b_k in place of the clipped rank (`lark_decompose`,
+`brier_contributions`), a token with b_k - rho * s_k > 0 raising rho.
+
 Trajectory RSR (Eq. 7) is R / S with R = sum_k min(r_k, r_max) and S = sum_k s_k. A token's *excess*
 
     e_k = min(r_k, r_max) - RSR * s_k
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rsr_core.analysis.metrics import R_MAX, clipped_rank, ratio
+from rsr_core.analysis.metrics import LARK_MIN_LOSS, R_MAX, clipped_rank, ratio
 
 DEFAULT_WINDOW = 64
 
@@ -201,3 +205,42 @@ def span_table(spans: list[Span], tokens: list[str], max_chars: int = 80) -> pd.
         "text": [excerpt(sp) for sp in spans], "rsr": [sp.rsr for sp in spans],
         "excess": [sp.excess for sp in spans], "rsr_without": [sp.rsr_without for sp in spans],
     })
+
+
+@dataclass(frozen=True)
+class LarkDecomposition:
+    """LARK's rho = sum of Brier terms / sum of surprisals (= mean Brier / mean surprisal), with its parts."""
+
+    n_tokens: int
+    sum_brier: float  # B = sum_k b_k, LARK's top-50 Brier term of each token
+    sum_surprisal: float  # S
+    rho: float  # B / S; 0 where the mean surprisal is at most LARK_MIN_LOSS (LARK's script), NaN without tokens
+
+    def formula(self) -> str:
+        """One line with the actual numbers, e.g. `ρ = Σ Brier / Σ surprisal = 51.2 / 163.0 = 0.314`."""
+        return f"LARK ρ = Σ Brier / Σ surprisal = {self.sum_brier:,.1f} / {self.sum_surprisal:,.1f} = {self.rho:.3f}"
+
+
+def lark_decompose(surprisal: np.ndarray, lark_brier: np.ndarray) -> LarkDecomposition:
+    """The parts of LARK's rho for one trajectory. surprisal, lark_brier: [T]."""
+    s, b = np.asarray(surprisal, dtype=np.float64), np.asarray(lark_brier, dtype=np.float64)
+    n = int(s.size)
+    total_b, total_s = float(b.sum()), float(s.sum())
+    rho = float("nan") if not n else 0.0 if total_s / n <= LARK_MIN_LOSS else total_b / total_s
+    return LarkDecomposition(n_tokens=n, sum_brier=total_b, sum_surprisal=total_s, rho=rho)
+
+
+def brier_contributions(surprisal: np.ndarray, lark_brier: np.ndarray, tokens: list[str],
+                        k: int = 10) -> pd.DataFrame:
+    """Table of the k tokens that raise LARK's rho most: position, token, surprisal, lark_brier, excess
+    (b_k - rho * s_k) and rho_without (the trajectory's rho with that token left out). surprisal, lark_brier: [T]."""
+    s, b = np.asarray(surprisal, dtype=np.float64), np.asarray(lark_brier, dtype=np.float64)
+    rho = lark_decompose(s, b).rho
+    excess = b - rho * s if np.isfinite(rho) else np.full(s.shape, np.nan)
+    order = np.argsort(-np.nan_to_num(excess, nan=-np.inf), kind="stable")
+    idx = order[excess[order] > 0][:k].astype(np.int64)
+    rest_b, rest_s = b.sum() - b[idx], s.sum() - s[idx]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        without = np.where(rest_s > 0, rest_b / rest_s, np.nan)
+    return pd.DataFrame({"position": idx, "token": [tokens[i] for i in idx], "surprisal": s[idx],
+                         "lark_brier": b[idx], "excess": excess[idx], "rho_without": without})

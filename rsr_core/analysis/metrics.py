@@ -14,6 +14,7 @@ import numpy as np
 
 R_MAX = 100
 FILTER_TOP_FRACTION = 0.3
+LARK_MIN_LOSS = 1e-30  # LARK's script sets rho = 0 where the mean cross-entropy is at most this (the limit as L -> 0)
 
 TRAJECTORY_METRICS = (
     "n_tokens", "rsr", "avg_surprisal", "avg_rank_clipped", "avg_rank", "avg_entropy",
@@ -90,6 +91,47 @@ def trajectory_metrics(surprisal: np.ndarray, rank: np.ndarray, entropy: np.ndar
         out["avg_entropy"] = float(e.mean())
         out["rank_entropy_ratio"] = ratio(rc.sum(), e.sum())
     return out
+
+
+SAME_PASS_METRICS = ("brier", "lark_brier", "lark_rho")
+
+
+def same_pass_metrics(surprisal: np.ndarray, brier: np.ndarray | None,
+                      lark_brier: np.ndarray | None) -> dict[str, float]:
+    """The per-trajectory metrics beside RSR from the same forward pass, from [T] per-token terms.
+
+    brier: mean full-vocabulary Brier score; lark_brier: mean Brier score of the top-50 renormalised softmax (LARK,
+    arXiv 2605.30651); lark_rho = lark_brier / mean surprisal (LARK's rho; 0 where the mean surprisal is at most
+    LARK_MIN_LOSS, as its script). NaN without tokens; None for all three where the terms are unknown (scores
+    imported without them)."""
+    if brier is None or lark_brier is None:
+        return {name: None for name in SAME_PASS_METRICS}
+    sums = [np.array([np.sum(v, dtype=np.float64)]) for v in (surprisal, brier, lark_brier)]
+    columns = same_pass_columns(np.array([np.size(surprisal)]), *sums)
+    return {name: float(v[0]) for name, v in zip(SAME_PASS_METRICS, columns)}
+
+
+def same_pass_columns(n: np.ndarray, sum_s: np.ndarray, sum_brier: np.ndarray,
+                      sum_lark: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([N] brier, [N] lark_brier, [N] lark_rho) of N trajectories from their [N] token counts and sums of
+    surprisal and of the two Brier terms (float64): `same_pass_metrics` for many at once."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        count = np.where(n > 0, n, np.nan).astype(np.float64)
+        brier, lark, loss = sum_brier / count, sum_lark / count, sum_s / count
+        rho = np.where(loss <= LARK_MIN_LOSS, 0.0, lark / loss)
+    return brier, lark, np.where(np.isnan(loss) | np.isnan(lark), np.nan, rho)
+
+
+def lacking_same_pass(table) -> np.ndarray:
+    """[n] bool: the rows of a trajectory table (pandas DataFrame) scored without the same-pass columns (stores
+    and tables written before they were kept, scores imported without them): lark_rho missing where the mean
+    surprisal is defined (a trajectory without tokens, or with NaN logits, has neither)."""
+    surprisal = table["avg_surprisal"].to_numpy(np.float64, na_value=np.nan) if "avg_surprisal" in table else None
+    if surprisal is None:
+        return np.zeros(len(table), bool)
+    if "lark_rho" not in table:
+        return np.isfinite(surprisal)
+    return np.isnan(table["lark_rho"].to_numpy(np.float64, na_value=np.nan)) & np.isfinite(surprisal)
 
 
 def dataset_rsr(mean_rank_clipped: Iterable[float], mean_surprisal: Iterable[float]) -> float:

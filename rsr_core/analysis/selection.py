@@ -1,12 +1,19 @@
-"""Keep one trajectory per problem: selection rules, manual overrides, a summary, and an export to train on.
+"""Keep one trajectory per problem (or the B best): selection rules, manual overrides, a summary, and an export
+to train on.
 
 The paper's "33 to 1" selection keeps, per problem, the candidate with the lowest RSR among every teacher and
 run (Sec. 5). Here the rule is any of:
 - `min` / `max` of a numeric column of the trajectory table (`rsr` by default, lowest first);
-- `random` with a seed (the paper's random-selection baseline).
+- `random` with a seed (the paper's random-selection baseline);
+- `lark`: the highest `lark_g`, LARK's per-problem score g_hat (`rsr_core.analysis.lark`), computed from the
+  table's `avg_surprisal` and `lark_rho` over the pools the selection uses.
 NaN values never win a min/max rule: a pool whose candidates are all undefined still keeps one (the first by
 trajectory id) so the output has one record per problem, and the summary counts it. Ties go to the smallest
 trajectory id, so a selection does not depend on the row order of the input.
+
+`top_b=B` keeps the B best eligible candidates of each pool with a defined value instead of one (best first, same
+ties; a pool with none defined keeps one as above), each with a `train_weight`: LARK's chi-square weights of
+g_hat under `lark`, else 1/(number kept); the weights of a pool sum to 1. One per pool has `train_weight` 1.
 
 Incomplete generations (`complete` False: a trace cut off at the generation limit, `is_reasoning_complete` false)
 are never picked unless asked (`include_incomplete`): they are not eligible, like wrong answers under correct-only.
@@ -19,7 +26,7 @@ known-wrong (or unverified) answer, and silently filling the gap with a wrong on
 correctness information at all is an error under correct-only (there is nothing to filter by).
 
 Manual overrides map a problem id (or pool id) to the trajectory id to keep; they win over the rule and the
-correct filter, and are marked `manual=True`.
+correct filter, and are marked `manual=True`. Under top-B the overridden pool keeps only that trajectory (weight 1).
 
 Export records are flat: `messages` (the conversation as scored: system, user and assistant turns) plus the
 provenance fields at top level (see `EXPORT_FIELDS`), which TRL's SFTTrainer and LLaMA-Factory's `messages`
@@ -35,16 +42,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rsr_core.analysis import lark
 from rsr_core.analysis.metrics import group_rows, metric_columns, metrics_of_columns
 from rsr_core.analysis.pools import assign_pools, for_student, pool_summary, sort_codes
 from rsr_core.data.tables import replacing
 
 MODES = ("min", "max", "random")
+LARK = "lark"  # `by` value of LARK's rule: max `lark_g`
+LARK_COLUMNS = ("avg_surprisal", "lark_rho")  # what g_hat is computed from
 DEFAULT_RANDOM_SEEDS = (0, 1, 2, 3, 4)
 EXPORT_FIELDS = (
-    "id", "problem_id", "pool_id", "teacher", "run", "student", "r_max", "rsr", "rule", "manual",
-    "correct_filter_fallback", "correct", "correct_source", "complete", "candidate", "n_tokens", "avg_surprisal",
-    "avg_rank_clipped", "truncated", "source", "record",
+    "id", "problem_id", "pool_id", "teacher", "run", "student", "r_max", "rsr", "rule", "train_weight", "manual",
+    "correct_filter_fallback", "correct", "correct_source", "complete", "candidate", "edited_from", "edit",
+    "n_tokens", "avg_surprisal", "avg_rank_clipped", "lark_g", "truncated", "source", "record",
 )
 MESSAGE_KEYS = ("reasoning_content", "tool_calls", "tool_call_id", "name")  # kept beside role and content
 _HELPER_COLUMNS = ["_order", "_value", "_nan", "_pool", "_id_rank"]
@@ -52,9 +62,10 @@ _HELPER_COLUMNS = ["_order", "_value", "_nan", "_pool", "_id_rank"]
 
 @dataclass
 class Selection:
-    """The outcome of `select`: one row per kept pool, and the pools left out with the reason."""
+    """The outcome of `select`: one row per kept pool (up to `top_b` with it), and the pools left out with the
+    reason."""
 
-    selected: pd.DataFrame  # trajectory-table rows + pool_id, pool_size, n_eligible, rule, manual, fallback
+    selected: pd.DataFrame  # table rows + pool_id, pool_size, n_eligible, rule, manual, fallback, train_weight
     dropped: pd.DataFrame  # pool_id, n_candidates, reason
     rule: str
     by: str
@@ -67,6 +78,7 @@ class Selection:
     student: str | None = None
     inconsistent_pools: int = 0  # pools whose candidates carry different prompts (see pools.pool_summary)
     include_incomplete: bool = False
+    top_b: int | None = None  # candidates kept per pool; None: one
 
 
 @dataclass
@@ -77,12 +89,15 @@ class SelectionSummary:
     picks: pd.DataFrame  # teacher, picks, share
     comparison: pd.DataFrame  # set, n_trajectories, rsr, avg_length, correct_rate
     counts: dict[str, int] = field(default_factory=dict)
+    top_b: int | None = None
 
     def to_text(self) -> str:
         """A plain-text report for the terminal."""
         c = self.counts
+        selected = f"{c['selected']}" if self.top_b is None else \
+            f"{c['selected']} trajectories in {c['selected_pools']} pools (up to {self.top_b} per pool)"
         lines = [f"rule: {self.rule}",
-                 f"pools: {c['pools']}  selected: {c['selected']}  dropped: {c['dropped']}  "
+                 f"pools: {c['pools']}  selected: {selected}  dropped: {c['dropped']}  "
                  f"manual: {c['manual']}  correct-filter fallbacks: {c['fallback']}  "
                  f"undefined metric: {c['undefined_metric']}"]
         if c.get("inconsistent_pools"):
@@ -94,14 +109,30 @@ class SelectionSummary:
         return "\n".join(lines)
 
 
-def rule_label(by: str = "rsr", mode: str = "min", seed: int | None = None, correct_only: bool = False) -> str:
-    """The rule as stored in every exported record, e.g. 'min rsr', 'random seed=3, correct only'."""
-    label = f"random seed={seed}" if mode == "random" else f"{mode} {by}"
+def rule_label(by: str = "rsr", mode: str = "min", seed: int | None = None, correct_only: bool = False,
+               top_b: int | None = None) -> str:
+    """The rule as stored in every exported record, e.g. 'min rsr', 'random seed=3, correct only',
+    'max lark_g (LARK), top 2, chi-square weights'."""
+    label = f"random seed={seed}" if mode == "random" else "max lark_g (LARK)" if by == LARK else f"{mode} {by}"
+    if top_b is not None:
+        label += f", top {top_b}, " + ("chi-square weights" if by == LARK and mode != "random" else "equal weights")
     return label + (", correct only" if correct_only else "")
+
+
+def lark_values(pooled: pd.DataFrame) -> np.ndarray:
+    """[n] `lark_g` of a pooled table, computed over its pools; ValueError when it has no LARK columns."""
+    missing = [c for c in LARK_COLUMNS if c not in pooled]
+    if missing or (len(pooled) and not pd.to_numeric(pooled["lark_rho"], errors="coerce").notna().any()):
+        raise ValueError("selecting by LARK's score needs the columns avg_surprisal and lark_rho (Brier score / "
+                         "cross-entropy), which this table does not have (stores and tables written before them); "
+                         "rescore with `python -m rsr_core score ... --out STORE`, which fills them")
+    return lark.with_lark_g(pooled)["lark_g"].to_numpy(float)
 
 
 def _metric_values(pooled: pd.DataFrame, by: str, mode: str) -> np.ndarray:
     """[n] values to sort ascending: the metric, negated for max."""
+    if by == LARK:
+        return -lark_values(pooled)
     if by not in pooled:
         raise ValueError(f"no column {by!r} in the table to select by")
     numeric = pd.to_numeric(pooled[by], errors="coerce").astype("Float64")
@@ -124,13 +155,17 @@ def _random_values(pooled: pd.DataFrame, seed: int | None) -> np.ndarray:
 
 
 def _random_picks(pooled: pd.DataFrame, seeds: list[int], eligible: np.ndarray,
-                  keep_pools_without_correct: bool) -> list[np.ndarray]:
+                  keep_pools_without_correct: bool, top_b: int | None = None) -> list[np.ndarray]:
     """Per seed, the row positions `_picks` keeps under random selection (the eligible picks in pool order, then
-    the fallbacks), drawing the same values as `_random_values`; one sort for all the seeds."""
+    the fallbacks; up to `top_b` per pool), drawing the same values as `_random_values`; one sort for all the
+    seeds."""
     order = _pool_order(pooled)
     codes, ok = pooled["_pool"].to_numpy()[order], eligible[order]
     if not len(order):
         return [order for _ in seeds]
+    if top_b is not None:
+        return [order[_random_top_b(codes, ok, np.random.default_rng(seed).random(order.size), top_b,
+                                    keep_pools_without_correct)] for seed in seeds]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     segment = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, codes.size]))
 
@@ -151,6 +186,18 @@ def _random_picks(pooled: pd.DataFrame, seeds: list[int], eligible: np.ndarray,
     return picks
 
 
+def _random_top_b(codes: np.ndarray, ok: np.ndarray, draws: np.ndarray, b: int, fallback: bool) -> np.ndarray:
+    """[n] bool: the `b` smallest eligible draws of each pool ([n] pool codes in pool order), and with `fallback`
+    the `b` smallest of all draws of the pools without an eligible one."""
+    tie = np.arange(draws.size)
+    kept = lark.top_b(-draws, codes, tie, b, chi2=False, eligible=ok)[0]
+    if fallback:
+        segment = np.cumsum(np.r_[True, codes[1:] != codes[:-1]]) - 1
+        found = np.bincount(segment, weights=kept) > 0
+        kept |= lark.top_b(-draws, codes, tie, b, chi2=False, eligible=~found[segment])[0]
+    return kept
+
+
 def _best_per_pool(frame: pd.DataFrame) -> pd.DataFrame:
     """The first row of each pool after sorting by (defined first, value, trajectory id)."""
     order = np.lexsort((frame["_id_rank"].to_numpy(), frame["_value"].to_numpy(float),
@@ -159,6 +206,24 @@ def _best_per_pool(frame: pd.DataFrame) -> pd.DataFrame:
     first = np.ones(order.size, dtype=bool)
     first[1:] = codes[1:] != codes[:-1]
     return frame.iloc[order[first]]
+
+
+def _kept_per_pool(frame: pd.DataFrame, top_b: int | None, chi2: bool) -> pd.DataFrame:
+    """`_best_per_pool` with `train_weight` 1 (top_b None), else each pool's `top_b` best rows with a defined value,
+    best first, weighted by `lark.top_b` (chi-square weights of the rule's values with `chi2`, else equal); a pool
+    without a defined value keeps its `_best_per_pool` row, weight 1."""
+    if top_b is None:
+        return _best_per_pool(frame).assign(train_weight=1.0)
+    pools, ties, value = frame["_pool"].to_numpy(), frame["_id_rank"].to_numpy(), frame["_value"].to_numpy(float)
+    scores = np.where(frame["_nan"].to_numpy(bool), np.nan, -value)  # higher is better
+    kept, weight = lark.top_b(scores, pools, ties, top_b, chi2=chi2)
+    order = np.lexsort((ties, value, pools))
+    order = order[kept[order]]
+    rows = frame.iloc[order].assign(train_weight=weight[order])
+    undefined = frame[~np.isin(pools, pools[kept])]
+    if undefined.empty:
+        return rows
+    return pd.concat([rows, _best_per_pool(undefined).assign(train_weight=1.0)])
 
 
 def _with_codes(pooled: pd.DataFrame) -> pd.DataFrame:
@@ -193,7 +258,7 @@ def _apply_overrides(pooled: pd.DataFrame, chosen: pd.DataFrame, overrides: Mapp
         if pool in seen:
             raise ValueError(f"two overrides for problem {pool!r}: {seen[pool]!r} and {tid!r}")
         seen[pool] = tid
-        rows.append(row.assign(manual=True, correct_filter_fallback=False))
+        rows.append(row.assign(manual=True, correct_filter_fallback=False, train_weight=1.0))
     if not rows:
         return chosen
     kept = chosen[~chosen["pool_id"].isin(seen)]
@@ -215,9 +280,9 @@ def _eligible(pooled: pd.DataFrame, correct_only: bool, include_incomplete: bool
 
 def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_only: bool,
            keep_pools_without_correct: bool, summary: pd.DataFrame,
-           include_incomplete: bool = False) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """The rule's pick of each pool, before overrides: (the pooled table with the helper columns, [n] eligible
-    mask, the picked rows with `correct_filter_fallback`)."""
+           include_incomplete: bool = False, top_b: int | None = None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """The rule's picks of each pool, before overrides: (the pooled table with the helper columns, [n] eligible
+    mask, the picked rows with `correct_filter_fallback` and `train_weight`)."""
     pooled = pooled.copy(deep=False)
     pooled["_order"] = np.arange(len(pooled))
     if mode == "random":
@@ -225,11 +290,15 @@ def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_o
     else:
         values = _metric_values(pooled, by, mode)
         pooled["_value"], pooled["_nan"] = values, ~np.isfinite(values)
+        if by == LARK:
+            pooled["lark_g"] = -values  # the g_hat of these pools, exported with the picks
     eligible = _eligible(pooled, correct_only, include_incomplete)
-    chosen = _best_per_pool(pooled[eligible]).assign(correct_filter_fallback=False)
+    chi2 = by == LARK and mode != "random"
+    chosen = _kept_per_pool(pooled[eligible], top_b, chi2).assign(correct_filter_fallback=False)
     missing = summary.index.difference(pd.Index(chosen["pool_id"]))
     if keep_pools_without_correct and len(missing):
-        fallback = _best_per_pool(pooled[pooled["pool_id"].isin(missing)]).assign(correct_filter_fallback=True)
+        fallback = _kept_per_pool(pooled[pooled["pool_id"].isin(missing)], top_b, chi2).assign(
+            correct_filter_fallback=True)
         chosen = pd.concat([chosen, fallback], ignore_index=True)
     return pooled, eligible, chosen
 
@@ -237,55 +306,63 @@ def _picks(pooled: pd.DataFrame, by: str, mode: str, seed: int | None, correct_o
 def select(table: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
            correct_only: bool = False, keep_pools_without_correct: bool = False,
            overrides: Mapping[str, str] | None = None, pool_by: str = "auto",
-           student: str | None = None, include_incomplete: bool = False) -> Selection:
-    """Pick one trajectory per candidate pool of a trajectory table by `mode` ('min', 'max', 'random') of `by`.
+           student: str | None = None, include_incomplete: bool = False, top_b: int | None = None) -> Selection:
+    """Pick one trajectory per candidate pool of a trajectory table by `mode` ('min', 'max', 'random') of `by`,
+    or the `top_b` best with their `train_weight`.
 
-    `by='random'` is the same as `mode='random'`. See the module docstring for NaN, ties, the correct filter
-    and overrides. Pools of one keep their only candidate (unless the correct filter drops it). A table scored
-    under several students needs `student` (scores of different students are not comparable).
+    `by='random'` is the same as `mode='random'`; `by='lark'` is max `lark_g` (LARK's g_hat over these pools; the
+    mode is ignored) and weighs top-B by LARK's chi-square weights. See the module docstring for NaN, ties, the
+    correct filter and overrides. Pools of one keep their only candidate (unless the correct filter drops it). A
+    table scored under several students needs `student` (scores of different students are not comparable).
     """
     return select_pooled(prepare_pools(table, pool_by, student), by=by, mode=mode, seed=seed,
                          correct_only=correct_only, keep_pools_without_correct=keep_pools_without_correct,
-                         overrides=overrides, student=student, include_incomplete=include_incomplete)
+                         overrides=overrides, student=student, include_incomplete=include_incomplete, top_b=top_b)
 
 
 def prepare_pools(table: pd.DataFrame, pool_by: str = "auto", student: str | None = None) -> pd.DataFrame:
     """The table of one student with its pools assigned and the sort codes of pool and trajectory ids: what
-    `select_pooled` and `selection_summary` work on, so an app computes it once for both."""
-    return _with_codes(assign_pools(for_student(table, student), pool_by))
+    `select_pooled` and `selection_summary` work on, so an app computes it once for both. With `lark_rho` and
+    `avg_surprisal`, also `lark_g`: LARK's g_hat over these pools (another pooling gives other values)."""
+    pooled = _with_codes(assign_pools(for_student(table, student), pool_by))
+    return lark.with_lark_g(pooled) if all(c in pooled for c in LARK_COLUMNS) else pooled
 
 
 def select_pooled(pooled: pd.DataFrame, *, by: str = "rsr", mode: str = "min", seed: int | None = None,
                   correct_only: bool = False, keep_pools_without_correct: bool = False,
                   overrides: Mapping[str, str] | None = None, student: str | None = None,
-                  include_incomplete: bool = False) -> Selection:
+                  include_incomplete: bool = False, top_b: int | None = None) -> Selection:
     """`select` on a table `prepare_pools` made (left unchanged)."""
     if by == "random":
         mode = "random"
+    elif by == LARK:
+        mode = "max"
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     return _select_pooled(pooled, by=by, mode=mode, seed=seed, correct_only=correct_only,
                           keep_pools_without_correct=keep_pools_without_correct, overrides=overrides,
-                          student=student, include_incomplete=include_incomplete)
+                          student=student, include_incomplete=include_incomplete, top_b=top_b)
 
 
 def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None, correct_only: bool,
                    keep_pools_without_correct: bool, overrides: Mapping[str, str] | None,
                    student: str | None, summary: pd.DataFrame | None = None,
-                   include_incomplete: bool = False) -> Selection:
+                   include_incomplete: bool = False, top_b: int | None = None) -> Selection:
     """`select` on a table `assign_pools` and `_with_codes` have prepared (left unchanged); `summary`: its
     `pool_summary` indexed by pool_id, when already computed."""
+    if top_b is not None:
+        top_b = lark.check_b(top_b)
     pool_by = pooled.attrs["pool_by"]
     if summary is None:
         summary = pool_summary(pooled).set_index("pool_id")
     pooled, eligible, chosen = _picks(pooled, by, mode, seed, correct_only, keep_pools_without_correct, summary,
-                                      include_incomplete)
+                                      include_incomplete, top_b)
     chosen = chosen.assign(manual=False)
     chosen = _apply_overrides(pooled, chosen, overrides or {})
 
     first_seen = pooled.groupby("pool_id")["_order"].min()
     n_eligible = pd.Series(eligible, index=pooled.index).groupby(pooled["pool_id"]).sum()
-    label = rule_label(by, mode, seed, correct_only)
+    label = rule_label(by, mode, seed, correct_only, top_b)
     chosen = chosen.assign(
         pool_size=chosen["pool_id"].map(summary["n_candidates"]).astype(int),
         n_eligible=chosen["pool_id"].map(n_eligible).astype(int),
@@ -306,7 +383,8 @@ def _select_pooled(pooled: pd.DataFrame, *, by: str, mode: str, seed: int | None
     return Selection(selected=chosen, dropped=dropped, rule=label, by=by, mode=mode, seed=seed,
                      correct_only=correct_only, keep_pools_without_correct=keep_pools_without_correct,
                      pool_by=pool_by, n_pools=int(len(summary)), student=student,
-                     inconsistent_pools=int((summary["n_prompts"] > 1).sum()), include_incomplete=include_incomplete)
+                     inconsistent_pools=int((summary["n_prompts"] > 1).sum()), include_incomplete=include_incomplete,
+                     top_b=top_b)
 
 
 def set_metrics(frame: pd.DataFrame) -> dict[str, float]:
@@ -335,8 +413,9 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
                       pooled: pd.DataFrame | None = None) -> SelectionSummary:
     """Compare the selected set with random selection (mean over `random_seeds`) and each teacher's full set.
 
-    Random selection uses the same pools and the same correct filter as the selection itself. `pooled`: the
-    table as `prepare_pools` made it for this selection, when already at hand.
+    Random selection uses the same pools, the same correct filter and the same number kept per pool (`top_b`) as
+    the selection itself; every kept trajectory counts once (`train_weight` is not applied). `pooled`: the table
+    as `prepare_pools` made it for this selection, when already at hand.
     """
     full = prepare_pools(table, selection.pool_by, selection.student) if pooled is None else pooled
     rows = [{"set": f"selected ({selection.rule})", **set_metrics(selection.selected)}]
@@ -345,7 +424,7 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
     if seeds:
         runs = [_set_row(columns, picks, len(picks)) for picks in _random_picks(
             full, seeds, _eligible(full, selection.correct_only, selection.include_incomplete),
-            selection.keep_pools_without_correct)]
+            selection.keep_pools_without_correct, selection.top_b)]
         rows.append({"set": f"random (mean of {len(seeds)} seeds)",
                      **{k: float(np.nanmean([r[k] for r in runs])) if any(np.isfinite(r[k]) for r in runs)
                         else float("nan") for k in runs[0]}})
@@ -354,12 +433,13 @@ def selection_summary(table: pd.DataFrame, selection: Selection, *,
     comparison = pd.DataFrame(rows)
     comparison["n_trajectories"] = comparison["n_trajectories"].round().astype(int)
     sel = selection.selected
-    counts = {"pools": selection.n_pools, "selected": int(len(sel)), "dropped": int(len(selection.dropped)),
+    counts = {"pools": selection.n_pools, "selected": int(len(sel)), "selected_pools": int(sel["pool_id"].nunique()),
+              "dropped": int(len(selection.dropped)),
               "manual": int(sel["manual"].sum()), "fallback": int(sel["correct_filter_fallback"].sum()),
               "undefined_metric": int((~sel["metric_defined"]).sum()),
               "inconsistent_pools": selection.inconsistent_pools}
     return SelectionSummary(rule=selection.rule, picks=picks_per_teacher(sel), comparison=comparison,
-                            counts=counts)
+                            counts=counts, top_b=selection.top_b)
 
 
 def _plain(value: object) -> object:

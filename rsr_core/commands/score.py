@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rsr_core.analysis.metrics import R_MAX
+from rsr_core.analysis.metrics import R_MAX, SAME_PASS_METRICS
 from rsr_core.commands import checks
 from rsr_core.commands.checks import UsageError, fault_advice, fault_reason, is_store_target
 from rsr_core.engine.chat_format import MAX_LEN
@@ -198,8 +198,10 @@ def run(args: argparse.Namespace) -> int:
                     break
                 run.score(batch)
         finally:
-            run.close()
-            writer.close()
+            try:
+                run.close()
+            finally:
+                writer.close()
             if args.ray is not None:
                 from rsr_core.engine.distributed import shutdown
 
@@ -356,9 +358,10 @@ class _Run:
     def __init__(self, writer, student, args, scorer, skipped: int = 0):
         from tqdm import tqdm
 
-        from rsr_core.engine.pipeline import store_sink
+        from rsr_core.engine.pipeline import FillingSink
 
         self.writer, self.student, self.args, self.scorer = writer, student, args, scorer
+        self.lacking = writer.lacking_ids()  # held without the same-pass columns: rescored to fill them
         self.ids: list[str] = []
         self.counts = {"cached": 0, "resumed": 0, "skipped": skipped}
         self.errors: list = []
@@ -369,11 +372,11 @@ class _Run:
         self.bar = (tqdm(total=0, unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
                     if sys.stderr.isatty() else None)  # a log file gets a plain line every LOG_EVERY_S instead
         self.shown = {"at": 0.0, "done": -1, "logged": time.monotonic()}
-        commit = store_sink(writer, student.name, self.refused)
+        self.commit = FillingSink(writer, student.name, self.refused)
 
         def sink(pairs) -> None:
             try:
-                commit(pairs)
+                self.commit(pairs)
             except OSError as e:
                 raise OutputFault(writer.root, e) from e
         self.sink = sink
@@ -408,8 +411,14 @@ class _Run:
         for tid, problem in list(changed.items())[:MAX_ERRORS_SHOWN]:
             print(f"skipped: {tid}: {problem} in {writer.root} (scored from another text: write to a new store)",
                   file=sys.stderr)
-        todo = [t for t in trajectories if t.trajectory_id not in writer and t.trajectory_id not in changed]
+        todo = [t for t in trajectories if (t.trajectory_id not in writer or t.trajectory_id in self.lacking)
+                and t.trajectory_id not in changed]
+        filling = sum(t.trajectory_id in writer for t in todo)
         resumed = len(trajectories) - len(todo) - len(changed)
+        if filling:
+            print(f"note: {filling} trajectories in {writer.root} were stored without the same-pass columns "
+                  f"({', '.join(SAME_PASS_METRICS)}); scoring them again to add them (their other numbers stay as "
+                  "they are)", file=sys.stderr)
         if not self.ids:  # the first batch: say what is about to happen
             n_reasoning = sum(t.has_reasoning for t in trajectories)
             where = f"a Ray cluster ({args.ray})" if args.ray is not None else str(self.student.device)
@@ -442,8 +451,14 @@ class _Run:
         from rsr_core.data.formats import RecordError
         from rsr_core.engine.pipeline import rewrite_notes
 
-        if self.bar is not None:
-            self.bar.close()
+        try:
+            self.commit.flush()
+        except OSError as e:
+            raise OutputFault(self.writer.root, e) from e
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        self.counts["filled"] = len(self.commit.filled)
         for note in rewrite_notes(self.rewritten, self.canonical_tools):
             print(f"note: {note}", file=sys.stderr)
         report_errors(self.errors + [RecordError(str(self.writer.root), None, m) for m in self.refused])
@@ -501,6 +516,7 @@ def _summary(table, args, to_store: bool, counts: dict) -> None:
     undefined = int(table["rsr"].map(lambda v: not math.isfinite(v)).sum())
     where = f"the store {args.out}" if to_store else str(args.out)
     notes = [f"{counts['cached']} from cache", f"{counts['resumed']} already in the store" if counts["resumed"] else "",
+             f"{counts['filled']} given the same-pass columns" if counts.get("filled") else "",
              f"{n_trunc} truncated at {args.max_len} tokens" if n_trunc else "",
              f"{len(partial)} with coverage below 1.0 (min {partial['coverage'].min():.1%})" if len(partial) else "",
              f"{undefined} with undefined RSR (zero surprisal)" if undefined else "",

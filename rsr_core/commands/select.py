@@ -1,7 +1,9 @@
-"""`python -m rsr_core select SCORES --by rsr [--max|--min] [--correct-only] --out selected.jsonl`.
+"""`python -m rsr_core select SCORES --by rsr [--max|--min] [--top-b B] [--correct-only] --out selected.jsonl`.
 
-Keeps one trajectory per problem of a trajectory table (Parquet, CSV or JSONL) or of a results store, prints the
-selection summary and writes the training records (JSONL in `messages` format, or Parquet) with their provenance.
+Keeps one trajectory per problem (or the B best, `--top-b`) of a trajectory table (Parquet, CSV or JSONL) or of a
+results store, prints the selection summary and writes the training records (JSONL in `messages` format, or
+Parquet) with their provenance and `train_weight`. `--by lark` keeps the highest LARK score g_hat, computed over
+the pools used here; with `--top-b` it weighs the kept ones by LARK's chi-square weights.
 From a store only the metric columns are read, and the conversations of the selected trajectories (the prompts
 of all when pooling by prompt). Exits 1 when nothing could be selected, 2 when the input or the options are
 unusable.
@@ -11,8 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
+
 from rsr_core.analysis.pools import POOL_BY
-from rsr_core.analysis.selection import read_overrides, select, selection_summary, write_selection
+from rsr_core.analysis.selection import LARK, read_overrides, select, selection_summary, write_selection
 from rsr_core.commands import checks
 from rsr_core.data.score_tables import read_scores, with_conversations, with_prompts
 from rsr_core.data.store import StoreError
@@ -22,13 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", help="trajectory table (.parquet, .csv, .jsonl) or results store from "
                                        "`python -m rsr_core score`")
     parser.add_argument("--by", default="rsr",
-                        help="column to select by (default rsr), or 'random' for a seeded random pick")
+                        help="column to select by (default rsr), 'random' for a seeded random pick, or 'lark' for "
+                             "the highest LARK score g_hat (from avg_surprisal and lark_rho, per problem)")
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument("--min", dest="mode", action="store_const", const="min",
-                           help="keep the lowest value per problem (default)")
+                           help="keep the lowest value per problem (default; not with --by lark)")
     direction.add_argument("--max", dest="mode", action="store_const", const="max",
-                           help="keep the highest value per problem")
-    parser.set_defaults(mode="min")
+                           help="keep the highest value per problem (what --by lark always does)")
+    parser.set_defaults(mode=None)
+    parser.add_argument("--top-b", type=checks.integer(1, "trajectories kept per problem"), default=None,
+                        metavar="B",
+                        help="keep the B best trajectories of each problem instead of one, each with a train_weight "
+                             "(the weights of a problem sum to 1): LARK's chi-square weights with --by lark, else "
+                             "1/(number kept)")
     parser.add_argument("--seed", type=checks.integer(0, "a random seed"), default=0,
                         help="seed of --by random (default 0)")
     parser.add_argument("--correct-only", action="store_true",
@@ -49,8 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
+    if args.by == LARK and args.mode == "min":
+        raise checks.UsageError("--by lark keeps the highest LARK score of each problem; --min does not apply")
     checks.check_not_an_input("--out", args.out, [args.scores])
     checks.check_table_output("--out", args.out, (".jsonl", ".ndjson", ".parquet"))
+
+
+def records_line(selected: pd.DataFrame, top_b: int | None) -> str:
+    """'12 records (one per problem)' or '23 records (up to 2 per problem, 12 problems)'."""
+    n = len(selected)
+    if top_b is None:
+        return f"{n} records (one per problem)"
+    return f"{n} records (up to {top_b} per problem, {selected['pool_id'].nunique()} problems)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
         if args.pool_by == "prompt":
             table = with_prompts(table)
         overrides = read_overrides(args.overrides) if args.overrides else None
-        selection = select(table, by=args.by, mode=args.mode, seed=args.seed, correct_only=args.correct_only,
+        selection = select(table, by=args.by, mode=args.mode or "min", seed=args.seed, correct_only=args.correct_only,
                            keep_pools_without_correct=args.keep_pools_without_correct, overrides=overrides,
                            pool_by=args.pool_by, student=None if "store" in table.attrs else args.student,
-                           include_incomplete=args.include_incomplete)
+                           include_incomplete=args.include_incomplete, top_b=args.top_b)
         chosen = with_conversations(selection.selected, table.attrs.get("store"))
     except (OSError, ValueError, KeyError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"\nwrote {len(selection.selected)} records (one per problem) to {path}")
+    print(f"\nwrote {records_line(selection.selected, args.top_b)} to {path}")
     return 0

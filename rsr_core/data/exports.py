@@ -11,16 +11,18 @@ from typing import Sequence
 
 import pandas as pd
 
-from rsr_core.analysis.metrics import TRAJECTORY_METRICS
+from rsr_core.analysis.lark import with_lark_g
+from rsr_core.analysis.metrics import SAME_PASS_METRICS, TRAJECTORY_METRICS
+from rsr_core.analysis.pools import assign_pools, resolve_pool_by
 from rsr_core.data.store import ResultsStore
-from rsr_core.data.tables import ID_COLUMNS, TAIL_COLUMNS, TableFileWriter, token_table
+from rsr_core.data.tables import ID_COLUMNS, TAIL_COLUMNS, TableFileWriter, normalise_table, token_table
 
 BATCH = 2000  # trajectories per written batch
 
 
 def table_order(columns: Sequence[str]) -> list[str]:
     """Columns in the order `score` writes them: ids, metrics, others, then the tail (conversation last)."""
-    known = [*ID_COLUMNS, *TRAJECTORY_METRICS]
+    known = [*ID_COLUMNS, *TRAJECTORY_METRICS, *SAME_PASS_METRICS, "lark_g"]
     head = [c for c in known if c in columns]
     tail = [c for c in TAIL_COLUMNS if c in columns]
     return head + [c for c in columns if c not in head and c not in tail] + tail
@@ -37,11 +39,25 @@ def scored_table(store: ResultsStore, student: str, ids: Sequence[str] | None = 
     return table.reset_index(drop=True)
 
 
+def with_pool_lark_g(store: ResultsStore, table: pd.DataFrame) -> pd.DataFrame:
+    """The table with LARK's per-problem score `lark_g` (`analysis.lark`) over its pools as `select` forms them by
+    default: by problem id where every row has one, else by prompt (read from the store); unchanged without
+    `lark_rho` (scores written before it was kept)."""
+    if "lark_rho" not in table or table.empty:
+        return table
+    frame = normalise_table(table[[c for c in ("trajectory_id", "problem_id", "avg_surprisal", "lark_rho")
+                                   if c in table]])
+    if resolve_pool_by(frame) == "prompt":
+        prompts = store.conversation_column("prompt")
+        frame["prompt"] = prompts.reindex(frame["trajectory_id"].astype(str)).to_numpy()
+    return table.assign(lark_g=with_lark_g(assign_pools(frame)).loc[:, "lark_g"].to_numpy())
+
+
 def write_trajectory_table(store: ResultsStore, student: str, path: str | Path, ids: Sequence[str] | None = None,
                            r_max: int | None = None) -> int:
     """Write the trajectory table with prompt, messages, source and record (and tools, where the store's
     conversations offer any), as `score --out FILE` does. Returns the number of rows."""
-    table = scored_table(store, student, ids, r_max)
+    table = with_pool_lark_g(store, scored_table(store, student, ids, r_max))
     drop = ["trajectory_id"] if store.has_tools() else ["trajectory_id", "tools"]  # a tools column where offered
     with TableFileWriter(path) as out:
         for a in range(0, len(table), BATCH):

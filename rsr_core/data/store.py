@@ -87,7 +87,8 @@ import pyarrow.parquet as pq
 
 from rsr_core.analysis import aggregates as agg
 from rsr_core.analysis import part_aggregates as pagg
-from rsr_core.analysis.metrics import R_MAX, TRAJECTORY_METRICS
+from rsr_core.analysis.metrics import (R_MAX, SAME_PASS_METRICS, TRAJECTORY_METRICS, lacking_same_pass,
+                                      same_pass_metrics)
 from rsr_core.data import store_files as files
 from rsr_core.data.store_columns import (TokenColumns, Vocabulary, range_problems, scores_problem,
                                          token_problems)
@@ -114,6 +115,7 @@ _TABLE_TYPES = {
     "student": pa.string(), "n_tokens": pa.int64(), "truncated": pa.bool_(), "n_context": pa.int64(),
     "correct": pa.bool_(), "r_max": pa.int64(),
     **{m: pa.float64() for m in TRAJECTORY_METRICS if m != "n_tokens"},
+    **{m: pa.float64() for m in SAME_PASS_METRICS},
 }
 _AGGS_SCHEMA = pa.schema([("trajectory_id", pa.string()), *agg.ARROW_SCHEMA, *pagg.ARROW_SCHEMA])
 
@@ -578,6 +580,85 @@ class StoreWriter:
             self._merge_vocabulary()
         self.conversations.compact()
 
+    def lacking_ids(self) -> set[str]:
+        """Committed trajectories stored without the same-pass columns (`metrics.lacking_same_pass`): written
+        before they were kept, or imported without them. `fill_same_pass` adds them."""
+        lacking: set[str] = set()
+        for p in self.manifest["parts"]:
+            path = self.folder / "parts" / f"{p['id']}.meta.parquet"
+            names = [c for c in ("trajectory_id", "avg_surprisal", "lark_rho") if c in pq.read_schema(path).names]
+            frame = pq.read_table(path, columns=names).to_pandas()
+            lacking.update(frame["trajectory_id"][lacking_same_pass(frame)].astype(str))
+        return lacking
+
+    def fill_same_pass(self, scores: dict[str, TokenScores]) -> AppendResult:
+        """Add the same-pass columns (the trajectory's brier, lark_brier, lark_rho and each token's lark_brier)
+        to committed trajectories that lack them, from new scores of the same conversations under the same
+        settings; the numbers stored before are kept as they are. Each part holding one is rewritten once and
+        committed atomically, as a merge is. A trajectory whose new scores do not cover the same tokens is left
+        as it was, with a message in the result."""
+        result = AppendResult()
+        wanted = {tid: s for tid, s in scores.items() if tid in self._committed and s.lark_brier is not None
+                  and s.brier is not None}
+        for tid in set(scores) - set(wanted):
+            result.skipped.append(tid)
+        for p in list(self.manifest["parts"]):
+            ids = pq.read_table(self.folder / "parts" / f"{p['id']}.meta.parquet", columns=["trajectory_id"])
+            mine = {tid: wanted[tid] for tid in ids.column(0).to_pylist() if tid in wanted}
+            if mine:
+                at = next(i for i, q in enumerate(self.manifest["parts"]) if q["id"] == p["id"])
+                self._fill_part(at, mine, result)
+        return result
+
+    def _fill_part(self, at: int, scores: dict[str, TokenScores], result: AppendResult) -> None:
+        """Rewrite parts[at] with the same-pass columns of `scores` (trajectory id -> its new TokenScores)."""
+        old = self.manifest["parts"][at]
+        before = copy.deepcopy(self.manifest)
+        final, tmp = self._new_part_paths()
+        parts = self.folder / "parts"
+        meta = pq.read_table(parts / f"{old['id']}.meta.parquet")
+        ids = meta.column("trajectory_id").to_pylist()
+        filled = np.zeros(len(ids), bool)
+
+        def edit(j: int, rows: pa.Table) -> pa.Table:
+            s = scores.get(ids[j])
+            if s is None:
+                return rows
+            same = len(s) == rows.num_rows and np.array_equal(rows.column("token_id").to_numpy(), s.token_ids)
+            if not same:
+                result.errors.append(f"trajectory {ids[j]}: its new scores cover other tokens than the stored "
+                                     f"ones; its same-pass columns are left unknown")
+                return rows
+            filled[j] = True
+            rows = files.conform(rows, files.token_schema(self.settings.top_k))
+            return rows.set_column(rows.schema.get_field_index("lark_brier"), "lark_brier",
+                                   pa.array(s.lark_brier.astype(np.float32)))
+        try:
+            with files.TokenPacker(tmp["tokens.parquet"], files.token_schema(self.settings.top_k)) as packer:
+                meta = _repack_tokens(meta, parts / f"{old['id']}.tokens.parquet", packer, edit)
+                wrote_tokens = packer.close()
+            for j, tid in enumerate(ids):  # trajectories without tokens have nothing to compute from
+                if tid in scores and not filled[j] and len(scores[tid]) == 0:
+                    filled[j] = True
+            meta = _with_same_pass(meta, [scores[t] if f else None for t, f in zip(ids, filled)])
+            if not wrote_tokens:
+                tmp.pop("tokens.parquet")
+            pq.write_table(meta, tmp["meta.parquet"], compression="zstd")
+            files.write_ipc(tmp["aggs.arrow"], [_conform_aggs(files.read_ipc(parts / f"{old['id']}.aggs.arrow"))],
+                            _AGGS_SCHEMA)
+            files.publish([(tmp[k], final[k]) for k in tmp])
+            self.manifest["parts"][at] = {**old, "id": final["meta.parquet"].name.split(".")[0],
+                                          "bytes": files.files_bytes(final[k] for k in tmp)}
+            files.write_json(self.folder / "manifest.json", self.manifest)
+        except BaseException:
+            if files.undo_commit(self.folder / "manifest.json", STUDENT_FORMAT, before,
+                                 [*final.values(), *tmp.values()]):
+                self.manifest = before
+            raise
+        for f in _part_files(self.folder, old):
+            f.unlink(missing_ok=True)
+        result.written += [t for t, f in zip(ids, filled) if f]
+
     # ---------------------------------------------------------------------------------- the steps
 
     def _admissible(self, batch: _Batch, result: AppendResult) -> _Batch:
@@ -649,6 +730,7 @@ class StoreWriter:
                     problems.setdefault(ids[j], f"{name} is {_shown(rows[name].iloc[j])} in the table but "
                                                 f"{_shown(value)} in the scores or the store's settings")
         self._check_metrics(rows, batch.aggregates, batch.parts, problems)
+        _check_same_pass(rows, batch.columns, problems)
         return rows, problems
 
     def _check_metrics(self, rows: pd.DataFrame, aggregates: agg.RankAggregates, parts: pagg.PartAggregates,
@@ -802,6 +884,45 @@ class StoreWriter:
             path.unlink(missing_ok=True)
 
 
+def _check_same_pass(rows: pd.DataFrame, columns: TokenColumns | None, problems: dict[str, str]) -> None:
+    """Set the same-pass columns (`metrics.SAME_PASS_METRICS`) of the trajectories whose Brier terms are known from
+    them, reporting a table value that disagrees; keep the table's own values for the others (results without
+    per-token data), NaN where it has none."""
+    ids = rows["trajectory_id"].to_numpy()
+    known = columns.known_terms() if columns is not None else np.zeros(len(rows), bool)
+    computed = columns.same_pass() if columns is not None else {}
+    for name in SAME_PASS_METRICS:
+        have = (pd.to_numeric(rows[name].astype(object), errors="coerce").to_numpy(np.float64, na_value=np.nan)
+                if name in rows.columns else np.full(len(rows), np.nan))
+        if not known.any():
+            rows[name] = have
+            continue
+        want = computed[name]
+        bad = known & ~np.isnan(have) & ~np.isclose(have, want, rtol=1e-6, atol=0, equal_nan=True) & pd.notna(ids)
+        for j in np.flatnonzero(bad).tolist():
+            problems.setdefault(ids[j], f"{name} is {_shown(have[j])} in the table but {_shown(want[j])} from its "
+                                        f"tokens")
+        rows[name] = np.where(known, want, have)
+
+
+def _with_same_pass(meta: pa.Table, scores: Sequence[TokenScores | None]) -> pa.Table:
+    """A part's meta table with the same-pass columns of the rows whose scores are given ([n], None: keep the
+    row's values, null where it has none)."""
+    n = meta.num_rows
+    for name in SAME_PASS_METRICS:
+        have = (meta.column(name).to_numpy(zero_copy_only=False).astype(np.float64) if name in meta.column_names
+                else np.full(n, np.nan))
+        for j, s in enumerate(scores):
+            if s is not None:
+                have[j] = same_pass_metrics(s.surprisal, s.brier, s.lark_brier)[name]
+        column = pa.array(have, pa.float64(), from_pandas=True)
+        if name in meta.column_names:
+            meta = meta.set_column(meta.schema.get_field_index(name), name, column)
+        else:
+            meta = meta.append_column(name, column)
+    return meta
+
+
 def _shown(value) -> str:
     """A table value in a message as a user writes it: 70, 3.25, True, 'text' (never np.int64(70))."""
     value = value.item() if isinstance(value, np.generic) else value
@@ -825,10 +946,7 @@ def _aggs_arrow(ids: Sequence[str], aggregates: agg.RankAggregates, parts: pagg.
 
 def _conform_aggs(table: pa.Table) -> pa.Table:
     """An aggregates file of a part written before part aggregates were kept, with them null (unknown)."""
-    for f in pagg.ARROW_SCHEMA:
-        if f.name not in table.column_names:
-            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-    return table.select(_AGGS_SCHEMA.names)
+    return files.conform(table, _AGGS_SCHEMA)
 
 
 def _part_aggregates(trajectories: Sequence[Trajectory], columns: TokenColumns) -> pagg.PartAggregates:
@@ -842,9 +960,11 @@ def _part_aggregates(trajectories: Sequence[Trajectory], columns: TokenColumns) 
     return pagg.batch_part_aggregates(columns.surprisal, columns.rank, codes, columns.lengths)
 
 
-def _repack_tokens(meta: pa.Table, tokens_path: Path, packer: files.TokenPacker) -> pa.Table:
+def _repack_tokens(meta: pa.Table, tokens_path: Path, packer: files.TokenPacker,
+                   edit: Callable[[int, pa.Table], pa.Table] | None = None) -> pa.Table:
     """Copy the token rows of one part's trajectories into `packer`, reading each row group once; the part's
-    meta table with the new row groups and offsets."""
+    meta table with the new row groups and offsets. edit(j, rows): the rows to write for the meta's j-th
+    trajectory instead of its own."""
     row_group = meta.column("_row_group").to_numpy().copy()
     offset = meta.column("_offset").to_numpy().copy()
     length = meta.column("_length").to_numpy()
@@ -854,7 +974,8 @@ def _repack_tokens(meta: pa.Table, tokens_path: Path, packer: files.TokenPacker)
         for j in np.flatnonzero(length > 0).tolist():
             if row_group[j] != current:
                 current, rows = int(row_group[j]), source.read_row_group(int(row_group[j]))
-            row_group[j], offset[j] = packer.add(rows.slice(int(offset[j]), int(length[j])))
+            mine = rows.slice(int(offset[j]), int(length[j]))
+            row_group[j], offset[j] = packer.add(mine if edit is None else edit(j, mine))
         source.close()
     meta = meta.set_column(meta.schema.get_field_index("_row_group"), "_row_group", pa.array(row_group, pa.int32()))
     return meta.set_column(meta.schema.get_field_index("_offset"), "_offset", pa.array(offset, pa.int32()))
@@ -1440,10 +1561,12 @@ def _token_scores(rows: pa.Table | None, k: int, texts: list[str], vocab: np.nda
         rows.column(name).combine_chunks().flatten().to_numpy(), dtype=dtype).reshape(t, k)
     start, end, turn = col("start", np.int64), col("end", np.int64), col("turn", np.int32)
     top_ids = fixed("top_ids", np.int64)
+    lark = rows.column("lark_brier") if "lark_brier" in rows.column_names else None
     return TokenScores(
         token_ids=col("token_id", np.int64),
         tokens=[texts[j][a:b] for j, a, b in zip(turn.tolist(), start.tolist(), end.tolist())],
         offsets=np.stack([start, end], axis=1), turn=turn, surprisal=col("surprisal", np.float32),
         rank=col("rank", np.int64), entropy=col("entropy", np.float32), top_ids=top_ids,
         top_tokens=vocab[top_ids].tolist(), top_probs=fixed("top_probs", np.float32),
+        lark_brier=col("lark_brier", np.float32) if lark is not None and not lark.null_count else None,
         truncated=truncated, n_context=n_context)

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rsr_core.analysis import aggregates as agg
+from rsr_core.analysis.metrics import SAME_PASS_METRICS, same_pass_columns
 from rsr_core.data.store_files import StoreError
-from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.token_scores import SAME_PASS_TERMS, TokenScores
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 
@@ -41,6 +42,9 @@ class TokenColumns:
     n_context: np.ndarray  # [N] int64
     tokens: list[str] | pa.Array | None = None  # [T] text of each token; None: not checked
     top_tokens: list[str] | pa.Array | None = None  # [T * K] text of each alternative; None: ids must be known
+    brier: np.ndarray | None = None  # [T] float32 Brier terms (full vocabulary); None: no trajectory has them
+    lark_brier: np.ndarray | None = None  # [T] float32 LARK's top-50 Brier terms
+    terms_known: np.ndarray | None = None  # [N] bool, the trajectories whose Brier terms are known (else NaN there)
 
     @property
     def offsets(self) -> np.ndarray:
@@ -71,7 +75,8 @@ class TokenColumns:
             truncated=np.array([bool(s.truncated) for s in scores], dtype=bool),
             n_context=np.array([int(s.n_context) for s in scores], dtype=np.int64),
             tokens=[t for s in scores for t in s.tokens],
-            top_tokens=[t for s in scores for row in s.top_tokens for t in row])
+            top_tokens=[t for s in scores for row in s.top_tokens for t in row],
+            **_terms(scores))
 
     def take(self, index: Sequence[int]) -> "TokenColumns":
         """The trajectories at positions `index`, in that order."""
@@ -88,11 +93,34 @@ class TokenColumns:
             surprisal=self.surprisal[rows], rank=self.rank[rows], entropy=self.entropy[rows],
             top_ids=self.top_ids[rows], top_probs=self.top_probs[rows], truncated=self.truncated[index],
             n_context=self.n_context[index], tokens=_pick(self.tokens, rows),
-            top_tokens=_pick(self.top_tokens, top_rows))
+            top_tokens=_pick(self.top_tokens, top_rows),
+            brier=None if self.brier is None else self.brier[rows],
+            lark_brier=None if self.lark_brier is None else self.lark_brier[rows],
+            terms_known=None if self.terms_known is None else self.terms_known[index])
 
     def aggregates(self) -> agg.RankAggregates:
         """The rank aggregates of the N trajectories."""
         return agg.batch_aggregates(self.surprisal, self.rank, self.entropy, self.lengths)
+
+    def same_pass(self) -> dict[str, np.ndarray]:
+        """{name: [N] float64} of `metrics.SAME_PASS_METRICS` per trajectory, NaN where the terms are unknown
+        (`known_terms`)."""
+        n = len(self.lengths)
+        if self.brier is None or self.lark_brier is None:
+            return {name: np.full(n, np.nan) for name in SAME_PASS_METRICS}
+        owner = np.repeat(np.arange(n), self.lengths)
+
+        def sums(values: np.ndarray) -> np.ndarray:
+            return np.bincount(owner, weights=values.astype(np.float64), minlength=n)
+        columns = same_pass_columns(self.lengths, sums(self.surprisal), sums(self.brier), sums(self.lark_brier))
+        known = self.known_terms()
+        return {name: np.where(known, v, np.nan) for name, v in zip(SAME_PASS_METRICS, columns)}
+
+    def known_terms(self) -> np.ndarray:
+        """[N] bool: the trajectories whose Brier terms are known."""
+        if self.brier is None or self.lark_brier is None:
+            return np.zeros(len(self.lengths), bool)
+        return np.ones(len(self.lengths), bool) if self.terms_known is None else self.terms_known
 
     def arrow(self) -> pa.Table:
         """[T] token rows as tokens.parquet holds them (`store_files.token_schema`)."""
@@ -104,7 +132,30 @@ class TokenColumns:
             "entropy": self.entropy.astype(np.float32),
             "top_ids": pa.FixedSizeListArray.from_arrays(pa.array(self.top_ids.astype(np.int32).ravel()), k),
             "top_probs": pa.FixedSizeListArray.from_arrays(pa.array(self.top_probs.astype(np.float32).ravel()), k),
+            "lark_brier": self._token_terms(),
         })
+
+    def _token_terms(self) -> pa.Array:
+        """[T] LARK's Brier term of each token, null where unknown."""
+        if self.lark_brier is None:
+            return pa.nulls(int(self.lengths.sum()), pa.float32())
+        known = ~np.isnan(self.lark_brier)
+        if self.terms_known is not None:
+            known &= np.repeat(self.terms_known, self.lengths)
+        return pa.array(self.lark_brier.astype(np.float32), mask=~known)
+
+
+def _terms(scores: Sequence[TokenScores]) -> dict:
+    """brier, lark_brier [T] and terms_known [N] of TokenScores, NaN for the tokens of those without them."""
+    known = np.array([s.brier is not None and s.lark_brier is not None for s in scores], dtype=bool)
+    if not known.any():
+        return {}
+    out = {}
+    for name in SAME_PASS_TERMS:
+        pieces = [np.asarray(getattr(s, name), np.float32) if ok else np.full(len(s), np.nan, np.float32)
+                  for s, ok in zip(scores, known)]
+        out[name] = np.concatenate(pieces)
+    return {**out, "terms_known": known}
 
 
 def _pick(values: list[str] | pa.Array | None, rows: np.ndarray):

@@ -291,10 +291,12 @@ def runs_to_compact(parts: list[dict]) -> list[tuple[int, int]]:
 
 
 def token_schema(top_k: int) -> pa.Schema:
-    """Schema of tokens.parquet, K = top_k alternatives per token."""
+    """Schema of tokens.parquet, K = top_k alternatives per token. `lark_brier` (LARK's Brier term) is null where
+    unknown: in files written before it was kept (a merge copies them in with nulls) and for imported scores."""
     return pa.schema([("token_id", pa.int32()), ("start", pa.int32()), ("end", pa.int32()), ("turn", pa.int32()),
                       ("surprisal", pa.float32()), ("rank", pa.int32()), ("entropy", pa.float32()),
-                      ("top_ids", pa.list_(pa.int32(), top_k)), ("top_probs", pa.list_(pa.float32(), top_k))])
+                      ("top_ids", pa.list_(pa.int32(), top_k)), ("top_probs", pa.list_(pa.float32(), top_k)),
+                      ("lark_brier", pa.float32())])
 
 
 def token_parquet_options() -> dict:
@@ -303,7 +305,16 @@ def token_parquet_options() -> dict:
     return dict(compression="zstd", write_statistics=False, use_dictionary=["token_id", "top_ids", "turn"],
                 column_encoding={"start": "DELTA_BINARY_PACKED", "end": "DELTA_BINARY_PACKED",
                                  "surprisal": "BYTE_STREAM_SPLIT", "entropy": "BYTE_STREAM_SPLIT",
-                                 "top_probs": "BYTE_STREAM_SPLIT"})
+                                 "top_probs": "BYTE_STREAM_SPLIT", "lark_brier": "BYTE_STREAM_SPLIT"})
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with the columns of `schema` it lacks added as nulls (rows of a file written before them), in the
+    schema's order."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(schema.names)
 
 
 class _Packer:
@@ -356,7 +367,7 @@ class TokenPacker(_Packer):
             return
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, self.schema, **token_parquet_options())
-        table = pa.concat_tables(self.pending).cast(self.schema)
+        table = pa.concat_tables([conform(t, self.schema) for t in self.pending]).cast(self.schema)
         self.writer.write_table(table, row_group_size=table.num_rows)
         self.pending, self.rows = [], 0
         self.row_group += 1

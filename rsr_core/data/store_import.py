@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from rsr_core.analysis.metrics import R_MAX
 from rsr_core.data.store import (CONVERSATION_COLUMNS, ResultsStore, StoreError, StoreWriter, StudentSettings,
                                  TokenColumns)
+from rsr_core.data.token_scores import SAME_PASS_TERMS
 from rsr_core.data.trajectory import Trajectory, correct_column
 
 TABLE_BATCH_ROWS = 1024  # rows of the trajectory table at a time (each holds a whole conversation)
@@ -252,7 +253,9 @@ class _TokenImport:
             top_probs=np.asarray(top["top_probs"].to_numpy(), np.float32).reshape(-1, self.k),
             truncated=self._first(sub, "truncated", firsts, bool, False),
             n_context=self._first(sub, "n_context", firsts, np.int64, 0),
-            tokens=sub.column("token").combine_chunks(), top_tokens=top["top_tokens"])
+            tokens=sub.column("token").combine_chunks(), top_tokens=top["top_tokens"],
+            **{name: col(name, np.float32) for name in SAME_PASS_TERMS  # kept where the token table has them
+               if name in sub.column_names and not sub.column(name).null_count})
         trajectories = [self._trajectory(tid) for tid in columns.trajectory_id]
         result = self.writer.append_columns(trajectories, columns, self.table.loc[columns.trajectory_id])
         self._count(result, columns)

@@ -16,16 +16,17 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from rsr_core.analysis.metrics import R_MAX, trajectory_metrics
+from rsr_core.analysis.metrics import R_MAX, SAME_PASS_METRICS, same_pass_metrics, trajectory_metrics
 from rsr_core.analysis.segments import part_rsr, token_parts
 from rsr_core.data.paths import TABLE_SUFFIXES
-from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.token_scores import SAME_PASS_TERMS, TokenScores
 from rsr_core.data.trajectory import Trajectory, assistant_texts, correct_column, turn_part_starts
 
 ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
 TAIL_COLUMNS = ["coverage", "truncated", "n_context", "correct", "correct_source", "complete", "candidate", "reference",
-                "r_max", "source", "record", "prompt", "messages", "tools"]
-META_COLUMNS = {"candidate": "Int64", "complete": "boolean", "reference": "string", "correct_source": "string"}
+                "edited_from", "edit", "r_max", "source", "record", "prompt", "messages", "tools"]
+META_COLUMNS = {"candidate": "Int64", "complete": "boolean", "reference": "string", "correct_source": "string",
+                "edited_from": "string", "edit": "string"}
 TEXT_COLUMNS = ("trajectory_id", "problem_id", "teacher", "student", "source", "prompt")
 
 
@@ -49,6 +50,7 @@ def trajectory_row(t: Trajectory, scores: TokenScores, student: str, r_max: int 
         "trajectory_id": t.trajectory_id, "problem_id": t.problem_id, "teacher": t.teacher, "run": t.run,
         "student": student,
         **trajectory_metrics(scores.surprisal, scores.rank, scores.entropy, r_max),
+        **same_pass_metrics(scores.surprisal, scores.brier, scores.lark_brier),
         **part_rsr(scores.surprisal, scores.rank, scores_parts(t.messages, scores), r_max, tool_calls=t.has_tool_calls),
         "coverage": coverage(scores, t.messages), "truncated": bool(scores.truncated),
         "n_context": int(scores.n_context),
@@ -72,6 +74,8 @@ def pairs_table(pairs: Iterable[tuple[Trajectory, TokenScores]], student: str, r
     if frame.empty:
         return frame
     frame["correct"] = frame["correct"].astype("boolean")
+    for name in SAME_PASS_METRICS:  # None (terms unknown) reads as NaN
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
     for name, dtype in META_COLUMNS.items():
         if name in frame:
             frame[name] = frame[name].astype(dtype)
@@ -100,6 +104,7 @@ def token_table(scores: dict[str, TokenScores]) -> pd.DataFrame:
             "surprisal": s.surprisal, "rank": s.rank, "entropy": s.entropy,
             "top_ids": list(s.top_ids), "top_tokens": s.top_tokens, "top_probs": list(s.top_probs),
             "truncated": [bool(s.truncated)] * n, "n_context": [int(s.n_context)] * n,
+            **{name: getattr(s, name) for name in SAME_PASS_TERMS if getattr(s, name) is not None},
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -118,6 +123,8 @@ def scores_from_token_table(frame: pd.DataFrame) -> dict[str, TokenScores]:
             top_tokens=[list(map(str, v)) for v in g["top_tokens"]],
             top_probs=np.stack([np.asarray(v, np.float32) for v in g["top_probs"]]),
             truncated=bool(g["truncated"].iloc[0]), n_context=int(g["n_context"].iloc[0]),
+            **{name: g[name].to_numpy(np.float32) for name in SAME_PASS_TERMS
+               if name in g and g[name].notna().all()},
         )
     return out
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+SAME_PASS_TERMS = ("brier", "lark_brier")  # per-token terms beside RSR's, from the same forward pass
+
+
 @dataclass
 class TokenScores:
     """What the student saw at each response token of one trajectory.
@@ -24,6 +27,8 @@ class TokenScores:
     top_ids: np.ndarray  # [T, K] int64, the student's K most likely tokens
     top_tokens: list[list[str]]  # [T][K] their text
     top_probs: np.ndarray  # [T, K] float32, their probabilities
+    brier: np.ndarray | None = None  # [T] float32, 1 - 2 p(token) + sum_v p_v^2 over the vocabulary; None: unknown
+    lark_brier: np.ndarray | None = None  # [T] float32, the same over the 50 largest logits renormalised (LARK)
     truncated: bool = False  # the rendered conversation was cut at max_len
     n_context: int = 0  # tokens in the rendered conversation (after truncation)
     extra: dict = field(default_factory=dict)

@@ -23,9 +23,10 @@ import numpy as np
 from rsr_core.data.token_scores import TokenScores
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2  # 2: verbatim traces spliced into the template, boundary tokens scored
+FORMAT_VERSION = 3  # 2: verbatim traces spliced into the template, boundary tokens scored; 3: Brier terms kept
 NOTE_FLAGS = ("rewritten", "canonical_tools")  # kept with an entry, so a run served from the cache says its notes
-ARRAYS = ("token_ids", "offsets", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs")
+ARRAYS = ("token_ids", "offsets", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs", "brier",
+          "lark_brier")
 
 
 def entry_key(student_name: str, fingerprint: str, chat_template: str | None, dtype: str, max_len: int,
@@ -94,6 +95,8 @@ class ScoreCache:
         if self.unwritable:
             return False
         path = self.path(key)
+        if any(getattr(scores, name) is None for name in ARRAYS):
+            return False  # results without the Brier terms (an import) are not what this version of the cache holds
         arrays = {name: getattr(scores, name) for name in ARRAYS}
         text = json.dumps({"tokens": scores.tokens, "top_tokens": scores.top_tokens,
                            "truncated": bool(scores.truncated), "n_context": int(scores.n_context),

@@ -32,7 +32,8 @@ BATCH_TRAJECTORIES = 32  # trajectories per actor call; each call plans its own 
 # what Ray's C++ core logs at error level on every successful run of a Ray Data actor pool (its workers take their
 # configuration from the object store, and an actor restarted after losing it could not start: ray issue 53727)
 FALSE_ALARMS = (b"has constructor arguments in the object store",)
-LIST_COLUMNS = ("token_ids", "starts", "ends", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs")
+LIST_COLUMNS = ("token_ids", "starts", "ends", "turn", "surprisal", "rank", "entropy", "top_ids", "top_probs", "brier",
+                "lark_brier")
 
 
 @dataclass
@@ -67,7 +68,7 @@ def results_to_arrow(ids: list[str], scores: dict[str, TokenScores], problems: d
         values = []
         for tid in ids:
             s = scores.get(tid)
-            if s is None:
+            if s is None or (name in ("brier", "lark_brier") and getattr(s, name) is None):
                 values.append(np.zeros(0, dtype))
             elif name in ("starts", "ends"):
                 values.append(s.offsets[:, 0 if name == "starts" else 1].astype(dtype))
@@ -87,7 +88,8 @@ def results_to_arrow(ids: list[str], scores: dict[str, TokenScores], problems: d
         "ends": column("ends", np.int64), "turn": column("turn", np.int32),
         "surprisal": column("surprisal", np.float32), "rank": column("rank", np.int64),
         "entropy": column("entropy", np.float32), "top_ids": column("top_ids", np.int64),
-        "top_probs": column("top_probs", np.float32),
+        "top_probs": column("top_probs", np.float32), "brier": column("brier", np.float32),
+        "lark_brier": column("lark_brier", np.float32),
     })
 
 
@@ -105,7 +107,9 @@ def scores_from_row(row: dict, messages: list[dict], decode: Callable[[int], str
         rank=arr["rank"].astype(np.int64), entropy=arr["entropy"].astype(np.float32), top_ids=top_ids,
         top_tokens=[[decode(i) for i in r] for r in top_ids.tolist()],
         top_probs=arr["top_probs"].astype(np.float32).reshape(-1, top_k), truncated=bool(row["truncated"]),
-        n_context=int(row["n_context"]))
+        n_context=int(row["n_context"]),
+        **{name: arr[name].astype(np.float32) for name in ("brier", "lark_brier")
+           if arr[name].size == arr["surprisal"].size})
 
 
 class ScoringActor:

@@ -6,15 +6,16 @@ windows of about `WINDOW_TOKENS` tokens, whatever the number of trajectories.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from rsr_core.engine.cache import ScoreCache, entry_key
-import hashlib
+import numpy as np
 
 from rsr_core.analysis.metrics import R_MAX
+from rsr_core.engine.cache import ScoreCache, entry_key
 from rsr_core.engine.chat_format import MAX_LEN, Encoded, TemplateError, encode
 from rsr_core.data.formats import RecordError
 from rsr_core.engine.scoring import (TOP_K, MemoryBackoff, gpu_token_budget, plan_batches, score_batch_backoff,
@@ -31,6 +32,7 @@ Progress = Callable[["ScoringProgress"], None]
 Sink = Callable[[list[tuple[Trajectory, TokenScores]]], None]
 WINDOW_TOKENS = 1 << 21  # encoded tokens held at once; length bucketing happens within a window
 CACHED_BATCH = 64  # cached results handed to the sink together
+FILL_BUFFER_TOKENS = 1 << 22  # tokens of rescored trajectories gathered before the parts holding them are rewritten
 
 
 @dataclass
@@ -158,6 +160,47 @@ def store_sink(writer: StoreWriter, student_name: str, refused: list[str]) -> Si
     def sink(pairs: list[tuple[Trajectory, TokenScores]]) -> None:
         refused.extend(writer.append_pairs(pairs, pairs_table(pairs, student_name, R_MAX)).errors)
     return sink
+
+
+class FillingSink:
+    """`store_sink` that also fills: trajectories the store holds already (rescored because they lack the same-pass
+    columns, `StoreWriter.lacking_ids`) have those columns added rather than being appended. Their scores are
+    gathered (only the arrays a fill reads) and committed FILL_BUFFER_TOKENS tokens at a time and at `flush()`,
+    since each fill rewrites the parts that hold them. `filled`: the ids filled so far."""
+
+    def __init__(self, writer: StoreWriter, student_name: str, refused: list[str]):
+        self.writer, self.refused = writer, refused
+        self.append = store_sink(writer, student_name, refused)
+        self.pending: dict[str, TokenScores] = {}
+        self.tokens = 0
+        self.filled: list[str] = []
+
+    def __call__(self, pairs: list[tuple[Trajectory, TokenScores]]) -> None:
+        held = [t.trajectory_id in self.writer for t, _ in pairs]
+        for (t, s), fill in zip(pairs, held):
+            if fill:
+                self.pending[t.trajectory_id] = _slim(s)
+                self.tokens += len(s)
+        if not all(held):
+            self.append([pair for pair, fill in zip(pairs, held) if not fill])
+        if self.tokens >= FILL_BUFFER_TOKENS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the gathered fills."""
+        if self.pending:
+            pending, self.pending, self.tokens = self.pending, {}, 0
+            result = self.writer.fill_same_pass(pending)
+            self.refused.extend(result.errors)
+            self.filled += result.written
+
+
+def _slim(s: TokenScores) -> TokenScores:
+    """The arrays of a TokenScores a fill reads (token ids, surprisal, the Brier terms), without the texts."""
+    return TokenScores(token_ids=s.token_ids, tokens=[], offsets=np.zeros((0, 2), np.int64), turn=s.turn,
+                       surprisal=s.surprisal, rank=s.rank, entropy=s.entropy, top_ids=np.zeros((0, 0), np.int64),
+                       top_tokens=[], top_probs=np.zeros((0, 0), np.float32), brier=s.brier,
+                       lark_brier=s.lark_brier)
 
 
 class _Stopped(Exception):

@@ -6,8 +6,13 @@ chunk's logits [C, V] reduced at once to surprisal, rank, entropy and the top-k 
 
 Batches are right-padded and run without an attention mask: attention is causal, so a real position never sees
 the padding that follows it, and SDPA keeps its fast causal kernel. On a CUDA device with Triton the reductions
-run as one fused pass over each chunk (`fused_stats`); elsewhere `token_statistics` runs eagerly, on a CPU 16 rows
-at a time so that they stay in cache.
+run as one fused pass over each chunk (`fused_stats`, the top-50 of LARK's Brier score by torch.topk beside it);
+on a CPU as one compiled kernel (`cpu_head`); elsewhere, or where neither builds, `token_statistics` runs
+eagerly, on a CPU 16 rows at a time so that they stay in cache. All three give the same numbers (tested).
+
+Beside RSR's surprisal and rank, the same pass gives each token's Brier terms (`brier`: the exact full-vocabulary
+Brier score 1 - 2 p_target + sum p^2; `lark_brier`: LARK's, over the LARK_K = 50 largest logits renormalised,
+p_target = 0 when the target is not among them; arXiv 2605.30651).
 """
 from __future__ import annotations
 
@@ -20,12 +25,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rsr_core.engine import fused_stats
+from rsr_core.engine import cpu_head, fused_stats
 from rsr_core.engine.chat_format import Encoded
 from rsr_core.engine.memory import returned_promptly
-from rsr_core.data.token_scores import TokenScores
+from rsr_core.data.token_scores import SAME_PASS_TERMS, TokenScores
 
 TOP_K = 5
+LARK_K = 50  # LARK's Brier score renormalises the softmax over the 50 largest logits (its script's --top_k)
 LOGITS_CHUNK_BYTES = 256 << 20  # fp32 logits held at once per chunk (CPU, and the eager path on a GPU)
 FUSED_CHUNK_BYTES = 1 << 30  # logits per chunk for the fused GPU pass: the body's activations are freed by then
 LONG_PASS_TOKENS = 4096  # a CPU pass over more padded tokens returns its memory promptly (rsr_core.engine.memory)
@@ -43,15 +49,23 @@ PassCallback = Callable[[int, float, str], None]  # (tokens in the pass, fractio
 ALLOCATION_FAILURES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "can't allocate memory")
 
 
-def token_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tensor]:
+def token_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K,
+                     lark: int = LARK_K) -> dict[str, torch.Tensor]:
     """Per-row statistics of fp32 logits [C, V] for targets [C].
 
     surprisal [C] = logsumexp - logit[target] (nats); rank [C] = 1 + #{v: logit[v] > logit[target]} (strict, so
-    ties favour the target); entropy [C] in nats; top_ids [C, k] and top_probs [C, k]. Works in place on one
-    shifted copy of the logits, since these passes over [C, V] are the cost of the output layer after the matmul.
+    ties favour the target); entropy [C] in nats; top_ids [C, k] and top_probs [C, k]; brier [C] = 1 - 2 p_target
+    + sum_v p_v^2 over the whole vocabulary; lark_brier [C], the same over the softmax of the `lark` largest
+    logits, p_target = 0 when the target is not among them (rank > lark; a target tied with the lark-th logit
+    counts as among them, as ties do for the rank). Works in place on one shifted copy of the logits, since these
+    passes over [C, V] are the cost of the output layer after the matmul.
     """
     logits = logits.float()
-    top_logits, top_ids = logits.topk(k, dim=-1)
+    if not lark:  # RSR's statistics alone (`score_batch(..., lark=0)`: what the Brier terms cost)
+        stats = token_statistics(logits, targets, k, LARK_K)
+        return {name: v for name, v in stats.items() if name not in SAME_PASS_TERMS}
+    keep = min(max(k, lark), logits.shape[-1])
+    top_logits, top_ids = logits.topk(keep, dim=-1)
     target_logit = logits.gather(1, targets[:, None])
     rank = 1 + (logits > target_logit).sum(dim=-1)
     shifted = logits - top_logits[:, :1]  # <= 0, max 0
@@ -60,9 +74,17 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K
     z = weights.sum(dim=-1)
     log_z = torch.log(z)
     entropy = log_z - torch.linalg.vecdot(weights, shifted) / z
+    squares = torch.linalg.vecdot(weights, weights, dim=-1).double() / z.double().square()
     lse = top_logits[:, 0] + log_z
+    p_target = torch.exp(target_logit[:, 0].double() - lse.double())
+    head = top_logits[:, :min(lark, keep)].double()
+    q = torch.exp(head - head[:, :1])
+    q0 = q.sum(dim=-1)
+    p_lark = torch.where(rank <= lark, torch.exp(target_logit[:, 0].double() - head[:, 0]) / q0, 0.0)
     return {"surprisal": lse - target_logit[:, 0], "rank": rank, "entropy": entropy,
-            "top_ids": top_ids, "top_probs": torch.exp(top_logits - lse[:, None])}
+            "top_ids": top_ids[:, :k], "top_probs": torch.exp(top_logits[:, :k] - lse[:, None]),
+            "brier": (1 - 2 * p_target + squares).float(),
+            "lark_brier": (1 - 2 * p_lark + q.square().sum(dim=-1) / q0.square()).float()}
 
 
 def output_head(model: torch.nn.Module, upcast: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -179,11 +201,11 @@ def _fused_self_check(device: torch.device) -> bool:
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = logits.to(device=device, dtype=dtype)
-            got, bad = fused_stats.fused_token_statistics(x, targets, TOP_K)
+            got, bad = fused_stats.fused_token_statistics(x, targets, TOP_K, LARK_K)
             want = token_statistics(x, targets, TOP_K)
             same = (not bool(bad.any()) and torch.equal(got["rank"], want["rank"])
                     and all(torch.allclose(got[n], want[n], rtol=1e-4, atol=1e-5)
-                            for n in ("surprisal", "entropy", "top_probs"))
+                            for n in ("surprisal", "entropy", "top_probs", "brier", "lark_brier"))
                     and torch.equal(x.gather(1, got["top_ids"]), x.gather(1, want["top_ids"])))
             if not same:
                 warnings.warn("the fused GPU reduction disagrees with token_statistics; using the eager path",
@@ -196,22 +218,36 @@ def _fused_self_check(device: torch.device) -> bool:
     return True
 
 
-def reduce_logits(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K,
-                  fused: bool = False) -> list[dict[str, torch.Tensor]]:
-    """Statistics of one chunk of logits [C, V] for targets [C], as a list of dicts (see token_statistics).
+def reduce_logits(logits: torch.Tensor, targets: torch.Tensor, k: int = TOP_K, fused: bool = False,
+                  lark: int = LARK_K) -> list[dict[str, torch.Tensor]]:
+    """Statistics of one chunk of logits [C, V] for targets [C], as a list of dicts (see token_statistics; lark=0:
+    without the Brier terms).
 
-    fused: one Triton pass, with the rows it flags (NaN, +inf, fewer than k finite logits) redone eagerly. Else
-    token_statistics, on a CPU CPU_STATS_ROWS rows at a time.
+    fused: one Triton pass, with the rows it flags (NaN, +inf, fewer than k finite logits) redone eagerly. On a
+    CPU the compiled kernel (`cpu_head`), the rows it flags redone eagerly; else token_statistics, on a CPU
+    CPU_STATS_ROWS rows at a time.
     """
     if fused:
-        stats, bad = fused_stats.fused_token_statistics(logits, targets, k)
-        rows = bad.nonzero()[:, 0]
-        if rows.numel():
-            for name, v in token_statistics(logits[rows], targets[rows], k).items():
-                stats[name][rows] = v.to(stats[name].dtype)
-        return [stats]
+        stats, bad = fused_stats.fused_token_statistics(logits, targets, k, lark)
+        return [_redo_rows(stats, bad, logits, targets, k, lark)]
+    if logits.device.type == "cpu" and cpu_head.available():
+        stats, bad = cpu_head.row_statistics(logits, targets, k, lark)
+        return [_redo_rows(stats, bad, logits, targets, k, lark)]
     step = CPU_STATS_ROWS if logits.device.type == "cpu" else max(1, logits.shape[0])
-    return [token_statistics(logits[r:r + step], targets[r:r + step], k) for r in range(0, logits.shape[0], step)]
+    return [token_statistics(logits[r:r + step], targets[r:r + step], k, lark)
+            for r in range(0, logits.shape[0], step)]
+
+
+def _redo_rows(stats: dict[str, torch.Tensor], bad: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+               k: int, lark: int) -> dict[str, torch.Tensor]:
+    """stats with the rows flagged in bad [C] recomputed by token_statistics (its conventions for NaN, inf)."""
+    if not lark:
+        stats = {name: v for name, v in stats.items() if name not in SAME_PASS_TERMS}
+    rows = bad.nonzero()[:, 0]
+    if rows.numel():
+        for name, v in token_statistics(logits[rows], targets[rows], k, lark).items():
+            stats[name][rows] = v.to(stats[name].dtype)
+    return stats
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -290,21 +326,25 @@ def padded_ids(items: list[Encoded], pad_id: int) -> torch.Tensor:
 @torch.inference_mode()
 def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
                 chunk_rows: int | None = None, k: int = TOP_K,
-                fused: bool | None = None, on_pass: PassCallback | None = None) -> list[dict[str, np.ndarray]]:
+                fused: bool | None = None, on_pass: PassCallback | None = None,
+                lark: int = LARK_K) -> list[dict[str, np.ndarray]]:
     """Per-token arrays for a batch of encoded conversations: one body pass, chunked output layer.
 
     Right-padded input_ids [B, L] without an attention mask (causal attention: real positions never attend to
     the padding on their right; position ids are 0..L-1 in every row). Each conversation runs only up to its last
     response token's context: what follows (that token, the end-of-turn marker) predicts nothing that is scored.
     fused: None picks the fused GPU pass where it works. Returns, per item, surprisal/rank/entropy [T] and
-    top_ids/top_probs [T, k]. on_pass: told how far the pass is (`PassMeter`); None costs nothing.
+    top_ids/top_probs [T, k], and the Brier terms brier/lark_brier [T] (not with lark=0). on_pass: told how far
+    the pass is (`PassMeter`); None costs nothing.
     """
     live = [i for i, x in enumerate(items) if len(x.positions)]
     if len(live) < len(items):  # conversations with nothing to score need no forward pass
-        stats = score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k, fused, on_pass) if live else []
+        stats = (score_batch(model, [items[i] for i in live], pad_id, chunk_rows, k, fused, on_pass, lark)
+                 if live else [])
         out = [{"surprisal": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64),
                 "entropy": np.zeros(0, np.float32), "top_ids": np.zeros((0, k), np.int64),
-                "top_probs": np.zeros((0, k), np.float32)} for _ in items]
+                "top_probs": np.zeros((0, k), np.float32),
+                **({name: np.zeros(0, np.float32) for name in SAME_PASS_TERMS} if lark else {})} for _ in items]
         for i, st in zip(live, stats):
             out[i] = st
         return out
@@ -315,36 +355,44 @@ def score_batch(model: torch.nn.Module, items: list[Encoded], pad_id: int = 0,
     meter = None if on_pass is None else PassMeter(on_pass, model, ids, sum(len(x.positions) for x in items),
                                                    chunk_rows, device)
     with returned_promptly(device.type == "cpu" and ids.numel() > LONG_PASS_TOKENS), meter or nullcontext():
-        return _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused, meter)
+        return _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused, meter, lark)
 
 
-def _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused,
-                        meter: PassMeter | None = None) -> list[dict[str, np.ndarray]]:
+def _forward_and_reduce(model, items, ids, device, chunk_rows, k, fused, meter: PassMeter | None = None,
+                        lark: int = LARK_K) -> list[dict[str, np.ndarray]]:
     """The body once over ids [B, L], then the output layer and the reductions on the response rows [N]."""
     hidden = model.base_model(input_ids=ids.to(device), use_cache=False).last_hidden_state  # [B, L, H]
     rows_b = torch.cat([torch.full((len(x.positions),), b, dtype=torch.long) for b, x in enumerate(items)])
     rows_t = torch.cat([torch.as_tensor(x.positions, dtype=torch.long) for x in items]) - 1
-    rows_b, rows_t = rows_b.to(device), rows_t.to(device)
-    targets = torch.tensor([x.input_ids[p] for x in items for p in x.positions.tolist()], dtype=torch.long,
-                           device=device)
-    head = output_head(model, upcast=not fused)
-    parts: dict[str, list[torch.Tensor]] = {}
-    for a in range(0, rows_b.numel(), chunk_rows):
-        logits = head(hidden[rows_b[a:a + chunk_rows], rows_t[a:a + chunk_rows]])  # [C, V], one large matmul
-        for piece in reduce_logits(logits, targets[a:a + logits.shape[0]], k, fused):
-            for name, v in piece.items():
-                parts.setdefault(name, []).append(v)
-        del logits
-        if meter is not None:
-            meter.chunk_done(a // chunk_rows)
+    targets = torch.tensor([x.input_ids[p] for x in items for p in x.positions.tolist()], dtype=torch.long)
+    stats = head_statistics(model, hidden, rows_b, rows_t, targets, chunk_rows, k, fused, meter, lark)
     del hidden
-    stats = {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}  # one copy to the host per batch
     out, a = [], 0
     for x in items:
         n = len(x.positions)
         out.append({name: v[a:a + n] for name, v in stats.items()})
         a += n
     return out
+
+
+def head_statistics(model: torch.nn.Module, hidden: torch.Tensor, rows_b: torch.Tensor, rows_t: torch.Tensor,
+                    targets: torch.Tensor, chunk_rows: int, k: int = TOP_K, fused: bool = False,
+                    meter: PassMeter | None = None, lark: int = LARK_K) -> dict[str, np.ndarray]:
+    """The output layer and the reductions on the rows hidden[rows_b, rows_t] (hidden [B, L, H], rows [N]) that
+    predict targets [N], `chunk_rows` at a time: the statistics of every row, on the host ([N], [N, k])."""
+    device = hidden.device
+    rows_b, rows_t, targets = rows_b.to(device), rows_t.to(device), targets.to(device)
+    head = output_head(model, upcast=not fused)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for a in range(0, rows_b.numel(), chunk_rows):
+        logits = head(hidden[rows_b[a:a + chunk_rows], rows_t[a:a + chunk_rows]])  # [C, V], one large matmul
+        for piece in reduce_logits(logits, targets[a:a + logits.shape[0]], k, fused, lark):
+            for name, v in piece.items():
+                parts.setdefault(name, []).append(v)
+        del logits
+        if meter is not None:
+            meter.chunk_done(a // chunk_rows)
+    return {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}  # one copy to the host per batch
 
 
 @dataclass
@@ -428,4 +476,5 @@ def to_token_scores(item: Encoded, stats: dict[str, np.ndarray], tokenizer) -> T
         entropy=stats["entropy"].astype(np.float32), top_ids=top_ids, top_tokens=top_tokens,
         top_probs=stats["top_probs"].astype(np.float32), truncated=item.truncated, n_context=len(item.input_ids),
         extra={"rewritten": bool(item.rewritten), "canonical_tools": bool(item.canonical_tools)},
+        **{name: stats[name].astype(np.float32) for name in SAME_PASS_TERMS if name in stats},
     )

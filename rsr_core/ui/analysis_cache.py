@@ -14,12 +14,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 import streamlit as st
 
+from rsr_core.analysis.pools import resolve_pool_by
 from rsr_core.analysis.report import teacher_report
+from rsr_core.analysis.rule_agreement import RuleComparison, compare_rules
 from rsr_core.analysis.selection import (Selection, SelectionSummary, prepare_pools, select_pooled,
                                          selection_summary)
 from rsr_core.analysis.teachers import (BudgetSelection, budget_selection, run_table, student_rankings,
                                         teacher_table)
-from rsr_core.ui.results import TABLE_KEY, table_key
+from rsr_core.ui.results import TABLE_KEY, table_key, with_prompts
 from rsr_core.ui.selection_widgets import default_rule, problem_rows, rule_student
 from rsr_core.ui.teacher_figures import combined_tables
 
@@ -121,6 +123,8 @@ def cached_selection(table: pd.DataFrame, settings: dict, overrides: dict[str, s
 
 @st.cache_resource(show_spinner=False, max_entries=16, hash_funcs=_HASH)
 def _pools(view: pd.DataFrame, student: str | None, pool_by: str) -> pd.DataFrame:
+    if resolve_pool_by(view, pool_by) == "prompt":  # a store's table holds no text: its prompts from the store
+        view = with_prompts(view)
     return prepare_pools(view, pool_by, student)
 
 
@@ -209,3 +213,15 @@ def _compute_default_selection(table: pd.DataFrame, settings: tuple, student: st
         cached_selection_summary(table, dict(settings), {}, student)
     except ValueError:
         pass  # the page computes it again and says what is wrong (e.g. ambiguous pools)
+
+
+@st.cache_resource(show_spinner="Comparing the selection rules…", max_entries=16, hash_funcs=_HASH)
+def _rule_comparison(view: pd.DataFrame, student: str | None, pool_by: str, seed: int) -> RuleComparison:
+    return compare_rules(_pools(view, student, pool_by), seed=seed)
+
+
+def cached_rule_comparison(table: pd.DataFrame, student: str | None, pool_by: str = "auto",
+                           seed: int = 0) -> RuleComparison:
+    """`rule_agreement.compare_rules` of the table's pools (the Selection page's cached pools, LARK's g_hat
+    computed over them), cached per table, pooling and seed (shared: do not change it)."""
+    return _rule_comparison(metric_view(table, keep_prompt=True), student, pool_by, seed)

@@ -47,10 +47,14 @@ K_CHART_TAB = "inspector_chart_tab"
 CHART_TABS = ("Rank × surprisal", "Rank bins", "Surprisal", "Zones")
 K_WHY_TAB = "inspector_why_tab"
 WHY_TABS = ("Spans that push RSR up most", "RSR along the text", "Tokens that push RSR up most")
+LARK_TAB = "Tokens that raise LARK's ρ most"  # where the per-token Brier terms are known
+BRIER_COLUMN = st.column_config.NumberColumn("Brier term", format="%.3f",
+                                             help="LARK's Brier term of the token: 1 − 2 p(token) + Σ p² over the "
+                                                  "student's 50 most likely tokens, renormalised")
 PERSISTENT = (K_TEACHER, K_PROBLEM, K_SORT, K_DESC, K_SEARCH, "inspector_view", "inspector_page_size")
 K_VIEW, K_PAGE, K_START = "inspector_view", "inspector_page_size", "inspector_start"
-K_COMPARE, K_COMPARE_MODE = "inspector_compare", "inspector_compare_mode"
-K_COMPARE_WITH, K_COMPARE_STUDENT = "inspector_compare_with", "inspector_compare_student"
+K_COMPARE, K_COMPARE_MODE, K_COMPARE_WITH = state.COMPARE, state.COMPARE_MODE, state.COMPARE_WITH
+K_COMPARE_STUDENT = "inspector_compare_student"
 JUMP_LABEL = "Jump to the span that raises RSR most"
 RANKING = ("Spans are ranked by how much they raise this trajectory's RSR: their excess, Σ clipped rank − RSR × Σ "
            "surprisal over the span, i.e. (their own RSR − the trajectory's) × their surprisal. A window with a "
@@ -294,6 +298,10 @@ def metrics_row(row: pd.Series, r_max: int) -> None:
         st.metric("mean clipped rank", f"{row['avg_rank_clipped']:.2f}", width="content")
         st.metric("mean surprisal", f"{row['avg_surprisal']:.3f}", help="nats", width="content")
         st.metric("mean rank (unclipped)", f"{row['avg_rank']:.1f}", width="content")
+        lark = row.get("lark_rho")
+        if lark is not None and pd.notna(lark):
+            st.metric("LARK ρ", f"{float(lark):.3f}", width="content",
+                      help="LARK's rho (arXiv 2605.30651): mean top-50 Brier score / mean surprisal")
         st.metric("answer", answer_label(row.get("correct")), width="content")
     cov = row.get("coverage")
     if cov is not None and pd.notna(cov):
@@ -408,7 +416,9 @@ def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int
                     help="Width of the spans and of the curve's windows.", width=CONTROL_PX)
     # only the open tab is drawn (choosing one reruns the page): the curve and two tables under the text were
     # half a second of the browser's time at every opening of a trajectory
-    spans_tab, curve_tab, tokens_tab = st.tabs(list(WHY_TABS), key=K_WHY_TAB, on_change="rerun")
+    lark = ts.lark_brier is not None
+    spans_tab, curve_tab, tokens_tab, *lark_tab = st.tabs(list(WHY_TABS) + ([LARK_TAB] if lark else []),
+                                                          key=K_WHY_TAB, on_change="rerun")
     top = explain.top_spans(ts.surprisal, ts.rank, r_max, window, k=5)
     with spans_tab:
         if spans_tab.open is not False:
@@ -419,6 +429,10 @@ def why_this_score(tid: str, ts: TokenScores, r_max: int, page: int, window: int
     with tokens_tab:
         if tokens_tab.open is not False:
             _tokens_table(tid, ts, r_max, page)
+    for tab in lark_tab:
+        with tab:
+            if tab.open is not False:
+                _brier_table(tid, ts, page)
 
 
 def _spans_table(tid: str, ts: TokenScores, top: list[explain.Span], rsr: float, window: int, page: int) -> None:
@@ -461,13 +475,35 @@ def _window_curve(tid: str, ts: TokenScores, top: list[explain.Span], rsr: float
 def _tokens_table(tid: str, ts: TokenScores, r_max: int, page: int) -> None:
     n = len(ts)
     tokens = explain.token_contributions(ts.surprisal, ts.rank, ts.tokens, r_max, k=10)
+    if ts.lark_brier is not None:
+        tokens["lark_brier"] = ts.lark_brier[tokens["position"].to_numpy()]
     st.caption("The single tokens that push RSR up most, by excess; click a row to read it.")
     key = f"inspector_tokens_{tid}"
     st.dataframe(tokens, key=key, hide_index=True, width="stretch", selection_mode="single-row",
                  on_select=lambda: _on_row(key, tokens, tid, n, page),
                  column_config={"surprisal": st.column_config.NumberColumn(format="%.3f"),
                                 "excess": st.column_config.NumberColumn(format="%+.1f"),
-                                "rsr_without": st.column_config.NumberColumn("RSR without it", format="%.4f")})
+                                "rsr_without": st.column_config.NumberColumn("RSR without it", format="%.4f"),
+                                "lark_brier": BRIER_COLUMN})
+
+
+def _brier_table(tid: str, ts: TokenScores, page: int) -> None:
+    """LARK's rho taken apart the same way: the tokens whose Brier term raises it most."""
+    n = len(ts)
+    d = explain.lark_decompose(ts.surprisal, ts.lark_brier)
+    st.markdown(f"**{d.formula()}** over {count(d.n_tokens, 'token')}")
+    st.caption("A token's Brier term is 1 − 2 p(token) + Σ p² over the student's 50 most likely tokens, "
+               "renormalised (p(token) = 0 when it is not among them): 0 for a sure, right guess, up to 2. Its "
+               "excess = Brier term − ρ × surprisal; positive raises ρ (LARK prefers higher). Click a row to read "
+               "it.")
+    tokens = explain.brier_contributions(ts.surprisal, ts.lark_brier, ts.tokens, k=10)
+    key = f"inspector_brier_{tid}"
+    st.dataframe(tokens, key=key, hide_index=True, width="stretch", selection_mode="single-row",
+                 on_select=lambda: _on_row(key, tokens, tid, n, page),
+                 column_config={"surprisal": st.column_config.NumberColumn(format="%.3f"),
+                                "lark_brier": BRIER_COLUMN,
+                                "excess": st.column_config.NumberColumn(format="%+.3f"),
+                                "rho_without": st.column_config.NumberColumn("ρ without it", format="%.4f")})
 
 
 def _side(label: str, row: pd.Series | None, ts: TokenScores, view: str, r_max: int, thresholds: ZoneThresholds,
@@ -479,6 +515,8 @@ def _side(label: str, row: pd.Series | None, ts: TokenScores, view: str, r_max: 
             st.metric("RSR", f"{row['rsr']:.3f}", delta=delta, delta_color="inverse", width="content")
             st.metric("tokens", f"{int(row['n_tokens']):,}", width="content")
             st.metric("mean surprisal", f"{row['avg_surprisal']:.3f}", width="content")
+            if pd.notna(row.get("lark_rho", float("nan"))):
+                st.metric("LARK ρ", f"{float(row['lark_rho']):.3f}", width="content")
             st.metric("answer", answer_label(row.get("correct")), width="content")
     with st.container():  # no fixed height: a scroll box would clip the hover cards
         render_token_strip(ts, colour_by=view, r_max=r_max, thresholds=thresholds, start=start, stop=start + page,

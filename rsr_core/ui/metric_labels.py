@@ -24,6 +24,10 @@ METRIC_LABELS: dict[str, str] = {
     "rank_minus_surprisal": "Rank Minus Surprisal",
     "rank_times_surprisal": "Rank Times Surprisal",
     "correct_rate": "Verified Accuracy (correct rate)",
+    "brier": "Brier (full vocabulary)",
+    "lark_brier": "LARK Brier (top 50)",
+    "lark_rho": "LARK ρ",
+    "lark_g": "LARK ĝ",
     "accuracy": "post-training accuracy",
 }
 
@@ -39,6 +43,10 @@ TRAJECTORY_LABELS: dict[str, str] = {  # where a trajectory's value differs in n
     "rsr_thinking": "RSR of the thinking",
     "rsr_answer": "RSR of the answer",
     "rsr_tool_calls": "RSR of the tool calls",
+    "brier": "mean Brier (full vocabulary)",
+    "lark_brier": "mean LARK Brier (top 50)",
+    "lark_rho": "LARK ρ (Brier / surprisal)",
+    "lark_g": "LARK ĝ (per problem)",
 }
 
 

@@ -30,6 +30,8 @@ PAGES = (
     PageSpec("pages/teachers.py", "Teachers", ":material/groups:", "compare teachers for one student"),
     PageSpec("pages/selection.py", "Selection", ":material/checklist:",
              "pick one trajectory per problem and export it"),
+    PageSpec("pages/metrics.py", "Metrics", ":material/compare_arrows:",
+             "RSR against LARK and the other rules: where they agree, where they part"),
     PageSpec("pages/validation.py", "Validation", ":material/insights:",
              "RSR against the paper's published results"),
 )

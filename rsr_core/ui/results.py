@@ -135,6 +135,26 @@ def unscored_ids(path: str, student_path: str | None, student: str) -> tuple[lis
     return _unscored(path, store(path).conversations_stamp(), student_path, student, gen)
 
 
+@st.cache_resource(show_spinner="Reading the prompts…", max_entries=2)
+def _prompts(path: str, stamp: tuple) -> pd.Series:
+    return store(path).conversation_column("prompt")
+
+
+def with_prompts(frame: pd.DataFrame) -> pd.DataFrame:
+    """A shared table (or a part of one) with the `prompt` of each row from its store's conversations (read once
+    per process, when a page first pools by prompt); a frame that has prompts, or no store, as it is."""
+    key = frame.attrs.get(TABLE_KEY)
+    while isinstance(key, tuple) and key and isinstance(key[0], tuple):  # several students' tables together
+        key = key[0]
+    if "prompt" in frame or not isinstance(key, tuple) or not key:
+        return frame
+    path = key[0]
+    prompts = _prompts(path, store(path).conversations_stamp())
+    out = frame.assign(prompt=prompts.reindex(frame["trajectory_id"].astype(str)).to_numpy())
+    out.attrs = dict(frame.attrs)
+    return out
+
+
 def table_key(frame: pd.DataFrame) -> object:
     """What identifies a shared table, a concatenation of them or a part of one, for the analysis caches: the
     source's key (pandas carries `attrs` into filtered frames) plus which rows and columns it holds."""

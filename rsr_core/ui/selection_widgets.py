@@ -33,6 +33,8 @@ def selectable_metrics(table: pd.DataFrame) -> list[str]:
     """Numeric per-trajectory columns a rule can minimise or maximise, the paper's metrics first."""
     numeric = [c for c in table.columns if c not in NOT_METRICS and pd.api.types.is_numeric_dtype(table[c])
                and not pd.api.types.is_bool_dtype(table[c])]
+    if "lark_rho" in numeric and "avg_surprisal" in numeric:  # LARK's g_hat: computed over the pools
+        numeric.append("lark_g")
     return [c for c in PREFERRED_METRICS if c in numeric] + [c for c in numeric if c not in PREFERRED_METRICS]
 
 

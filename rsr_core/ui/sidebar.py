@@ -160,7 +160,7 @@ def _student_picker() -> tuple[str | None, str | None]:
         help="The model whose ranks and surprisals RSR is computed from; 'scored' students have results on this "
              "dataset and need no model to show them. The embedded SmolLM2-135M-Instruct runs on a laptop CPU.")
     if choice != OTHER_STUDENT:
-        return (_scored_spec(choice) if choice in scored else choice), choice
+        return (scored_spec(choice) if choice in scored else choice), choice
     spec = st.text_input("Model", key=state.keep(W_STUDENT_SPEC),
                          placeholder="Qwen/Qwen2.5-0.5B-Instruct or /models/x.gguf",
                          help="A Hugging Face model id, or a local model folder or .gguf file in the server's "
@@ -175,7 +175,7 @@ def _student_picker() -> tuple[str | None, str | None]:
         return None, None
 
 
-def _scored_spec(name: str) -> str | None:
+def scored_spec(name: str) -> str | None:
     """What a student with results is loaded from to score more: where its results say it was loaded from (a
     model folder, a .gguf file, a hub id), else its name. None, with a caption, when that is a local model this
     server cannot load (gone, or outside its model folders)."""

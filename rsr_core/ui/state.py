@@ -57,6 +57,8 @@ TEACHER_ACCURACIES = "teacher_accuracies"
 KEPT = "kept_"
 
 INSPECTOR_PAGE = "pages/inspector.py"
+# the inspector's side-by-side view: its toggle, its mode and the second trajectory (widget keys)
+COMPARE, COMPARE_MODE, COMPARE_WITH = "inspector_compare", "inspector_compare_mode", "inspector_compare_with"
 NO_SCORES = ("No scores yet: open the bundled demo pool or a results store, or choose a dataset and a student in "
              "the sidebar and press **Score**.")
 
@@ -298,6 +300,14 @@ def select_trajectory(tid: str, open_inspector: bool = False) -> None:
     _ss()[SELECTED] = str(tid)
     if open_inspector:
         st.switch_page(INSPECTOR_PAGE)
+
+
+def open_side_by_side(first: str, second: str) -> None:
+    """Open the inspector on `first` with `second` (a trajectory of the same problem) beside it."""
+    _ss()[COMPARE] = True
+    _ss()[COMPARE_MODE] = "trajectory"
+    _ss()[COMPARE_WITH] = str(second)
+    select_trajectory(first, open_inspector=True)
 
 
 def set_selected_tokens(tid: str, positions) -> None:

@@ -49,7 +49,8 @@ STRIP_CSS = """
   border-radius: 6px; padding: 0.45em 0.6em; box-shadow: 0 2px 8px rgba(0,0,0,0.25);
   content: attr(data-h) "   #" attr(data-t) "\\A" "surprisal " attr(data-s) " nats \\00b7  p " attr(data-p) "\\A"
     "rank " attr(data-r) " \\00b7  clipped rank " attr(data-c) " (r_max " var(--rsr-rmax) ")\\A"
-    "entropy " attr(data-e) " nats \\00b7  " var(--rsr-zone) "\\A" "student's top choices:\\A" attr(data-a); }
+    "entropy " attr(data-e) " nats \\00b7  " var(--rsr-zone) attr(data-b) "\\A" "student's top choices:\\A"
+    attr(data-a); }
 .rsr-turn { display: block; font-family: sans-serif; font-size: 0.75rem; opacity: 0.7; margin: 0.4em 0;
   border-top: 1px dashed #aaa; }
 .rsr-part { display: block; font-family: sans-serif; font-size: 0.75rem; font-weight: 600; color: #5a3e9b;
@@ -62,6 +63,7 @@ CARD_FIELDS = {  # data attribute of a token: what its hover card shows there
     "data-h": "the token's text, whitespace made visible",
     "data-s": "surprisal (nats)", "data-p": "probability", "data-r": "rank", "data-c": "clipped rank",
     "data-e": "entropy (nats)", "data-a": "the student's top alternatives, one per line, ◂ marking the token itself",
+    "data-b": "LARK's Brier term of the token (top 50), on a line of its own; empty where unknown",
 }
 
 
@@ -100,12 +102,14 @@ def _card_attributes(scores: TokenScores, t: int, rc: int, top_probs: list[float
     alternatives' probabilities."""
     s = float(scores.surprisal[t])
     own_id = int(scores.token_ids[t])
+    brier = ("" if scores.lark_brier is None else
+             f"\nBrier term {float(scores.lark_brier[t]):.3f} (LARK, top 50)")
     alts = "\n".join(f"{k + 1}. {visible(alt)}  {_fmt_prob(prob)}"
                      + (" \u25c2" if int(scores.top_ids[t][k]) == own_id else "")
                      for k, (alt, prob) in enumerate(zip(scores.top_tokens[t], top_probs)))
     return (f' data-h="{_attr(visible(scores.tokens[t]))}" data-s="{s:.3f}" data-p="{_fmt_prob(float(np.exp(-s)))}"'
             f' data-r="{int(scores.rank[t])}" data-c="{rc}" data-e="{float(scores.entropy[t]):.3f}"'
-            f' data-a="{_attr(alts)}"')
+            f' data-a="{_attr(alts)}" data-b="{_attr(brier)}"')
 
 
 def _token_text(text: str) -> str:
