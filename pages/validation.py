@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from rsr_core.analysis.paper import reproduction_table
+from rsr_core.data.paths import PAPER_METRICS
 from rsr_core.analysis.pools import students_of
 from rsr_core.ui import state
 from rsr_core.ui.accuracy_input import accuracy_input, correlation_section
@@ -41,7 +42,7 @@ within about 0.02 either way.
 
 @st.cache_data(show_spinner=False)
 def _reproduction(corrected: bool):
-    return reproduction_table(corrected=corrected)
+    return reproduction_table(PAPER_METRICS, corrected=corrected)
 
 
 def paper_section() -> None:

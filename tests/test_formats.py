@@ -7,7 +7,7 @@ import pytest
 
 from rsr_core.data.formats import RecordError, json_records, read_trajectories
 from rsr_core.data.sources import record_fields
-from rsr_core.data.trajectory import correct_column, parse_correct
+from rsr_core.analysis.table import correct_column, parse_correct
 from tests.conftest import write_jsonl
 
 MSG = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "2 + 2 = 4."}]

@@ -19,8 +19,8 @@ from rsr_core.analysis.selection import (
     rule_label,
     select,
     selection_summary,
-    write_selection,
 )
+from rsr_core.data.exports import write_selection
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHERS = ("QwQ", "R1", "Phi")

@@ -11,7 +11,8 @@ import pytest
 from app_pages import frame_by_key, open_page
 from rsr_core.data import demo
 from rsr_core.analysis.pools import assign_pools
-from rsr_core.analysis.selection import select, selection_summary, write_selection
+from rsr_core.analysis.selection import select, selection_summary
+from rsr_core.data.exports import write_selection
 from rsr_core.ui.selection_widgets import (CHOICE_MANUAL, candidate_rows, comparison_display, export_bytes,
                                            filter_problems, picks_figure, problem_rows, rule_description,
                                            selectable_metrics, valid_overrides)

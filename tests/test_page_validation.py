@@ -6,6 +6,7 @@ import pytest
 
 from app_pages import chart_titles, editor_state, frame_with_column, open_page
 from rsr_core.analysis.paper import CORRECTIONS, PRINTED_AVERAGE, reproduction_table
+from rsr_core.data.paths import PAPER_METRICS
 from rsr_core.ui.validation_figures import abs_rho_figure, corrections_table, rsr_student_table
 
 PAGE = "pages/validation.py"
@@ -79,7 +80,7 @@ def test_corrections_table_lists_every_change():
 
 
 def test_abs_rho_figure_marks_the_printed_averages():
-    table = reproduction_table(corrected=True)
+    table = reproduction_table(PAPER_METRICS, corrected=True)
     fig = abs_rho_figure(table)
     bars, printed = fig.data[0], fig.data[-1]
     assert list(bars.x) == sorted(bars.x)  # strongest on top

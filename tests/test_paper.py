@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 from rsr_core.commands import reproduce_paper
+from rsr_core.data.paths import PAPER_METRICS
 from rsr_core.analysis.paper import (
     ACCURACY_METRIC,
     CORRECTIONS,
-    PAPER_CSV,
     PRINTED_AVERAGE,
     PRINTED_RSR,
     STUDENTS,
@@ -30,8 +30,8 @@ FROM_ROUNDED = {"Qwen-3-14B": 0.855, "LLaMA-3.1-8B": 0.845, "Qwen-2.5-7B": 0.888
 
 
 def test_shipped_table_has_eleven_teachers_five_students_and_the_accuracies():
-    frame = load_paper_metrics()
-    assert PAPER_CSV.is_file()
+    frame = load_paper_metrics(PAPER_METRICS)
+    assert PAPER_METRICS.is_file()
     assert set(frame["student"]) == {*STUDENTS, "all"}
     assert frame["teacher"].nunique() == 11
     acc = frame[frame["metric"] == ACCURACY_METRIC]
@@ -41,7 +41,7 @@ def test_shipped_table_has_eleven_teachers_five_students_and_the_accuracies():
 
 
 def test_rsr_spearman_from_the_rounded_values():
-    rho = paper_correlations().loc["RSR"]
+    rho = paper_correlations(PAPER_METRICS).loc["RSR"]
     for student, expected in FROM_ROUNDED.items():
         assert rho[student] < 0  # lower RSR, better student
         assert abs(rho[student]) == pytest.approx(expected, abs=5e-4)
@@ -49,14 +49,14 @@ def test_rsr_spearman_from_the_rounded_values():
 
 
 def test_corrected_values_reproduce_every_printed_rsr_correlation():
-    rho = paper_correlations(corrected=True).loc["RSR"]
+    rho = paper_correlations(PAPER_METRICS, corrected=True).loc["RSR"]
     for student, printed in PRINTED_RSR.items():
         assert abs(rho[student]) == pytest.approx(printed, abs=5e-4)
     assert rho.abs().mean() == pytest.approx(PRINTED_AVERAGE["RSR"], abs=1e-3)
 
 
 def test_corrections_touch_only_the_listed_accuracy_cells():
-    raw, fixed = load_paper_metrics(), load_paper_metrics(corrected=True)
+    raw, fixed = load_paper_metrics(PAPER_METRICS), load_paper_metrics(PAPER_METRICS, corrected=True)
     changed = raw[raw["value"] != fixed["value"]]
     assert sorted(zip(changed["student"], changed["teacher"])) == sorted((c.student, c.teacher) for c in CORRECTIONS)
     assert (changed["metric"] == ACCURACY_METRIC).all()
@@ -66,7 +66,7 @@ def test_corrections_touch_only_the_listed_accuracy_cells():
 
 def test_the_other_tie_order_does_not_reproduce_the_printed_value():
     """The tie-break direction is what the printed 0.918 requires: QwQ-32B ahead of Qwen-3-8B."""
-    frame = load_paper_metrics()
+    frame = load_paper_metrics(PAPER_METRICS)
     sub = frame[frame["student"] == "Qwen-2.5-7B"]
     rsr = sub[sub["metric"] == "RSR"].set_index("teacher")["value"]
     acc = sub[sub["metric"] == ACCURACY_METRIC].set_index("teacher")["value"].loc[rsr.index].copy()
@@ -76,22 +76,22 @@ def test_the_other_tie_order_does_not_reproduce_the_printed_value():
 
 
 def test_every_metric_is_correlated_for_every_student():
-    rho = paper_correlations()
-    names = set(load_paper_metrics()["metric"]) - {ACCURACY_METRIC}
+    rho = paper_correlations(PAPER_METRICS)
+    names = set(load_paper_metrics(PAPER_METRICS)["metric"]) - {ACCURACY_METRIC}
     assert set(rho.index) == names and rho.index[0] == "RSR" and list(rho.columns) == list(STUDENTS)
     assert rho.notna().all().all()
     assert rho.loc["RSR (200)", "Qwen-3-14B"] == pytest.approx(-0.855, abs=5e-4)
 
 
 def test_recomputed_averages_are_close_to_the_printed_ones():
-    table = reproduction_table()
+    table = reproduction_table(PAPER_METRICS)
     for metric, printed in PRINTED_AVERAGE.items():
         assert table.loc[metric, "avg |rho|"] == pytest.approx(printed, abs=0.025), metric
     assert table.loc["RSR", "avg |rho|"] == table["avg |rho|"].drop(["RSR (200)"]).max()
 
 
 def test_rsr_comparison_table():
-    table = rsr_comparison()
+    table = rsr_comparison(PAPER_METRICS)
     assert list(table.columns) == ["paper", "from rounded values", "corrected"]
     assert table.loc["Qwen-2.5-7B"].tolist() == pytest.approx([0.918, 0.888, 0.918], abs=5e-4)
     assert table.loc["average", "corrected"] == pytest.approx(0.856, abs=1e-3)
@@ -106,7 +106,7 @@ def run_command(argv: list[str], capsys) -> str:
 
 def test_command_json_prints_metric_student_rho(capsys):
     data = json.loads(run_command(["--json"], capsys))
-    assert set(data) == set(load_paper_metrics()["metric"]) - {ACCURACY_METRIC}
+    assert set(data) == set(load_paper_metrics(PAPER_METRICS)["metric"]) - {ACCURACY_METRIC}
     assert set(data["RSR"]) == set(STUDENTS)
     assert [abs(data["RSR"][s]) for s in FROM_ROUNDED] == pytest.approx(list(FROM_ROUNDED.values()), abs=5e-4)
     fixed = json.loads(run_command(["--json", "--corrected"], capsys))
@@ -120,5 +120,5 @@ def test_command_table_shows_printed_values_and_the_explanation(capsys):
 
 
 def test_rsr_is_the_strongest_predictor_for_every_student():
-    rho = paper_correlations().abs().drop("RSR (200)")
+    rho = paper_correlations(PAPER_METRICS).abs().drop("RSR (200)")
     assert (rho.idxmax() == "RSR").all()

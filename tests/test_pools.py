@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from rsr_core.analysis.metrics import trajectory_metrics
-from rsr_core.analysis.pools import assign_pools, normalise_prompt, pool_summary
-from rsr_core.data.tables import normalise_table, read_table
-from rsr_core.data.trajectory import problem_hash
+from rsr_core.analysis.pools import assign_pools, pool_summary
+from rsr_core.data.tables import read_table
+from rsr_core.analysis.table import normalise_prompt, normalise_table, problem_hash
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -18,9 +18,9 @@ from rsr_core.analysis.selection import (
     selection_records,
     selection_summary,
     set_metrics,
-    write_selection,
 )
-from rsr_core.data.trajectory import problem_hash
+from rsr_core.data.exports import write_selection
+from rsr_core.analysis.table import problem_hash
 
 TEACHERS = ("QwQ", "R1", "Phi")
 

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsr_core.analysis.selection import select, write_selection
+from rsr_core.analysis.selection import select
+from rsr_core.data.exports import write_selection
 from rsr_core.data.formats import read_trajectories
 from rsr_core.data.store import ResultsStore
 from rsr_core.data.tables import trajectory_table

@@ -47,6 +47,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from rsr_core.analysis.metrics import FILTER_TOP_FRACTION, TRAJECTORY_METRICS
@@ -423,3 +424,14 @@ def from_arrow(table: pa.Table) -> RankAggregates:
         single_offsets=single_offsets, single_n_top=col("agg_single_n_top", np.int64),
         single_rank=_numpy(s_rank, np.uint32), single_s=_numpy(s_s, np.float32),
     )
+
+
+def table_at_r_max(table: pd.DataFrame, parts: Sequence[RankAggregates], r_max: int,
+                   part_aggs: Sequence[PartAggregates] | None = None) -> pd.DataFrame:
+    """The trajectory table (rows aligned with the aggregates `parts`) with its r_max-dependent columns and `r_max`
+    recomputed at another r_max: a new frame sharing the other columns (the table itself is not changed)."""
+    columns = rmax_columns_of_parts(parts, r_max, part_aggs)
+    frame = table.assign(**{k: v for k, v in columns.items() if k in table.columns})
+    if "r_max" in frame:
+        frame["r_max"] = np.int64(r_max)
+    return frame

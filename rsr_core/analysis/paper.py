@@ -26,9 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rsr_core.analysis.statistics import correlation
-from rsr_core.data.paths import DATA_DIR
 
-PAPER_CSV = DATA_DIR / "paper_teacher_metrics.csv"
 ACCURACY_METRIC = "Post-training Acc@4"
 AGNOSTIC = "all"
 STUDENTS = ("Qwen-3-14B", "LLaMA-3.1-8B", "Qwen-2.5-7B", "Qwen-3-4B", "Qwen-2.5-3B")
@@ -63,9 +61,10 @@ CORRECTIONS = (
 )
 
 
-def load_paper_metrics(path: str | Path | None = None, *, corrected: bool = False) -> pd.DataFrame:
-    """The long table (student, teacher, metric, value), with `CORRECTIONS` applied when `corrected`."""
-    frame = pd.read_csv(path or PAPER_CSV, dtype={"student": str, "teacher": str, "metric": str})
+def load_paper_metrics(path: str | Path, *, corrected: bool = False) -> pd.DataFrame:
+    """The long table (student, teacher, metric, value) of the file at `path` (`rsr_core.data.paths.PAPER_METRICS`),
+    with `CORRECTIONS` applied when `corrected`."""
+    frame = pd.read_csv(path, dtype={"student": str, "teacher": str, "metric": str})
     if corrected:
         for c in CORRECTIONS:
             cell = (frame["student"] == c.student) & (frame["teacher"] == c.teacher) & \
@@ -88,7 +87,7 @@ def accuracies(frame: pd.DataFrame) -> pd.DataFrame:
     return acc.pivot(index="teacher", columns="student", values="value")
 
 
-def paper_correlations(path: str | Path | None = None, *, corrected: bool = False,
+def paper_correlations(path: str | Path, *, corrected: bool = False,
                        method: str = "spearman") -> pd.DataFrame:
     """metric x student signed correlation of each metric with that student's accuracy over the teachers.
 
@@ -108,7 +107,7 @@ def paper_correlations(path: str | Path | None = None, *, corrected: bool = Fals
     return out
 
 
-def reproduction_table(path: str | Path | None = None, *, corrected: bool = False) -> pd.DataFrame:
+def reproduction_table(path: str | Path, *, corrected: bool = False) -> pd.DataFrame:
     """Our signed Spearman per metric and student, the average |rho|, and the paper's printed average."""
     rho = paper_correlations(path, corrected=corrected)
     out = rho.copy()
@@ -117,7 +116,7 @@ def reproduction_table(path: str | Path | None = None, *, corrected: bool = Fals
     return out
 
 
-def rsr_comparison(path: str | Path | None = None) -> pd.DataFrame:
+def rsr_comparison(path: str | Path) -> pd.DataFrame:
     """student x (paper, rounded values, corrected values): |Spearman| of RSR with accuracy."""
     raw = paper_correlations(path).loc["RSR"].abs()
     fixed = paper_correlations(path, corrected=True).loc["RSR"].abs()

@@ -2,7 +2,7 @@
 
 A pool is keyed by the problem id when every row of the table has one, else by the normalised prompt text
 (lower-case, whitespace collapsed), so the whole table is pooled one consistent way. Pure functions of the
-trajectory table (one row per trajectory; the columns are those `rsr_core.data.tables.trajectory_table` writes).
+trajectory table (one row per trajectory; the columns of `rsr_core.analysis.table`).
 """
 from __future__ import annotations
 
@@ -11,18 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsr_core.data.tables import normalise_table, text_column
-from rsr_core.data.trajectory import normalise_prompt as _normalise_text
-from rsr_core.data.trajectory import problem_hash
+from rsr_core.analysis.table import normalise_prompt, normalise_table, problem_hash, text_column
 
 POOL_BY = ("auto", "problem_id", "prompt")
-
-
-def normalise_prompt(text: object) -> str:
-    """`rsr_core.data.trajectory.normalise_prompt`, with '' for a missing value."""
-    if text is None or (isinstance(text, float) and text != text):
-        return ""
-    return _normalise_text(str(text))
 
 
 def students_of(table: pd.DataFrame) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rsr_core.analysis.teachers import teacher_table
-from rsr_core.data.tables import text_column
+from rsr_core.analysis.table import text_column
 
 COLUMNS = ["teacher", "n_trajectories", "rsr", "teacher_score", "rsr_simple_average", "avg_surprisal",
            "avg_rank_clipped", "avg_rank", "avg_length", "avg_entropy", "rank_entropy_ratio", "correct_rate"]

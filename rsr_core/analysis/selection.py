@@ -45,7 +45,6 @@ import pandas as pd
 from rsr_core.analysis import lark
 from rsr_core.analysis.metrics import group_rows, metric_columns, metrics_of_columns
 from rsr_core.analysis.pools import assign_pools, for_student, pool_summary, sort_codes
-from rsr_core.data.tables import replacing
 
 MODES = ("min", "max", "random")
 LARK = "lark"  # `by` value of LARK's rule: max `lark_g`
@@ -492,29 +491,6 @@ def selection_records(selected: pd.DataFrame) -> list[dict[str, object]]:
             record["problem_id"] = record["pool_id"]
         records.append(record)
     return records
-
-
-def write_selection(selected: pd.DataFrame, path: str | Path) -> Path:
-    """Write the selected rows as JSONL (`.jsonl`) or Parquet (`.parquet`) training records; returns the path. An
-    existing file is replaced by a complete export or not at all (a full disk, Ctrl-C: it stays as it was)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".ndjson", ".parquet"):
-        raise ValueError(f"{path}: export as .jsonl or .parquet")
-    records = selection_records(selected)
-    with replacing(path) as tmp:
-        if suffix == ".parquet":
-            tools = ["tools"] if any("tools" in r for r in records) else []
-            frame = pd.DataFrame(records, columns=["messages", *tools, *EXPORT_FIELDS])
-            if tools:  # JSON text: tool specs differ in shape, which one Arrow struct type cannot hold
-                frame["tools"] = [json.dumps(t, ensure_ascii=False) if isinstance(t, list) else None
-                                  for t in frame["tools"]]
-            frame.to_parquet(tmp, index=False)
-        else:
-            with tmp.open("w", encoding="utf-8") as fh:
-                for record in records:
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
 
 
 def read_overrides(path: str | Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ import pandas as pd
 from rsr_core.analysis.metrics import (METRIC_INPUTS, dataset_metrics_by, dataset_rsr, group_rows, metric_columns,
                                       metrics_of_columns, scored_columns, scored_rows, teacher_score)
 from rsr_core.analysis.statistics import bootstrap_correlation, bootstrap_dataset_rsr
-from rsr_core.data.tables import normalise_table
+from rsr_core.analysis.table import normalise_table
 
 CORRELATION_METRICS = (
     "rsr", "teacher_score", "rsr_simple_average", "avg_surprisal", "avg_rank_clipped", "avg_rank",

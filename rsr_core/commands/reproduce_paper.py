@@ -12,6 +12,7 @@ import json
 import pandas as pd
 
 from rsr_core.analysis.paper import explanation, paper_correlations, reproduction_table, rsr_comparison
+from rsr_core.data.paths import PAPER_METRICS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.json:
-        rho = paper_correlations(corrected=args.corrected)
+        rho = paper_correlations(PAPER_METRICS, corrected=args.corrected)
         data = {metric: {student: (None if pd.isna(v) else round(float(v), 6)) for student, v in row.items()}
                 for metric, row in rho.iterrows()}
         print(json.dumps(data, indent=2))
@@ -31,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     which = "corrected values" if args.corrected else "the published (rounded) values"
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"Spearman of each metric with post-training accuracy over 11 teachers, from {which}:")
-        print(reproduction_table(corrected=args.corrected).to_string(float_format=fmt, na_rep="-"))
+        print(reproduction_table(PAPER_METRICS, corrected=args.corrected).to_string(float_format=fmt, na_rep="-"))
         print("\n|Spearman| of RSR with accuracy: printed in the paper, and recomputed here:")
-        print(rsr_comparison().to_string(float_format=fmt))
+        print(rsr_comparison(PAPER_METRICS).to_string(float_format=fmt))
     print("\n" + explanation())
     return 0

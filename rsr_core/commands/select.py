@@ -16,7 +16,8 @@ import sys
 import pandas as pd
 
 from rsr_core.analysis.pools import POOL_BY
-from rsr_core.analysis.selection import LARK, read_overrides, select, selection_summary, write_selection
+from rsr_core.analysis.selection import LARK, read_overrides, select, selection_summary
+from rsr_core.data.exports import write_selection
 from rsr_core.commands import checks
 from rsr_core.data.score_tables import read_scores, with_conversations, with_prompts
 from rsr_core.data.store import StoreError

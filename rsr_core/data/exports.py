@@ -6,6 +6,7 @@ and each file is written under a temporary name and moved into place only when c
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -14,8 +15,10 @@ import pandas as pd
 from rsr_core.analysis.lark import with_lark_g
 from rsr_core.analysis.metrics import SAME_PASS_METRICS, TRAJECTORY_METRICS
 from rsr_core.analysis.pools import assign_pools, resolve_pool_by
+from rsr_core.analysis.selection import EXPORT_FIELDS, selection_records
 from rsr_core.data.store import ResultsStore
-from rsr_core.data.tables import ID_COLUMNS, TAIL_COLUMNS, TableFileWriter, normalise_table, token_table
+from rsr_core.analysis.table import ID_COLUMNS, normalise_table
+from rsr_core.data.tables import TAIL_COLUMNS, TableFileWriter, replacing, token_table
 
 BATCH = 2000  # trajectories per written batch
 
@@ -81,3 +84,27 @@ def write_token_table(store: ResultsStore, student: str, path: str | Path, ids: 
                 out.write(frame)
                 rows += len(frame)
     return rows
+
+
+def write_selection(selected: pd.DataFrame, path: str | Path) -> Path:
+    """Write the selected rows as JSONL (`.jsonl`) or Parquet (`.parquet`) training records
+    (`selection.selection_records`); returns the path. An existing file is replaced by a complete export or not at
+    all (a full disk, Ctrl-C: it stays as it was)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".parquet"):
+        raise ValueError(f"{path}: export as .jsonl or .parquet")
+    records = selection_records(selected)
+    with replacing(path) as tmp:
+        if suffix == ".parquet":
+            tools = ["tools"] if any("tools" in r for r in records) else []
+            frame = pd.DataFrame(records, columns=["messages", *tools, *EXPORT_FIELDS])
+            if tools:  # JSON text: tool specs differ in shape, which one Arrow struct type cannot hold
+                frame["tools"] = [json.dumps(t, ensure_ascii=False) if isinstance(t, list) else None
+                                  for t in frame["tools"]]
+            frame.to_parquet(tmp, index=False)
+        else:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for record in records:
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path

@@ -43,7 +43,8 @@ from typing import Any, Iterator, Sequence
 from rsr_core.data.records import (CORRECT_LIST_FIELDS, PROMPT_FIELDS, RecordOptions, candidate_hint, has_schema,
                                    record_id, record_trajectories)
 from rsr_core.data.text_files import BadText, read_text, text_lines
-from rsr_core.data.trajectory import Trajectory, stable_hash
+from rsr_core.data.trajectory import Trajectory
+from rsr_core.analysis.table import stable_hash
 
 SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
 SHARD = re.compile(r"^[\w.]+-\d{5}-of-\d{5}$")  # the hub's shard names: train-00000-of-00010

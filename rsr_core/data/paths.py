@@ -16,6 +16,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / "data"
+PAPER_METRICS = DATA_DIR / "paper_teacher_metrics.csv"  # the paper's published per-teacher numbers
 ROOTS_ENV = "RSR_DATA_ROOTS"
 STORE_ENV = "RSR_STORE"
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")  # what `tables.TableFileWriter` writes

@@ -29,8 +29,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from rsr_core.data.trajectory import (Trajectory, is_missing, is_reasoning_flag, normalise_message, parse_correct,
-                                      problem_hash)
+from rsr_core.data.trajectory import Trajectory, is_missing, is_reasoning_flag, normalise_message
+from rsr_core.analysis.table import parse_correct, problem_hash
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "model": "assistant", "chatgpt": "assistant", "bing": "assistant",

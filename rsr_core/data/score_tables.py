@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from rsr_core.data.store import CONVERSATION_COLUMNS, ResultsStore, StoreError
-from rsr_core.data.tables import normalise_table, read_trajectory_table
+from rsr_core.data.tables import read_trajectory_table
+from rsr_core.analysis.table import normalise_table
 
 
 def is_store(path: str | Path) -> bool:

@@ -202,9 +202,14 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", HUB_ENDPOINT)
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE asks for offline mode (1, true, yes or on, any case), as huggingface_hub reads it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connection (False in offline mode: HF_HUB_OFFLINE=1)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    """Whether the Hugging Face hub answers a TCP connection (False in offline mode, `hub_offline`)."""
+    if hub_offline():
         return False
     url = urlparse(hub_endpoint())
     port = url.port or (443 if url.scheme == "https" else 80)

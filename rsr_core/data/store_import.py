@@ -25,7 +25,8 @@ from rsr_core.analysis.metrics import R_MAX
 from rsr_core.data.store import (CONVERSATION_COLUMNS, ResultsStore, StoreError, StoreWriter, StudentSettings,
                                  TokenColumns)
 from rsr_core.data.token_scores import SAME_PASS_TERMS
-from rsr_core.data.trajectory import Trajectory, correct_column
+from rsr_core.data.trajectory import Trajectory
+from rsr_core.analysis.table import correct_column
 
 TABLE_BATCH_ROWS = 1024  # rows of the trajectory table at a time (each holds a whole conversation)
 TOKEN_BATCH_ROWS = 1 << 16  # token rows read at a time

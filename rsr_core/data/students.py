@@ -19,17 +19,36 @@ DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16"
                  "float16": "float16", "fp16": "float16"}
 
 
+SPEC_KINDS = ("embedded", "gguf", "folder", "hub", "unknown")
+
+
+def spec_kind(spec: str | None) -> str:
+    """What a student spec names (the one ladder every layer uses): "embedded" (a name of EMBEDDED_STUDENTS),
+    "gguf" (a path ending in .gguf, whether it exists or not), "folder" (an existing folder), "hub" (a Hugging
+    Face id: no such path, at most one slash, not written as a path) or "unknown" (an existing file that is not
+    .gguf, a path that does not exist, an id with two slashes)."""
+    spec = spec or EMBEDDED
+    if spec in EMBEDDED_STUDENTS:
+        return "embedded"
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        return "gguf"
+    if path.is_dir():
+        return "folder"
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        return "unknown"
+    return "hub"
+
+
 def student_name(spec: str | None) -> str:
     """The name a student's results are filed under: the embedded name, a GGUF file's stem, a folder's name, or
     the hub id itself."""
     spec = spec or EMBEDDED
-    if spec in EMBEDDED_STUDENTS:
-        return spec
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        return path.stem
-    if path.is_dir():
-        return path.resolve().name
+    kind = spec_kind(spec)
+    if kind == "gguf":
+        return Path(spec).expanduser().stem
+    if kind == "folder":
+        return Path(spec).expanduser().resolve().name
     return spec
 
 
@@ -37,11 +56,8 @@ def student_source(spec: str | None) -> str:
     """What a student was loaded from, to load it again: a local file or folder as an absolute path, an embedded
     name or a hub id as it is."""
     spec = spec or EMBEDDED
-    if spec in EMBEDDED_STUDENTS:
-        return spec
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf" or path.is_dir():
-        return str(path.resolve())
+    if spec_kind(spec) in ("gguf", "folder"):
+        return str(Path(spec).expanduser().resolve())
     return spec
 
 
@@ -69,9 +85,7 @@ def allowed_student(spec: str, roots) -> str:
 
 def is_hub_id(spec: str) -> bool:
     """Whether a student spec names a Hugging Face model (not an embedded name, a path or a .gguf file)."""
-    if spec in EMBEDDED_STUDENTS or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
-        return False
-    return not Path(spec).expanduser().exists() and spec.count("/") <= 1
+    return spec_kind(spec) == "hub"
 
 
 # ------------------------------------------------------------------------ checks without loading anything
@@ -120,12 +134,6 @@ def model_folder_problem(path: Path) -> str | None:
             f"({', '.join(EMBEDDED_STUDENTS)}) or a Hugging Face model id.{hint}")
 
 
-def hub_offline() -> bool:
-    import os
-
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def hub_online() -> bool:
     """Whether the Hugging Face hub answers now (False in offline mode); remembered for a minute per endpoint."""
     import os
@@ -144,7 +152,7 @@ def hub_online() -> bool:
 def hub_problem(repo_id: str) -> str | None:
     """Why a hub model cannot be loaded now without a long wait (offline or unreachable, and not in the local
     Hugging Face cache), or None. Never waits more than HUB_CHECK_S."""
-    from rsr_core.data.sources import hub_endpoint, hub_model_cached
+    from rsr_core.data.sources import hub_endpoint, hub_model_cached, hub_offline
 
     if hub_model_cached(repo_id) or hub_online():
         return None
@@ -159,13 +167,13 @@ def student_problem(spec: str | None) -> str | None:
     """Why a student spec cannot load, found without loading it (missing or non-GGUF file, a folder that is not a
     model, a hub id that cannot be fetched now), or None. An embedded name is checked when it loads."""
     spec = spec or EMBEDDED
-    if spec in EMBEDDED_STUDENTS:
+    kind = spec_kind(spec)
+    if kind == "embedded":
         return None
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        return gguf_problem(path)
-    if path.is_dir():
-        return model_folder_problem(path)
-    if path.exists() or not is_hub_id(spec) or spec.count("/") > 1:
+    if kind == "gguf":
+        return gguf_problem(Path(spec).expanduser())
+    if kind == "folder":
+        return model_folder_problem(Path(spec).expanduser())
+    if kind == "unknown":
         return f"{spec!r} is neither a model folder, a .gguf file nor a Hugging Face model id"
     return hub_problem(spec)

@@ -20,14 +20,13 @@ from rsr_core.analysis.metrics import R_MAX, SAME_PASS_METRICS, same_pass_metric
 from rsr_core.analysis.segments import part_rsr, token_parts
 from rsr_core.data.paths import TABLE_SUFFIXES
 from rsr_core.data.token_scores import SAME_PASS_TERMS, TokenScores
-from rsr_core.data.trajectory import Trajectory, assistant_texts, correct_column, turn_part_starts
+from rsr_core.analysis.table import ID_COLUMNS, normalise_table
+from rsr_core.data.trajectory import Trajectory, assistant_texts, turn_part_starts
 
-ID_COLUMNS = ["trajectory_id", "problem_id", "teacher", "run", "student"]
 TAIL_COLUMNS = ["coverage", "truncated", "n_context", "correct", "correct_source", "complete", "candidate", "reference",
                 "edited_from", "edit", "r_max", "source", "record", "prompt", "messages", "tools"]
 META_COLUMNS = {"candidate": "Int64", "complete": "boolean", "reference": "string", "correct_source": "string",
                 "edited_from": "string", "edit": "string"}
-TEXT_COLUMNS = ("trajectory_id", "problem_id", "teacher", "student", "source", "prompt")
 
 
 def coverage(scores: TokenScores, messages: list[dict]) -> float:
@@ -275,37 +274,3 @@ def _read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-def text_column(column: pd.Series) -> pd.Series:
-    """str values ('' where missing) as an object column."""
-    if isinstance(column.dtype, pd.CategoricalDtype):  # each category converted once
-        names = np.array([str(c) for c in column.cat.categories] + [""], dtype=object)
-        return pd.Series(names[column.cat.codes.to_numpy()], index=column.index, name=column.name, dtype=object)
-    if isinstance(column.dtype, pd.StringDtype):  # already str: only the missing ones change
-        return pd.Series(column.fillna("").to_numpy(dtype=object), index=column.index, name=column.name, dtype=object)
-    values = column.astype(object)
-    return values.where(values.notna(), "").astype(str).astype(object)
-
-
-def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy with the id columns as str ('' where missing), `run` as str or None, `correct` as pandas 'boolean'.
-
-    Tables read back from CSV or JSON lose these types (ids like '007' become 7, empty runs become NaN), and
-    tables from a results store hold categorical columns; after this, grouping and export behave the same
-    whatever the source.
-    """
-    out = table.copy()
-    for col in TEXT_COLUMNS:
-        if col in out:
-            out[col] = text_column(out[col])
-    if "trajectory_id" not in out:
-        out["trajectory_id"] = [str(i) for i in range(len(out))]
-    if "teacher" not in out:
-        out["teacher"] = ""
-    if "run" in out:
-        runs = text_column(out["run"])
-        out["run"] = runs.where(runs != "", None)  # object keeps None (a str dtype would make it NaN)
-    else:
-        out["run"] = pd.Series([None] * len(out), index=out.index, dtype=object)
-    out["correct"] = correct_column(out["correct"]) if "correct" in out \
-        else pd.Series(pd.array([pd.NA] * len(out), dtype="boolean"), index=out.index)
-    return out

@@ -21,15 +21,9 @@ stay in the text as written), the answer, then the tool calls.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 @dataclass
@@ -262,52 +256,3 @@ def _content_text(content) -> str:
     if not isinstance(content, str):
         raise ValueError("content is not text")
     return content
-
-
-def normalise_prompt(text: str) -> str:
-    """Lower-case prompt text with whitespace collapsed, so the same problem matches across files and teachers."""
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def stable_hash(*parts: object, n: int = 16) -> str:
-    """Short, stable hex digest of JSON-serialisable parts."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:n]
-
-
-def problem_hash(prompt: str) -> str:
-    """Problem id derived from the prompt text when the data has none."""
-    return "p-" + stable_hash(normalise_prompt(prompt), n=12)
-
-
-CORRECT_TRUE = frozenset({"true", "1", "1.0", "yes", "y", "t", "correct"})
-CORRECT_FALSE = frozenset({"false", "0", "0.0", "no", "n", "f", "incorrect", "wrong"})
-
-
-def parse_correct(value: object) -> bool | None:
-    """Correctness of one value: a bool, 0/1, or (any case, outer spaces ignored) true/false, 1/0, yes/no, y/n,
-    t/f, correct/incorrect/wrong; None when unknown (None, NaN, NA, '', any other value)."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
-        try:
-            value = value.item()
-        except (TypeError, ValueError):
-            return None
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return bool(value) if value in (0, 1) else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower()
-    return True if text in CORRECT_TRUE else False if text in CORRECT_FALSE else None
-
-
-def correct_column(values: pd.Series) -> pd.Series:
-    """`parse_correct` of every value of a Series, as pandas 'boolean' (NA where unknown), on the same index."""
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return values.astype("boolean")
-    codes, uniques = pd.factorize(values)
-    parsed = pd.array([parse_correct(v) for v in uniques] + [None], dtype="boolean")
-    return pd.Series(parsed[codes], index=values.index)

@@ -125,8 +125,14 @@ class ScoringJob:
 
     def _score(self, writer: StoreWriter) -> None:
         held = writer.committed_ids
-        todo = [t for t in self.trajectories if t.trajectory_id not in held]
-        self.progress.done = self.progress.cached = len(self.trajectories) - len(todo)
+        changed = writer.changed(self.trajectories)  # refused up front, as `score` does: never scored for nothing
+        self.errors.extend(RecordError(t.source or str(self.store), t.record if t.source else None,
+                                       f"trajectory {t.trajectory_id}: {changed[t.trajectory_id]} in {self.store} "
+                                       "(scored from another text: write to a new store)")
+                           for t in self.trajectories if t.trajectory_id in changed)
+        todo = [t for t in self.trajectories if t.trajectory_id not in held and t.trajectory_id not in changed]
+        self.progress.done = len(self.trajectories) - len(todo)
+        self.progress.cached = self.progress.done - len(changed)
         refused: list[str] = []
         rewritten = canonical_tools = 0
         for a in range(0, len(todo), max(1, self.chunk)):

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from rsr_core.data.paths import cache_root
-from rsr_core.data.students import (DTYPE_ALIASES, EMBEDDED, EMBEDDED_STUDENTS, gguf_problem, hub_offline,
-                                    hub_online, hub_problem, model_folder_problem, student_name)
+from rsr_core.data.sources import hub_offline
+from rsr_core.data.students import (DTYPE_ALIASES, EMBEDDED, EMBEDDED_STUDENTS, gguf_problem, hub_online, spec_kind,
+                                    student_name, student_problem)
 
 DTYPES = {name: getattr(torch, canonical) for name, canonical in DTYPE_ALIASES.items()}
 
@@ -192,26 +193,14 @@ def locate(name_or_path: str | None) -> tuple[str, Path | str]:
     """(name, folder or hub id) of a student given by name, GGUF file, folder or hub id; the name is
     `student_name(spec)`."""
     spec = name_or_path or EMBEDDED
-    name = student_name(spec)
-    if spec in EMBEDDED_STUDENTS:
+    name, kind = student_name(spec), spec_kind(spec)
+    if kind == "embedded":
         return name, converted_folder(embedded_gguf(spec))
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        problem = gguf_problem(path)
-        if problem:
-            raise StudentError(problem)
-        return name, converted_folder(path.resolve())
-    if path.is_dir():
-        problem = model_folder_problem(path)
-        if problem:
-            raise StudentError(problem)
-        return name, path.resolve()
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise StudentError(f"{spec!r} is neither a model folder, a .gguf file nor a Hugging Face model id")
-    problem = hub_problem(spec)
+    problem = student_problem(spec)  # the same checks `score` runs before it loads anything
     if problem:
         raise StudentError(problem)
-    return name, spec
+    path = Path(spec).expanduser().resolve()
+    return name, converted_folder(path) if kind == "gguf" else path if kind == "folder" else spec
 
 
 def load_student(name_or_path: str | None = None, device: str = "auto", dtype: str = "auto",

@@ -13,6 +13,7 @@ import streamlit as st
 
 from rsr_core.analysis import explain
 from rsr_core.analysis.segments import THINKING, TOOL_CALLS, answer_boundaries, part_metrics
+from rsr_core.analysis.table import text_matches
 from rsr_core.data.tables import scores_parts
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import tool_call_parts
@@ -89,9 +90,7 @@ def list_rows(table: pd.DataFrame, teacher: str = ALL, problem: str = ALL, sort:
     if problem and problem != ALL:
         keep &= (table["problem_id"].astype(str) == problem).to_numpy(bool)
     if search.strip():
-        needle = search.strip().lower()
-        hay = table["trajectory_id"].astype(str).str.lower() + " " + table["problem_id"].astype(str).str.lower()
-        keep &= hay.str.contains(needle, regex=False).to_numpy(bool)
+        keep &= text_matches([table["trajectory_id"], table["problem_id"]], search)
     rows = np.flatnonzero(keep)
     values = table[sort].iloc[rows].reset_index(drop=True)
     order = values.sort_values(ascending=not descending, kind="stable", na_position="last").index.to_numpy()

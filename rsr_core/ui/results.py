@@ -8,7 +8,6 @@ kept. Nothing here is copied into a session: callers must treat what they get as
 from __future__ import annotations
 
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -68,11 +67,8 @@ def _table(path: str, student: str, r_max: int, gen: int) -> pd.DataFrame:
     if r_max == store(path).settings(student).r_max:
         frame = stored.copy(deep=False)
     else:
-        columns = agg.rmax_columns_of_parts(_aggregates(path, student, gen), r_max,
-                                            _part_aggregates(path, student, gen))
-        frame = stored.assign(**{k: v for k, v in columns.items() if k in stored.columns})
-        if "r_max" in frame:
-            frame["r_max"] = np.int64(r_max)
+        frame = agg.table_at_r_max(stored, _aggregates(path, student, gen), r_max,
+                                   _part_aggregates(path, student, gen))
     frame.attrs[TABLE_KEY] = (path, student, int(r_max), gen)
     return frame
 

@@ -16,7 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rsr_core.analysis.pools import POOL_BY, students_of
-from rsr_core.analysis.selection import Selection, SelectionSummary, pool_sort_codes, write_selection
+from rsr_core.analysis.selection import Selection, SelectionSummary, pool_sort_codes
+from rsr_core.analysis.table import text_matches
+from rsr_core.data.exports import write_selection
 from rsr_core.ui.metric_labels import metric_label
 
 RULE_MODES = {"min": "lowest value of a metric", "max": "highest value of a metric", "random": "random (seeded)"}
@@ -149,10 +151,8 @@ def filter_problems(rows: pd.DataFrame, text: str = "", teachers: Sequence[str] 
     """The problem rows matching a text (problem id, prompt or chosen id, case-insensitive), the chosen teachers
     and the kinds of choice ('rule', 'manual', 'fallback', 'dropped'); empty filters keep everything."""
     keep = np.ones(len(rows), dtype=bool)
-    text = text.strip().lower()
-    if text:
-        hay = (rows["problem_id"] + " " + rows["prompt"] + " " + rows["chosen"]).str.lower()
-        keep &= hay.str.contains(text, regex=False).to_numpy()
+    if text.strip():
+        keep &= text_matches([rows["problem_id"], rows["prompt"], rows["chosen"]], text)
     if teachers:
         keep &= rows["teacher"].isin(list(teachers)).to_numpy()
     if choices:

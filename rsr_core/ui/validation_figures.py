@@ -9,13 +9,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rsr_core.analysis.paper import CORRECTIONS, PRINTED_AVERAGE, PRINTED_RSR, reproduction_table
+from rsr_core.data.paths import PAPER_METRICS
 
 
 def rsr_student_table(corrected: bool = False) -> pd.DataFrame:
     """student, paper (|rho| of RSR as printed), ours (recomputed, with or without the corrections), difference;
     plus an 'average' row (the paper's printed average beside our mean). Values are |Spearman| (the sign is
     negative for every student)."""
-    rho = reproduction_table(corrected=corrected).loc["RSR"]
+    rho = reproduction_table(PAPER_METRICS, corrected=corrected).loc["RSR"]
     rows = [{"student": s, "paper": PRINTED_RSR[s], "ours": abs(float(rho[s]))} for s in PRINTED_RSR if s in rho]
     out = pd.DataFrame(rows)
     out.loc[len(out)] = {"student": "average", "paper": PRINTED_AVERAGE["RSR"], "ours": out["ours"].mean()}
