@@ -369,7 +369,10 @@ class _Run:
         self.rewritten = self.canonical_tools = 0
         self.stopped = False
         self.base = 0  # trajectories of earlier batches, done
-        self.bar = (tqdm(total=0, unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True)
+        # the time left is ScoringProgress.seconds_left, the app's estimate (tqdm's own would count cached and
+        # resumed trajectories into the rate)
+        self.bar = (tqdm(total=0, unit="traj", desc="scoring", file=sys.stderr, dynamic_ncols=True,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
                     if sys.stderr.isatty() else None)  # a log file gets a plain line every LOG_EVERY_S instead
         self.shown = {"at": 0.0, "done": -1, "logged": time.monotonic()}
         self.commit = FillingSink(writer, student.name, self.refused)
@@ -382,17 +385,17 @@ class _Run:
         self.sink = sink
 
     def progress(self, state) -> None:
-        now = time.monotonic()
-        if self.bar is None:
-            from rsr_core.engine.job import format_seconds
+        from rsr_core.engine.job import format_seconds
 
+        now = time.monotonic()
+        left = (f", about {format_seconds(state.seconds_left)} left" if state.seconds_left is not None else "")
+        if self.bar is None:
             if now - self.shown["logged"] >= LOG_EVERY_S:
                 self.shown["logged"] = now
                 inside = state.describe_pass()
                 print(f"scoring: {self.base + state.done:,} / {self.base + state.total:,} trajectories, "
                       f"{state.tokens_per_s:,.0f} tokens/s, {self.counts['cached'] + state.cached:,} cached"
-                      + (f", about {format_seconds(state.seconds_left)} left" if state.seconds_left is not None
-                         else "") + (f"; {inside}" if inside else ""), file=sys.stderr, flush=True)
+                      + left + (f"; {inside}" if inside else ""), file=sys.stderr, flush=True)
             return
         if state.done == self.shown["done"] and now - self.shown["at"] < PROGRESS_REFRESH_S:
             return  # within a forward pass: a few redraws a second are enough
@@ -401,7 +404,7 @@ class _Run:
         self.bar.n = self.base + state.done
         inside = state.describe_pass()
         self.bar.set_postfix_str(f"{state.tokens_per_s:.0f} tok/s, {self.counts['cached'] + state.cached} cached"
-                                 + (f"; {inside}" if inside else ""), refresh=False)
+                                 + left + (f"; {inside}" if inside else ""), refresh=False)
         self.bar.refresh()
 
     def score(self, trajectories: list, more: bool = False) -> None:
