@@ -1,7 +1,7 @@
 """The files of the results store (`rsr_core.data.store`): atomic publication, versioned manifests, locks, row
 groups of whole trajectories, and the size tiers that decide which parts to merge.
 
-Nothing here knows about trajectories or metrics; see store.py's docstring for the layout and why.
+Nothing here knows about trajectories or metrics; see store/layout.py's docstring for the layout and why.
 """
 from __future__ import annotations
 
