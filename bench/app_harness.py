@@ -1,23 +1,25 @@
 """Measure a Streamlit app as a user meets it: a real server, headless Chromium sessions, timed steps, server RSS.
+The browser tests start the app and open its pages with the same pieces.
 
 Pieces, each usable alone:
 
-- `start_server(app_dir, env=...)`: the app of `app_dir` (`python -m rsr_core app`) on a free port, headless,
-  from an empty `RSR_CACHE_DIR` (unless `env` sets one), with a `MemoryWatch` on its process tree (optional kill
-  cap).
+- `start_server(app_dir, env=...)`: the app of `app_dir` (`python -m rsr_core app`) on a free port (`free_port`),
+  headless, from an empty `RSR_CACHE_DIR` (unless `env` sets one), its log in the work folder, ready once
+  `wait_healthy`, with a `MemoryWatch` on its process tree (optional kill cap). `stop_server`.
 - `MemoryWatch` / `tree_rss`: resident memory of a process and its children (psutil, else /proc), sampled in a
   thread: current, peak, peak per step; above a cap the tree is killed and the watch says at how much.
-- `open_session(server)`: a Chromium instance of its own (own profile), so every session is a separate Streamlit
-  session. `close_session`.
-- `wait_render(session, ready)`: the page is rendered when the app is connected, its script state is `notRunning`,
-  no "running" status widget shows, no element is stale, and `ready` (a page's own sign that its content is
-  there) holds, all of it unchanged for `settle` seconds; the time is taken when that state was first seen. An
-  app exception ends the wait as an error; so does `timeout`.
+- `chrome(profile)`: a headless Chromium with its own profile. `open_session(server)`: one of its own, so every
+  session is a separate Streamlit session. `close_session`.
+- `open_page(driver, url)`: the tests' wait: a page opened once its title shows, its run is over and its charts
+  and tables are drawn.
+- `wait_render(session, ready)`: the benchmark's timed wait: the page is rendered when the app is connected, its
+  script state is `notRunning`, no "running" status widget shows, no element is stale, and `ready` (a page's own
+  sign that its content is there) holds, all of it unchanged for `settle` seconds; the time is taken when that
+  state was first seen. An app exception ends the wait as an error; so does `timeout`.
 - widget helpers by Streamlit key (`st-key-<key>` classes): `type_into` and `commit` (Enter), `set_number`,
-  `set_text`, `choose_option`, `click`.
+  `set_text`, `click`.
 - steps (each returns a `Step` with seconds, RSS before/after/peak and details): `step_first_render`,
-  `step_choose_student`, `step_set_r_max`, `step_open_page`, `step_build_selection`, `step_open_inspector` (the
-  old app's Trajectory selectbox), `step_search_inspector` (the store app's search box).
+  `step_set_r_max`, `step_open_page`, `step_build_selection`, `step_search_inspector`.
   `run_step(name, fn, session)` wraps any callable the same way.
 
 Every selector and widget key the steps use is in `SEL` and `KEYS`, so an app whose widgets change needs only
@@ -49,12 +51,15 @@ from selenium import webdriver
 from selenium.common.exceptions import JavascriptException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 GB = 1 << 30
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--window-size=1400,1000")
 STEP_TIMEOUT = 600.0  # seconds; a step that takes longer is reported as timed out
+PAGE_WAIT = 90.0  # seconds `open_page` waits for each of its conditions; the machine may be busy
 POLL = 0.1
 
 SEL = {
@@ -67,20 +72,15 @@ SEL = {
     "nav_link": '[data-testid="stSidebarNav"] a[href]',
     "dataframe": '[data-testid="stDataFrame"]',
     "metric": '[data-testid="stMetric"]',
-    "option": '[role="option"]',
     "token": ".rsr-tok",
     "plotly": '[data-testid="stPlotlyChart"] .main-svg',
 }
 KEYS = {  # widget keys (st.dataframe and st.plotly_chart get no st-key class, widgets do)
-    "student": "sidebar_student",
-    "student_spec": "sidebar_student_spec",
     "r_max": "sidebar_r_max",
     "overview_open_best": "overview_open_best",
     "selection_problem": "selection_problem",
-    "inspector_pick": "inspector_pick",
     "inspector_search": "inspector_search",
 }
-OTHER_STUDENT_PREFIX = "other"  # the Student selectbox's entry that opens a free-text model field starts so
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,8 @@ def key_css(key: str) -> str:
 
 PAGES = {
     "overview": Page("/", "RSR Explorer", (SEL["dataframe"], key_css(KEYS["overview_open_best"]))),
-    "inspector": Page("/inspector", "Inspector", (key_css(KEYS["inspector_pick"]), SEL["token"])),
-    # the store app's inspector: a search box and a paged list instead of a selectbox (the trajectory it opens
-    # on may have no per-token data, so tokens are not required here)
+    # the inspector: a search box and a paged list (the trajectory it opens on may have no per-token data, so
+    # tokens are not required here)
     "inspector_search": Page("/inspector", "Inspector", (key_css(KEYS["inspector_search"]),)),
     # the teacher table and the open chart of "Teachers at a glance" (drawn by plotly); the per-run table and the
     # budget section are computed when opened
@@ -146,6 +145,13 @@ return {
   exception: exc ? exc.innerText.slice(0, 500) : null,
   runs: window.__rsrRuns ? window.__rsrRuns.runs : 0,
 };
+"""
+# every plotly chart and every table in view has been drawn (those in a closed expander or another tab are drawn
+# when shown)
+DRAWN_JS = """
+const hidden = el => !el.getClientRects().length || el.closest('details:not([open])');
+const drawn = (sel, part) => [...document.querySelectorAll(sel)].every(el => hidden(el) || el.querySelector(part));
+return drawn('[data-testid="stPlotlyChart"]', '.main-svg') && drawn('[data-testid="stDataFrame"]', '.dvn-scroller');
 """
 MAIN_TEXT_JS = "const m = document.querySelector(arguments[0]); return m ? m.innerText : '';"
 EXISTS_JS = "return !!document.querySelector(arguments[0]);"
@@ -272,7 +278,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A running `streamlit run` and what it needs to be measured and stopped."""
+    """A running app server and what it needs to be measured and stopped."""
 
     proc: subprocess.Popen
     url: str
@@ -310,18 +316,10 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not become healthy in {timeout:.0f} s")
 
 
-def launcher(app_dir: Path) -> tuple[str, ...]:
-    """The module and arguments that start the app of `app_dir` (`python -m ...`)."""
-    if (Path(app_dir) / "rsr_core" / "commands" / "app.py").is_file():
-        return ("rsr_core", "app")
-    return ("streamlit", "run", "app.py")
-
-
 def start_server(app_dir: str | Path, env: dict[str, str] | None = None, workdir: str | Path | None = None,
                  mem_cap_gb: float | None = None, timeout: float = 120.0, python: str = sys.executable) -> Server:
     """The app in `app_dir` as its README starts it (`python -m rsr_core app`, which imports the app's modules
-    before the server starts; `streamlit run app.py` for a checkout without that command), headless on a free
-    localhost port, file watcher off.
+    before the server starts), headless on a free localhost port, file watcher off.
 
     `env` is added to this process's environment; `RSR_CACHE_DIR` defaults to an empty folder in `workdir` (a new
     temporary folder when None). The server's log goes to `workdir/streamlit.log`."""
@@ -335,7 +333,7 @@ def start_server(app_dir: str | Path, env: dict[str, str] | None = None, workdir
     log_path = workdir / "streamlit.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [python, "-m", *launcher(app_dir), "--server.headless", "true", "--server.port", str(port),
+            [python, "-m", "rsr_core", "app", "--server.headless", "true", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
             cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -497,6 +495,17 @@ def wait_render(session: Session, ready: Callable[[Session], bool] | None = None
         time.sleep(POLL)
 
 
+def open_page(driver: webdriver.Chrome, url: str, ready: str = SEL["title"], timeout: float = PAGE_WAIT) -> None:
+    """Open `url` and wait until `ready` (a CSS selector) matches, Streamlit's "running" status widget is gone and
+    every chart and table in view is drawn; then a second more for the last redraw."""
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ready)))
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, SEL["status"]))
+    wait.until(lambda d: d.execute_script(DRAWN_JS))
+    time.sleep(1.0)
+
+
 def page_ready(page: str) -> Callable[[Session], bool]:
     """A page's own sign that its content is there: its title, and every one of its content selectors."""
     spec = PAGES[page]
@@ -549,48 +558,6 @@ def set_text(session: Session, key: str, value: str) -> None:
 def click(session: Session, key: str) -> None:
     """Click the button of a keyed button widget."""
     _scrolled(session, widget(session, key).find_element(By.CSS_SELECTOR, "button")).click()
-
-
-def selected_text(session: Session, key: str) -> str:
-    """The value a selectbox shows (its input's value; else its text without the label line)."""
-    inputs = widget(session, key).find_elements(By.CSS_SELECTOR, "input")
-    value = inputs[0].get_attribute("value") if inputs else None
-    if value:
-        return value.strip()
-    lines = [x for x in widget(session, key).text.splitlines() if x.strip()]
-    return lines[-1].strip() if len(lines) > 1 else ""
-
-
-def choose_option(session: Session, key: str, text: str, match: Callable[[str], bool] | None = None,
-                  timeout: float = 30.0) -> None:
-    """Open a selectbox, type `text` to filter it, and click the first option that `match`es; by default the
-    option `text` itself or one that starts with `text` and a space (the inspector's are `{id} · {teacher} · ...`)."""
-    match = match or (lambda label: label == text or label.startswith(text + " "))
-    box = _scrolled(session, widget(session, key).find_element(By.CSS_SELECTOR, "input"))
-    box.click()
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(Keys.BACKSPACE)
-    box.send_keys(text)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for option in session.driver.find_elements(By.CSS_SELECTOR, SEL["option"]):
-            label = option.text.strip()
-            if match(label):
-                option.click()
-                return
-        time.sleep(POLL)
-    box.send_keys(Keys.ESCAPE)
-    raise RenderError(f"no option {text!r} in the selectbox {key!r}")
-
-
-def options_of(session: Session, key: str) -> list[str]:
-    """The visible options of a selectbox (opened and closed again)."""
-    box = widget(session, key).find_element(By.CSS_SELECTOR, "input")
-    box.click()
-    time.sleep(0.3)
-    labels = [o.text.strip() for o in session.driver.find_elements(By.CSS_SELECTOR, SEL["option"])]
-    box.send_keys(Keys.ESCAPE)
-    return labels
 
 
 def nav_link(session: Session, path: str):
@@ -690,26 +657,6 @@ def _act_and_wait(session: Session, action: Callable[[], None], ready, timeout: 
     return wait_render(session, ready, timeout, runs_before=runs, t0=t0)
 
 
-def step_choose_student(session: Session, name: str, timeout: float = STEP_TIMEOUT) -> dict:
-    """Make `name` the active student in the sidebar: its entry of the Student selectbox when it has one, else
-    `other` and the name typed as the model (how today's app reaches precomputed scores of a student that is not
-    embedded). Done when the page shows `student: name`."""
-    def shows_name(s: Session) -> bool:
-        return f"student: {name}" in main_text(s) or f"Student {name}" in main_text(s)
-
-    options = options_of(session, KEYS["student"])
-    if name in options:
-        return {"seconds": _act_and_wait(session, lambda: choose_option(session, KEYS["student"], name,
-                                                                        lambda label: label == name),
-                                         shows_name, timeout), "how": "selectbox"}
-    t_other = _act_and_wait(session, lambda: choose_option(session, KEYS["student"], OTHER_STUDENT_PREFIX,
-                                                           lambda label: label.startswith(OTHER_STUDENT_PREFIX)),
-                            lambda s: has(s, key_css(KEYS["student_spec"])), timeout)
-    t_name = _act_and_wait(session, lambda: set_text(session, KEYS["student_spec"], name), shows_name, timeout)
-    return {"seconds": t_other + t_name, "how": "other + model name", "other_s": round(t_other, 2),
-            "name_s": round(t_name, 2)}
-
-
 def step_set_r_max(session: Session, value: int = 50, timeout: float = STEP_TIMEOUT) -> dict:
     """Set the sidebar's r_max and wait for the page to show `r_max = value`; timed from Enter (the value is
     typed first)."""
@@ -746,22 +693,6 @@ def step_build_selection(session: Session, timeout: float = STEP_TIMEOUT) -> dic
     problem table and comparison; reports the counts it shows."""
     seconds = _act_and_wait(session, open_page_action(session, "selection"), page_ready("selection"), timeout)
     return {"seconds": seconds, **{f"metric {k}": v for k, v in metric_values(session).items()}}
-
-
-def step_open_inspector(session: Session, trajectory_id: str, timeout: float = STEP_TIMEOUT) -> dict:
-    """Open the Inspector (sidebar link) and pick `trajectory_id` in its Trajectory selectbox; done when the
-    tokens of that trajectory are shown."""
-    t_page = _act_and_wait(session, open_page_action(session, "inspector"), page_ready("inspector"), timeout)
-
-    def shows(s: Session) -> bool:
-        return selected_text(s, KEYS["inspector_pick"]).startswith(trajectory_id) and has(s, SEL["token"])
-
-    if shows(session):
-        return {"seconds": t_page, "page_s": round(t_page, 2), "pick_s": 0.0}
-    t_pick = _act_and_wait(session, lambda: choose_option(session, KEYS["inspector_pick"], trajectory_id),
-                           shows, timeout)
-    return {"seconds": t_page + t_pick, "page_s": round(t_page, 2), "pick_s": round(t_pick, 2),
-            "tokens_shown": len(session.driver.find_elements(By.CSS_SELECTOR, SEL["token"]))}
 
 
 def step_search_inspector(session: Session, trajectory_id: str, timeout: float = STEP_TIMEOUT,

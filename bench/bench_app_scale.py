@@ -1,50 +1,24 @@
 """The app at the study's scale, in a real browser: how long a user waits and how much memory the server holds.
 
-`--baseline` measures the app of commit c84133936e41 (precomputed flat demo scores, loaded whole into every
-session) in a git worktree of that commit made under a temporary folder and removed afterwards. For each size
-NxL it writes well-formed synthetic scores of N trajectories x L tokens for a student named `synthetic`
-(`bench/synthetic_flat.py`) and puts them in that worktree's `data/demo/scores/synthetic/`, beside the real demo
-scores. Then:
+`--store` measures the app of this checkout on results stores (`RSR_STORE=STORE python -m rsr_core app`): see
+STORE_MEASURED below. `--score-memory` measures the peak memory of `score` into a store: see SCORE_MEASURED. Every
+step has a time limit (`--step-timeout`, 600 s) and is reported as timed out, not waited on; the server is killed
+when its RSS passes `--mem-cap-gb` (15) and reported as "killed at X GB".
 
-1. load: `rsr_core.data.demo.load_demo("synthetic")` in a fresh Python process: its time (imports excluded) and
-   peak RSS (the process's own ru_maxrss, and the sampled RSS of its tree);
-2. the app: `streamlit run app.py` in the worktree from an empty RSR_CACHE_DIR, idle RSS; then in headless
-   Chromium (one browser instance per session):
-   - session 1 opens `/` (Overview): the time from navigation until the page is rendered (app connected, script
-     state notRunning, no "running" status widget, no stale element, the title and the teacher report shown;
-     see `bench/app_harness.py`), and the server RSS after it. On the bundled demo dataset today's sidebar loads
-     the precomputed scores of *every* folder in `data/demo/scores/` (`st.cache_data`) into the session as
-     "other students" before any page draws, and the Overview's teacher report covers every student, so this
-     first render is the wait for the synthetic scores (its rows are in the report: `report_rows`);
-   - session 2 opens `/` too: its render time and the server RSS it adds;
-   - session 1 then: makes `synthetic` the active student (today's Student selectbox offers only the embedded
-     students, so: `other` and the model name `synthetic`, which files results under that name and so picks up
-     the precomputed scores), sets r_max to 50, opens Teachers, opens Selection (the selection is built on
-     opening), and opens the Inspector on one trajectory id (its Trajectory selectbox).
-   Each step is timed until its page is rendered, with the server RSS before, after and at its peak.
+Writes bench/results/app_scale.json (bench/results/app_scale-quick.json with --quick, or --out), one section per
+mode (`store`, `score_memory`; a run replaces only its own section) and `comparison` (the store app against the
+`baseline` section, the app before the results store, measured on an earlier version and kept in the file, at the
+sizes both measured), after every size, and prints the tables.
 
-Every step has a time limit (`--step-timeout`, 600 s) and is reported as timed out, not waited on; the load and
-the server are killed when their RSS passes `--mem-cap-gb` (15) and reported as "killed at X GB".
+Another app is measured by another mode beside `run_store`: a function that prepares each size's data and calls
+`run_sizes` with a per-size function around `measure_app(app_dir, workdir, steps, first_render, env={...})` (the
+server's environment, e.g. `RSR_STORE`); the steps are `bench/app_harness.py`'s `step_*` functions, whose
+selectors and widget keys are in its `SEL`, `KEYS` and `PAGES`.
 
-`--store` measures the app of this checkout on results stores (`RSR_STORE=STORE streamlit run app.py`): see
-STORE_MEASURED below. `--score-memory` measures the peak memory of `score` into a store: see SCORE_MEASURED.
-
-Writes bench/results/app_scale.json (bench/results/app_scale-quick.json with --quick), one section per mode
-(`baseline`, `store`, `score_memory`; a run replaces only its own section) and `comparison` (the store app against
-the baseline at the sizes both measured), after every size, and prints the tables.
-
-Another app is measured by another mode beside `run_baseline` and `run_store`: a function that prepares each
-size's data and calls `run_sizes` with a per-size function around `measure_app(app_dir, workdir, steps,
-env={...})` (the server's environment, e.g. `RSR_STORE`); the steps are `bench/app_harness.py`'s `step_*`
-functions, whose selectors and widget keys are in its `SEL`, `KEYS` and `PAGES`.
-
-usage: python bench/bench_app_scale.py --baseline [--sizes 990x2000 4983x2000 1980x10000] [--quick]
-       [--mem-cap-gb 15] [--step-timeout 600] [--data-dir DIR] [--commit SHA]
-       python bench/bench_app_scale.py --store [--sizes 990x2000 4983x2000 1980x10000 165000x10000:5000+32000]
-       [--runs 3] [--quiet-below 1.0] [--quick] [--data-dir DIR] [--mem-cap-gb 15] [--step-timeout 600]
-       python bench/bench_app_scale.py --score-memory [--counts 200 2000] [--score-threads 1] [--quick]
+usage: python bench/bench_app_scale.py --store [--sizes 990x2000 4983x2000 1980x10000 165000x10000:5000+32000]
+       [--runs 3] [--quiet-below 1.0] [--quick] [--data-dir DIR] [--mem-cap-gb 15] [--step-timeout 600] [--out F]
+       python bench/bench_app_scale.py --score-memory [--counts 200 2000] [--score-threads 1] [--quick] [--out F]
 """
-
 from __future__ import annotations
 
 import argparse
@@ -72,7 +46,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench import app_harness as h  # noqa: E402
 from bench import synthetic_store as synthetic_store_module  # noqa: E402
-from bench.synthetic_flat import plan, write_flat_scores  # noqa: E402
 
 STORE_MEASURED = """`--store` measures the app of this checkout (the commit and whether its app code has local changes
 are recorded) on synthetic results stores written by `bench/synthetic_store.py` (student `synthetic-student`; plain
@@ -121,30 +94,14 @@ trajectories committed so far. POOL is N records made from the bundled demo pool
 `terse` teacher's, 77-100 response tokens under the embedded student) replicated round-robin with distinct ids
 (`{id}~{i:05d}`) and a distinct prompt (` (copy i)` appended to the user message), so every conversation is
 scored and stored; the store is new for every count. Flat memory: the peak at N=2,000 stays near the peak at 200."""
-BASELINE_COMMIT = "c84133936e41eb344bef0c335a7538bad83e4fe6"
 INSPECT_REPEATS = 4  # the inspector's search again, alternating with the first trajectory it showed
-SIZES = ("990x2000", "4983x2000", "1980x10000")
-QUICK_SIZES = ("99x500",)
 STORE_SIZES = ("990x2000", "4983x2000", "1980x10000", "165000x10000:5000+32000")
 STORE_QUICK_SIZES = ("330x1000+32000",)
 SCORE_COUNTS = (200, 2000)
 SCORE_QUICK_COUNTS = (20, 60)
-STUDENT = "synthetic"
 STORE_STUDENT = "synthetic-student"  # bench/synthetic_store.py's
 TERSE_MAX_TOKENS = 100  # the demo responses replicated by --score-memory: at most this many response tokens
 RESULTS = ROOT / "bench" / "results"
-LOAD_CODE = """
-import json, resource, sys, time
-t0 = time.perf_counter()
-from rsr_core.data.demo import load_demo
-import_s = time.perf_counter() - t0
-t0 = time.perf_counter()
-table, scores = load_demo(sys.argv[1])
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "import_s": import_s, "trajectories": len(table),
-                  "tokens": int(sum(len(s) for s in scores.values())),
-                  "ru_maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
-"""
 
 
 # --- the machine and the code measured ---------------------------------------------------------------------------
@@ -189,124 +146,26 @@ def machine() -> dict:
             "chromium": _first_line([binaries[0], "--version"]) if binaries else None}
 
 
-# --- the baseline checkout and its data --------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def baseline_worktree(commit: str, parent: Path):
-    """A detached git worktree of `commit` under `parent`, removed afterwards."""
-    path = parent / "baseline"
-    subprocess.run(["git", "worktree", "add", "--detach", str(path), commit], cwd=ROOT, check=True,
-                   capture_output=True, text=True)
-    try:
-        yield path
-    finally:
-        link = path / "data" / "demo" / "scores" / STUDENT
-        if link.is_symlink():
-            link.unlink()
-        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'990x2000' -> (990, 2000)."""
-    n, length = text.lower().split("x")
-    return int(n), int(length)
-
-
-def synthetic_scores(data_dir: Path, n: int, length: int) -> tuple[Path, dict]:
-    """Synthetic flat scores of n x length in `data_dir` (reused when an earlier run wrote the same)."""
-    folder = data_dir / f"{STUDENT}-{n}x{length}"
-    info_path = folder / "info.json"
-    if info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("trajectories") == n and info.get("tokens_per_trajectory") == length:
-            return folder, {**info, "reused": True}
-    shutil.rmtree(folder, ignore_errors=True)
-    info = write_flat_scores(folder, n, length, student=STUDENT)
-    info_path.write_text(json.dumps(info, indent=1))
-    return folder, info
-
-
-def place_scores(app_dir: Path, folder: Path) -> None:
-    """Make `folder` the demo scores of the student `synthetic` in `app_dir` (a symbolic link)."""
-    link = app_dir / "data" / "demo" / "scores" / STUDENT
-    if link.is_symlink() or link.exists():
-        link.unlink() if link.is_symlink() else shutil.rmtree(link)
-    link.symlink_to(folder, target_is_directory=True)
-
-
 # --- measurements ------------------------------------------------------------------------------------------------
-
-def measure_load(app_dir: Path, cap_gb: float, timeout: float) -> dict:
-    """`load_demo("synthetic")` in a fresh process in `app_dir`: seconds, peak RSS, or how it was stopped."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", LOAD_CODE, STUDENT], cwd=app_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    watch = h.MemoryWatch(proc.pid, int(cap_gb * h.GB))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        h.kill_tree(proc.pid)
-        proc.communicate()
-        return {"ok": False, "error": f"timed out after {timeout:.0f} s", "peak_rss_gb": h.gb(watch.peak)}
-    finally:
-        watch.stop()
-    wall = round(time.monotonic() - t0, 1)
-    if watch.killed:
-        return {"ok": False, "error": f"killed at {h.gb(watch.killed_at)} GB after {watch.killed_after:.0f} s "
-                                      f"(cap {cap_gb} GB)", "peak_rss_gb": h.gb(watch.peak), "wall_s": wall}
-    if proc.returncode != 0:
-        return {"ok": False, "error": f"exit {proc.returncode}: {err.strip()[-400:]}", "peak_rss_gb": h.gb(watch.peak)}
-    res = json.loads(out.strip().splitlines()[-1])
-    return {"ok": True, "seconds": round(res["seconds"], 1), "import_s": round(res["import_s"], 1),
-            "peak_rss_gb": round(res["ru_maxrss_gb"], 2), "sampled_peak_rss_gb": h.gb(watch.peak),
-            "trajectories": res["trajectories"], "tokens": res["tokens"], "wall_s": wall}
-
 
 StepFn = Callable[[h.Session, float], dict]
 
 
-def baseline_steps(trajectory_id: str, r_max: int = 50) -> list[tuple[str, StepFn]]:
-    """Session 1's steps after the first renders, against today's widgets."""
-    return [
-        (f"make {STUDENT} the active student", lambda s, t: h.step_choose_student(s, STUDENT, t)),
-        (f"r_max -> {r_max}", lambda s, t: h.step_set_r_max(s, r_max, t)),
-        ("open Teachers", lambda s, t: h.step_open_page(s, "teachers", t)),
-        ("build a selection (open Selection)", lambda s, t: h.step_build_selection(s, t)),
-        ("open the inspector on a trajectory", lambda s, t: h.step_open_inspector(s, trajectory_id, t)),
-    ]
-
-
-def measure_app(app_dir: Path, workdir: Path, steps: list[tuple[str, StepFn]], env: dict | None = None,
-                cap_gb: float | None = None, step_timeout: float = h.STEP_TIMEOUT, second_last: bool = False,
-                first_render: StepFn | None = None) -> dict:
-    """A server in `app_dir`; two browser sessions open `/`; then session 1 runs `steps`, each only after the
-    previous one succeeded (a later step would measure another state); the skipped ones are listed. With
-    `second_last`, session 2 opens `/` after session 1's steps instead of right after its first render.
-    `first_render` replaces `h.step_first_render` for both first renders."""
+def measure_app(app_dir: Path, workdir: Path, steps: list[tuple[str, StepFn]], first_render: StepFn,
+                env: dict | None = None, cap_gb: float | None = None, step_timeout: float = h.STEP_TIMEOUT) -> dict:
+    """A server in `app_dir`; session 1 opens `/` (`first_render`) and runs `steps`, each only after the previous
+    one succeeded (a later step would measure another state; the skipped ones are listed); then session 2 opens
+    `/`, so the shared tables, aggregates and caches are already there."""
     server = h.start_server(app_dir, env=env, workdir=workdir, mem_cap_gb=cap_gb)
     sessions: list[h.Session] = []
     out: dict = {"server_start_s": server.started_s, "steps": []}
-    render = first_render or (lambda s, t: h.step_first_render(s, t))
-
-    def second_session(rss_before: float | None) -> None:
-        second = h.open_session(server, "session 2")
-        sessions.append(second)
-        step2 = h.run_step("second session: first Overview", render, second, step_timeout)
-        out["steps"].append(step2.as_dict())
-        _print_step(step2)
-        if step2.ok and rss_before is not None and step2.rss_after_gb is not None:
-            out["second_session_added_rss_gb"] = round(step2.rss_after_gb - rss_before, 2)
-
     try:
         out["idle_rss_gb"] = h.gb(server.rss())
         first = h.open_session(server, "session 1")
         sessions.append(first)
-        step = h.run_step("first Overview", render, first, step_timeout)
+        step = h.run_step("first Overview", first_render, first, step_timeout)
         out["steps"].append(step.as_dict())
         _print_step(step)
-        if step.ok and not second_last:
-            second_session(step.rss_after_gb)
         ok = step.ok
         for name, fn in steps:
             if not (ok and server.alive):
@@ -316,12 +175,18 @@ def measure_app(app_dir: Path, workdir: Path, steps: list[tuple[str, StepFn]], e
             out["steps"].append(s.as_dict())
             _print_step(s)
             ok = s.ok
-        if second_last:
-            if step.ok and server.alive:
-                time.sleep(1.0)  # let session 1's last rerun settle before the baseline RSS is read
-                second_session(h.gb(server.rss()))
-            else:
-                out.setdefault("skipped", []).append("second session: first Overview")
+        if step.ok and server.alive:
+            time.sleep(1.0)  # let session 1's last rerun settle before the RSS the second session adds to is read
+            rss_before = h.gb(server.rss())
+            second = h.open_session(server, "session 2")
+            sessions.append(second)
+            step2 = h.run_step("second session: first Overview", first_render, second, step_timeout)
+            out["steps"].append(step2.as_dict())
+            _print_step(step2)
+            if step2.ok and rss_before is not None and step2.rss_after_gb is not None:
+                out["second_session_added_rss_gb"] = round(step2.rss_after_gb - rss_before, 2)
+        else:
+            out.setdefault("skipped", []).append("second session: first Overview")
         out["peak_rss_gb"] = h.gb(server.watch.peak)
         out["final_rss_gb"] = h.gb(server.rss()) if server.alive else None
         if server.watch.killed:
@@ -339,36 +204,6 @@ def _print_step(step: h.Step) -> None:
     took = f"{step.seconds:.1f} s" if step.ok else f"FAILED ({step.error})"
     print(f"    {step.session}: {step.name}: {took}; server RSS {step.rss_before_gb} -> {step.rss_after_gb} GB "
           f"(peak {step.rss_peak_gb})", flush=True)
-
-
-def run_baseline_size(app_dir: Path, data_dir: Path, work: Path, size: str, args) -> dict:
-    """Data, load and app measurements of one size against the baseline worktree."""
-    n, length = parse_size(size)
-    result: dict = {"size": size, "trajectories": n, "tokens_per_trajectory": length, "tokens": n * length,
-                    "load_average_before": load_average()}
-    print(f"== {size}: {n:,} trajectories x {length:,} tokens ({n * length / 1e6:.1f}M tokens); load average "
-          f"{result['load_average_before']}", flush=True)
-    folder, result["data"] = synthetic_scores(data_dir, n, length)
-    place_scores(app_dir, folder)
-    print("  load_demo in a fresh process…", flush=True)
-    result["load"] = measure_load(app_dir, args.mem_cap_gb, args.step_timeout)
-    print(f"  load: {_load_text(result['load'])}", flush=True)
-    tid = plan(n)[n // 2].trajectory_id
-    result["inspected_trajectory"] = tid
-    print("  the app in Chromium…", flush=True)
-    try:
-        result["app"] = measure_app(app_dir, work / f"server-{size}", baseline_steps(tid, args.r_max),
-                                    cap_gb=args.mem_cap_gb, step_timeout=args.step_timeout)
-    except Exception as e:  # noqa: BLE001 - a failed size is reported and the next one runs
-        result["app"] = {"error": f"{type(e).__name__}: {e}"}
-    result["load_average_after"] = load_average()
-    return result
-
-
-def _load_text(load: dict) -> str:
-    if load.get("ok"):
-        return f"{load['seconds']} s, peak {load['peak_rss_gb']} GB"
-    return load.get("error", "failed")
 
 
 # --- the store app and its data -----------------------------------------------------------------------------------
@@ -512,8 +347,8 @@ def run_store_size(data_dir: Path, work: Path, text: str, args, app_dir: Path = 
     print(f"  the app in Chromium (inspecting {tid})…", flush=True)
     try:
         result["app"] = measure_app(app_dir, work / f"server-{size.slug}", store_steps(tid, args.r_max),
-                                    env={"RSR_STORE": str(folder)}, cap_gb=args.mem_cap_gb,
-                                    step_timeout=args.step_timeout, second_last=True, first_render=store_first_render)
+                                    store_first_render, env={"RSR_STORE": str(folder)}, cap_gb=args.mem_cap_gb,
+                                    step_timeout=args.step_timeout)
     except Exception as e:  # noqa: BLE001 - a failed size is reported and the next one runs
         result["app"] = {"error": f"{type(e).__name__}: {e}"}
     result["load_average_after"] = load_average()
@@ -722,28 +557,6 @@ def _took(step: dict | None, result: dict) -> str:
     return f"{step['seconds']:.1f} s" if step and step["ok"] else _failure(result, step)
 
 
-def _load_cells(load: dict) -> list[str]:
-    if load.get("ok"):
-        return [f"{load['seconds']} s", f"{load['peak_rss_gb']} GB"]
-    return [load.get("error", "-"), f"{load.get('peak_rss_gb')} GB when stopped"]
-
-
-def main_table(results: list[dict]) -> str:
-    """Per size: the load, the first Overview, the server's memory, a second session."""
-    lines = ["| pool | load (`load_demo`) | load peak RSS | first Overview in a browser | server RSS after | "
-             "second browser session |", "| " + " | ".join(["---"] * 6) + " |"]
-    for r in results:
-        first, second = _step(r, FIRST), _step(r, SECOND)
-        added = r.get("app", {}).get("second_session_added_rss_gb")
-        lines.append("| " + " | ".join([
-            _pool(r), *_load_cells(r.get("load", {})), _took(first, r),
-            f"{first['rss_after_gb']} GB (peak {first['rss_peak_gb']})" if first and first["ok"] else "-",
-            f"{second['seconds']:.1f} s, +{added} GB" if second and second["ok"] else
-            ("-" if not first or not first["ok"] else _took(second, r)),
-        ]) + " |")
-    return "\n".join(lines)
-
-
 def store_table(results: list[dict]) -> str:
     """Per store: its data, the first Overview, the server's memory, the second session (opened last)."""
     lines = ["| store | on disk | idle RSS | first Overview in a browser | server RSS after | second browser session "
@@ -922,22 +735,18 @@ def report(payload: dict, out_path: Path) -> None:
           f"{' (app code changed locally)' if payload.get('app_code_changed') else ''}; {m['cpus']} CPUs "
           f"({m['cpu']}), {m['memory_gb']} GB; load average {payload.get('load_average_start')} at the start, "
           f"{payload.get('load_average_end')} at the end; written to {_shown(out_path)}\n")
-    if payload["mode"] == "store":
-        print(store_table(payload["results"]))
-    else:
-        print(main_table(payload["results"]))
+    print(store_table(payload["results"]))
     later = steps_table(payload["results"])
     if later:
         print("\nSession 1 afterwards (seconds until rendered):\n")
         print(later)
-    if payload["mode"] == "store":
-        rows = comparison(read_sections(out_path))
-        if rows:
-            print("\nThe store app against the baseline (same harness; old / new, and old / new as a ratio):\n")
-            print(comparison_table(rows))
-        if payload.get("targets"):
-            print("\nTargets:\n")
-            print(targets_table(payload["targets"]))
+    rows = comparison(read_sections(out_path))
+    if rows:
+        print("\nThe store app against the baseline (same harness; old / new, and old / new as a ratio):\n")
+        print(comparison_table(rows))
+    if payload.get("targets"):
+        print("\nTargets:\n")
+        print(targets_table(payload["targets"]))
 
 
 # --- main --------------------------------------------------------------------------------------------------------
@@ -956,16 +765,16 @@ def app_code_changed(app_dir: Path = ROOT) -> list[str]:
     return [line[3:] for line in out.stdout.splitlines() if line.strip()]
 
 
-def run_sizes(args, mode: str, commit: str, sizes: list[str], measure: Callable[[str], dict],
-              measured: str | None = None, extra: dict | None = None) -> int:
+def run_sizes(args, mode: str, commit: str, sizes: list[str], measure: Callable[[str], dict], measured: str,
+              extra: dict | None = None) -> int:
     """Measure every size with `measure(size)`, writing the results after each; print the tables."""
     out_path = results_path(args)
     payload = {"benchmark": "app_scale", "mode": mode, "commit": commit, **(extra or {}),
                "started": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
                "load_average_start": load_average(),
                "settings": {"sizes": sizes, "mem_cap_gb": args.mem_cap_gb, "step_timeout_s": args.step_timeout,
-                            "r_max": args.r_max, "student": STORE_STUDENT if mode == "store" else STUDENT},
-               "measured": measured or __doc__.split("\n\n", 1)[1].split("\n\n`--store`")[0], "results": []}
+                            "r_max": args.r_max, "student": STORE_STUDENT},
+               "measured": measured, "results": []}
     for size in sizes:
         payload["results"].append(measure(size))
         update_results(out_path, mode, payload)
@@ -976,20 +785,6 @@ def run_sizes(args, mode: str, commit: str, sizes: list[str], measure: Callable[
     update_results(out_path, mode, payload)
     report(payload, out_path)
     return 0
-
-
-def run_baseline(args) -> int:
-    """Today's app: a worktree of --commit with the synthetic scores as a demo student."""
-    sizes = list(QUICK_SIZES if args.quick else args.sizes or SIZES)
-    commit = subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="rsr-app-scale-") as tmp:
-        work = Path(tmp)
-        data_dir = Path(args.data_dir) if args.data_dir else work / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with baseline_worktree(commit, work) as app_dir:
-            return run_sizes(args, "baseline", commit, sizes,
-                             lambda size: run_baseline_size(app_dir, data_dir, work, size, args))
 
 
 def run_store(args) -> int:
@@ -1018,20 +813,16 @@ def run_store(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--baseline", action="store_true", help="measure today's app (the commit of --commit)")
     mode.add_argument("--store", action="store_true", help="measure this checkout's app on results stores")
     mode.add_argument("--score-memory", action="store_true", help="peak RSS of `score` into a store at --counts")
-    p.add_argument("--sizes", nargs="+", help=f"NxL (baseline; default {' '.join(SIZES)}) or NxL[:T][+LONG] (store; "
-                                              f"default {' '.join(STORE_SIZES)})")
+    p.add_argument("--sizes", nargs="+", help=f"NxL[:T][+LONG] (default {' '.join(STORE_SIZES)})")
     p.add_argument("--counts", nargs="+", type=int, default=list(SCORE_COUNTS), help="--score-memory: trajectories")
-    p.add_argument("--quick", action="store_true", help=f"a smoke run: baseline {QUICK_SIZES[0]}, store "
-                                                        f"{STORE_QUICK_SIZES[0]}, score-memory {SCORE_QUICK_COUNTS}")
-    p.add_argument("--commit", default=BASELINE_COMMIT, help="the commit --baseline measures")
-    p.add_argument("--mem-cap-gb", type=float, default=15.0, help="kill a load or server whose RSS passes this")
+    p.add_argument("--quick", action="store_true", help=f"a smoke run: store {STORE_QUICK_SIZES[0]}, score-memory "
+                                                        f"{SCORE_QUICK_COUNTS}")
+    p.add_argument("--mem-cap-gb", type=float, default=15.0, help="kill a server or score run whose RSS passes this")
     p.add_argument("--step-timeout", type=float, default=h.STEP_TIMEOUT, help="seconds per step")
     p.add_argument("--r-max", type=int, default=50, help="the r_max the r_max step sets")
-    p.add_argument("--data-dir", help="keep (and reuse) the synthetic scores or stores here instead of a temporary "
-                                      "folder")
+    p.add_argument("--data-dir", help="keep (and reuse) the synthetic stores here instead of a temporary folder")
     p.add_argument("--score-threads", type=int, help="--score-memory: OMP_NUM_THREADS of the score process (1 is "
                                                       "several times faster on a loaded 2-core machine)")
     p.add_argument("--score-timeout", type=float, default=7200.0, help="--score-memory: seconds per count")
@@ -1045,13 +836,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.score_memory:
         return run_score_memory(args)
+    if not args.store:
+        p.error("choose what to measure: --store or --score-memory")
     if h.browser_binaries() is None:
         p.error("no chromium and chromedriver on this machine")
-    if args.store:
-        return run_store(args)
-    if not args.baseline:
-        p.error("choose what to measure: --baseline, --store or --score-memory")
-    return run_baseline(args)
+    return run_store(args)
 
 
 if __name__ == "__main__":

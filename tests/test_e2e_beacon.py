@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from bench.app_harness import browser_binaries, chrome, start_server, stop_server  # noqa: E402
+from bench.app_harness import (  # noqa: E402
+    PAGE_WAIT as WAIT,
+    browser_binaries,
+    chrome,
+    open_page,
+    start_server,
+    stop_server,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from hostile_data import hostile_store  # noqa: E402
@@ -29,7 +35,6 @@ pytestmark = [
     pytest.mark.skipif(not available_demo_students(), reason="no precomputed demo scores"),
 ]
 ROOT = Path(__file__).resolve().parents[1]
-WAIT = 90  # seconds; the machine may be busy
 
 # every attribute that makes the browser fetch or link a URL, on any element, that names the beacon
 POINTS_AT_JS = """
@@ -80,14 +85,6 @@ def app(beacon, tmp_path_factory):
                           timeout=WAIT)
     yield server, host
     stop_server(server)
-
-
-def open_page(driver, url: str, ready: str = "h1") -> None:
-    driver.get(url)
-    wait = WebDriverWait(driver, WAIT)
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ready)))
-    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'))
-    time.sleep(1.0)
 
 
 def test_no_page_fetches_or_links_the_beacon(app, beacon, tmp_path):

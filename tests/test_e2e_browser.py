@@ -2,33 +2,19 @@
 opened in headless Chromium (Selenium), a token hovered for its tooltip, the span that raises RSR most jumped to,
 every page read at 1280 and 900 px wide (no value, label or button cut, no overlapping chart labels, no toolbar
 over a chart's title, the teaching page's tables without sideways scrolling), screenshots saved in tests/artifacts/
-(inspector.png, 1400x1000 with a hover card, is the README's screenshot). Skips without chromium and
-chromedriver."""
+(inspector.png, 1400x1000 with a hover card, is the README's screenshot). The server, the browser and the wait for a
+page are the app benchmark's (`bench/app_harness.py`). Skips without chromium and chromedriver."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-WAIT = 90  # seconds; the machine may be busy
 WIDTHS = (1280, 900)  # window widths the pages must read well at (900: the sidebar open beside a 540 px page)
 FITTING_TABLES = (".st-key-zpd_simulation", ".st-key-zpd_cartoon")  # tables that must not scroll sideways
-
-# every plotly chart and every table in view has been drawn (those in a closed expander or another tab are drawn
-# when shown)
-DRAWN_JS = """
-const hidden = el => !el.getClientRects().length || el.closest('details:not([open])');
-const drawn = (sel, part) => [...document.querySelectorAll(sel)].every(el => hidden(el) || el.querySelector(part));
-return drawn('[data-testid="stPlotlyChart"]', '.main-svg') && drawn('[data-testid="stDataFrame"]', '.dvn-scroller');
-"""
 
 CURVE_DRAWN_JS = """
 return [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.includes('-token windows'));
@@ -75,7 +61,15 @@ return problems;
 """
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from bench.app_harness import browser_binaries, chrome  # noqa: E402  (one way to launch Chromium)
+from bench.app_harness import (  # noqa: E402  (one way to start the app, launch Chromium and wait for a page)
+    DRAWN_JS,
+    PAGE_WAIT as WAIT,
+    browser_binaries,
+    chrome,
+    open_page,
+    start_server,
+    stop_server,
+)
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -93,50 +87,12 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not become healthy in {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app served as `make app` starts it (`python -m rsr_core app`) from an empty score cache."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    env = {**os.environ, "RSR_CACHE_DIR": str(tmp / "cache")}
-    log = open(tmp / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rsr_core", "app", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    app = start_server(ROOT, workdir=tmp_path_factory.mktemp("e2e"), timeout=WAIT)
+    yield app.url
+    stop_server(app)
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +106,6 @@ def page_url(base: str, path: str) -> str:
     """The URL `st.navigation` gives a page: the default page at /, the others at /<file stem>."""
     spec = next(p for p in available_pages() if p.path == path)
     return base + "/" if spec.default else f"{base}/{Path(path).stem}"
-
-
-def open_page(driver, url: str) -> None:
-    driver.get(url)
-    wait = WebDriverWait(driver, WAIT)
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "h1")))
-    # the run is over when Streamlit's "running" status widget is gone
-    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'))
-    wait.until(lambda d: d.execute_script(DRAWN_JS))  # charts and tables drawn
-    time.sleep(1.0)
 
 
 def card(driver, token) -> str:
