@@ -133,19 +133,12 @@ def row_statistics(logits: torch.Tensor, targets: torch.Tensor, k: int,
 
 
 def _self_check() -> bool:
-    """The kernel against the eager reduction on logits [64, 5000] with ties and -inf entries."""
-    from rsr_core.engine.scoring import LARK_K, TOP_K, token_statistics
+    """The kernel against the eager reduction on `scoring.self_check_logits` (ties and -inf entries)."""
+    from rsr_core.engine.scoring import LARK_K, TOP_K, agrees, self_check_logits
 
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(64, 5000, generator=g).mul_(3).round_()
-    logits[::7, ::3] = float("-inf")
-    targets = torch.randint(0, 5000, (64,), generator=g)
+    logits, targets = self_check_logits()
     got, bad = row_statistics(logits, targets, TOP_K, LARK_K)
-    want = token_statistics(logits, targets, TOP_K)
-    same = (not bool(bad.any()) and torch.equal(got["rank"], want["rank"])
-            and all(torch.allclose(got[n], want[n], rtol=1e-5, atol=1e-6)
-                    for n in ("surprisal", "entropy", "top_probs", "brier", "lark_brier"))
-            and torch.equal(logits.gather(1, got["top_ids"]), logits.gather(1, want["top_ids"])))
+    same = agrees(got, bad, logits, targets, rtol=1e-5, atol=1e-6)
     if not same:
         log.warning("the compiled CPU reduction disagrees with the eager one; reducing with torch")
     return same

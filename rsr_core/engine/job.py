@@ -59,8 +59,38 @@ def format_seconds(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
+class BackgroundRun:
+    """A run in a daemon thread that the app starts, asks to stop and reads: the class gives `_run` (which sets
+    `finished` when it ends), `thread_name`, and the fields `_thread`, `_stop` (an Event) and `finished`."""
+
+    thread_name = "rsr-run"
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to end (after the forward pass in flight, or at the next layer: the run says which)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self.finished
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (for tests and scripts); True when it has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.finished
+
+
 @dataclass
-class ScoringJob:
+class ScoringJob(BackgroundRun):
     """Score `trajectories` (or what `load` returns, called in the thread) under `student` into the store at
     `store`. Read `progress`, `errors`, `notes`, `failure`, `stopped`, `finished` at any time."""
 
@@ -82,29 +112,11 @@ class ScoringJob:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    thread_name = "rsr-scoring"
+
     def start(self) -> "ScoringJob":
         self.progress.total = len(self.trajectories)
-        self._thread = threading.Thread(target=self._run, name="rsr-scoring", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Ask the run to end after the forward pass in flight."""
-        self._stop.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and not self.finished
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends (for tests and scripts); True when it has ended."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.finished
+        return super().start()
 
     def _run(self) -> None:
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from rsr_core.data.trajectory import Trajectory
 from rsr_core.engine.chat_format import MAX_LEN
-from rsr_core.engine.job import JobProgress
+from rsr_core.engine.job import BackgroundRun, JobProgress
 from rsr_core.engine.rescoring import PrefixCache, Rescored, rescore
 from rsr_core.engine.student import Student
 
@@ -21,7 +21,7 @@ class Stopped(Exception):
 
 
 @dataclass
-class RescoreJob:
+class RescoreJob(BackgroundRun):
     """Score `trajectory` under `student`, from the prefix state under `key` where it shares a prefix with it."""
 
     trajectory: Trajectory
@@ -39,26 +39,7 @@ class RescoreJob:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "RescoreJob":
-        self._thread = threading.Thread(target=self._run, name="rsr-rescore", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and not self.finished
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.finished
+    thread_name = "rsr-rescore"
 
     def _on_pass(self, tokens: int, fraction: float, stage: str) -> None:
         if self._stop.is_set():

@@ -192,22 +192,34 @@ def fused_ready(device: torch.device) -> bool:
     return _FUSED_READY[key]
 
 
-def _fused_self_check(device: torch.device) -> bool:
-    """The fused pass against token_statistics on logits [64, 5000] with ties and -inf entries, fp32 and bf16."""
+def self_check_logits() -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [64, 5000], targets [64]) that a one-pass reduction is checked on: ties and -inf entries."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(64, 5000, generator=g).mul_(3).round_()
     logits[::7, ::3] = float("-inf")
-    targets = torch.randint(0, 5000, (64,), generator=g).to(device)
+    return logits, torch.randint(0, 5000, (64,), generator=g)
+
+
+def agrees(got: dict[str, torch.Tensor], bad: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+           rtol: float, atol: float) -> bool:
+    """Whether a one-pass reduction's statistics of logits [C, V] equal token_statistics': no row flagged, the
+    ranks exactly, the top-k the same logits, the rest within the tolerances."""
+    want = token_statistics(logits, targets, TOP_K)
+    return (not bool(bad.any()) and torch.equal(got["rank"], want["rank"])
+            and all(torch.allclose(got[n], want[n], rtol=rtol, atol=atol)
+                    for n in ("surprisal", "entropy", "top_probs", "brier", "lark_brier"))
+            and torch.equal(logits.gather(1, got["top_ids"]), logits.gather(1, want["top_ids"])))
+
+
+def _fused_self_check(device: torch.device) -> bool:
+    """The fused pass against token_statistics on `self_check_logits`, fp32 and bf16."""
+    logits, targets = self_check_logits()
+    targets = targets.to(device)
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = logits.to(device=device, dtype=dtype)
             got, bad = fused_stats.fused_token_statistics(x, targets, TOP_K, LARK_K)
-            want = token_statistics(x, targets, TOP_K)
-            same = (not bool(bad.any()) and torch.equal(got["rank"], want["rank"])
-                    and all(torch.allclose(got[n], want[n], rtol=1e-4, atol=1e-5)
-                            for n in ("surprisal", "entropy", "top_probs", "brier", "lark_brier"))
-                    and torch.equal(x.gather(1, got["top_ids"]), x.gather(1, want["top_ids"])))
-            if not same:
+            if not agrees(got, bad, x, targets, rtol=1e-4, atol=1e-5):
                 warnings.warn("the fused GPU reduction disagrees with token_statistics; using the eager path",
                               stacklevel=2)
                 return False
