@@ -12,13 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 180
 
 
-def open_page(page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
-    """The app (app.py: navigation and the sidebar, which loads the demo's precomputed scores) showing `page`."""
+def open_page(page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: Path | None = None) -> AppTest:
+    """The app (app.py: navigation and the sidebar, which loads the demo's precomputed scores, or the results
+    store `store` opened with RSR_STORE) showing `page`."""
     from rsr_core.data.demo import available_demo_students
 
-    if not available_demo_students():
+    if store is None and not available_demo_students():
         pytest.skip("the demo pool's precomputed scores are missing (make demo-scores)")
     monkeypatch.setenv("RSR_CACHE_DIR", str(tmp_path / "cache"))
+    if store is not None:
+        monkeypatch.setenv("RSR_STORE", str(store))
     keep_app_navigation(monkeypatch)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception

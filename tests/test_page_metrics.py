@@ -11,8 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rsr_core.data.demo import DEMO_STORE, load_demo
-from tests.app_pages import TIMEOUT, chart_titles, frame_by_key, frame_with_column, open_page
-from tests.conftest import ROOT, keep_app_navigation
+from tests.app_pages import chart_titles, frame_by_key, frame_with_column, open_page
 from tests.test_same_pass import strip_same_pass
 
 PAGE = "pages/metrics.py"
@@ -97,14 +96,7 @@ def test_other_pooling_recomputes_g_hat(page):
 
 
 def open_store(monkeypatch, tmp_path, store) -> AppTest:
-    monkeypatch.setenv("RSR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("RSR_STORE", str(store))
-    keep_app_navigation(monkeypatch)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-    assert not at.exception, at.exception
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, monkeypatch, tmp_path, store=store)
 
 
 def test_a_store_opened_with_rsr_store(monkeypatch, tmp_path):
