@@ -36,6 +36,15 @@ def eit_messages(shared: Path, n: int, file: str = "math_gemini_level6_ranked.js
             for i, r in enumerate(rows)]
 
 
+def default_sigint() -> None:
+    """`preexec_fn` of a child that a test interrupts: SIGINT back to its default, so that Python in the child turns
+    it into KeyboardInterrupt even when the test runner was started with SIGINT ignored (a shell starts background
+    jobs that way, and children inherit it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def write_jsonl(path: Path, records) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

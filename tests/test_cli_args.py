@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from rsr_core import cli
-from tests.conftest import ROOT, mounted_tmpfs, write_jsonl
+from tests.conftest import ROOT, default_sigint, mounted_tmpfs, write_jsonl
 
 RECORDS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
                                         {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]}
@@ -323,7 +323,8 @@ def test_ctrl_c_during_start_up_says_interrupted(tmp_path, after_s):
     """SIGINT while the command imports, reads its inputs or loads the student: 'interrupted', exit 130."""
     pool = write_jsonl(tmp_path / "pool.jsonl", RECORDS * 1)
     child = subprocess.Popen([sys.executable, "-m", "rsr_core", "score", str(pool), "--out", str(tmp_path / "o.csv"),
-                              "--no-cache"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              "--no-cache"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             preexec_fn=default_sigint)
     time.sleep(after_s)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=300)

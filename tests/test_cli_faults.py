@@ -25,7 +25,7 @@ from rsr_core.data.trajectory import Trajectory
 from rsr_core.engine.chat_format import MAX_LEN
 from rsr_core.engine.pipeline import score_trajectories
 from rsr_core.engine.scoring import decoder_layers
-from tests.conftest import ROOT, fill, mounted_tmpfs, remount, write_jsonl
+from tests.conftest import ROOT, default_sigint, fill, mounted_tmpfs, remount, write_jsonl
 
 STUDENT = "smollm2-135m-instruct"
 DEMO = ROOT / "data" / "demo" / "candidates.jsonl"
@@ -88,7 +88,7 @@ def test_ctrl_c_never_replaces_a_complete_output_with_a_partial_one(tmp_path):
     pool = write_jsonl(tmp_path / "pool.jsonl", demo_records(20))
     child = subprocess.Popen([sys.executable, "-m", "rsr_core", "score", str(pool), "--out", str(out), "--no-cache",
                               "--dtype", "float32"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+                             text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and child.poll() is None:
         if any(committed_parts(m) for m in out.parent.glob(f".{out.name}.*.store/students/*/manifest.json")):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from rsr_core.data.tables import read_table
-from tests.conftest import ROOT, write_jsonl
+from tests.conftest import ROOT, default_sigint, write_jsonl
 
 REQUIRED = {"trajectory_id", "problem_id", "teacher", "student", "n_tokens", "rsr", "avg_surprisal",
             "avg_rank_clipped", "avg_rank", "avg_entropy", "truncated"}
@@ -118,7 +118,7 @@ def test_an_interrupted_store_run_resumes_without_duplicates(tmp_path):
     store = tmp_path / "store"
     args = [sys.executable, "-m", "rsr_core", "score", str(pool), "--out", str(store), "--no-cache",
             "--dtype", "float32"]
-    child = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     held = set()
     while time.monotonic() < deadline and not held:

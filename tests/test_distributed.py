@@ -17,7 +17,7 @@ pytest.importorskip("ray")
 from rsr_core.data.demo import CANDIDATES, DEMO_STORE, available_demo_students  # noqa: E402
 from rsr_core.data.formats import read_trajectories  # noqa: E402
 from rsr_core.data.store import ResultsStore  # noqa: E402
-from tests.conftest import ROOT, write_jsonl  # noqa: E402
+from tests.conftest import ROOT, default_sigint, write_jsonl  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not available_demo_students(), reason="no precomputed demo scores")]
@@ -74,7 +74,7 @@ def test_two_actors_give_the_single_process_numbers(tmp_path):
 
 def run_cli(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rsr_core", "score", *args], cwd=ROOT, text=True,
-                            stderr=subprocess.PIPE, **kw)
+                            stderr=subprocess.PIPE, preexec_fn=default_sigint, **kw)
 
 
 def wait_for_commits(store, least: int = 1, timeout: float = 300) -> set[str]:
