@@ -14,7 +14,7 @@ import pytest
 
 from rsr_core.analysis.rewrites import part_bounds, removal
 from rsr_core.data.edits import (Edit, EditError, Replacement, apply_replacements, edit_summary, edited_trajectory,
-                                 read_edits)
+                                 label_edited, read_edits)
 from rsr_core.data.trajectory import Trajectory, assistant_text, render_trace
 from rsr_core.engine.chat_format import encode
 from rsr_core.engine.rescoring import PrefixCache, cache_bytes, common_prefix, prefix_key, rescore
@@ -148,6 +148,19 @@ def test_the_edited_trajectory_carries_its_provenance():
     assert answer_changed.correct is None  # unknown until math-verify checks it (label_edited)
     with pytest.raises(EditError, match="changes nothing"):
         edited_trajectory(original, Edit("t1", response=text), taken=())
+
+
+def test_a_changed_answer_is_checked_against_the_reference():
+    """label_edited: math-verify decides the edited answers (reference "-1"); an unchanged answer keeps its label."""
+    original = trajectory()
+    text = assistant_text(original.messages[-1])
+    wrong = edited_trajectory(original, Edit("t1", response=text.replace("\\boxed{-1}", "\\boxed{3}")), taken={"t1"})
+    right = edited_trajectory(original, Edit("t1", response=text.replace("\\boxed{-1}.", "\\boxed{-1}. Done.")),
+                              taken={"t1", wrong.trajectory_id})
+    assert wrong.correct is None and right.correct is None
+    assert label_edited([wrong, right]) == 2
+    assert (wrong.correct, right.correct) == (False, True)
+    assert wrong.meta["correct_source"] == right.meta["correct_source"] == "math-verify"
 
 
 def test_a_removal_keeps_the_think_markers_and_whole_sentences():

@@ -27,7 +27,7 @@ from rsr_core.analysis.rewrites import part_bounds, removal, replacement_at, tok
 from rsr_core.analysis.zones import ZoneThresholds
 from rsr_core.data import demo
 from rsr_core.data.edits import (EDITED, Edit, EditError, Replacement, apply_replacements, edit_root,
-                                 edited_trajectory, message_with_text, turn_message)
+                                 edited_trajectory, label_edited, message_with_text, turn_message)
 from rsr_core.data.store import StoreError
 from rsr_core.data.token_scores import TokenScores
 from rsr_core.data.trajectory import REASONING_KEY, TOOL_CALLS_KEY, Trajectory, assistant_text, part_starts
@@ -390,6 +390,7 @@ def _add(tid, job, original, student, plain, max_len) -> None:
         target = editable_store(student.name)
         taken = set(results.store(target).conversation_ids()) if (Path(target) / "store.json").exists() else set()
         new = edited_trajectory(original, Edit(tid, response=job.text), taken)
+        label_edited([new])  # a changed answer is checked against the reference, where there is one
         result = keep_edited(target, student, [(new, job.result.scores)], plain, max_len)
     except (StoreError, EditError, OSError) as e:
         state.put(K_JOB, EditError(f"could not add it: {e}"))
