@@ -8,7 +8,7 @@ of the last version scored and its per-token statistics (bounded in bytes, least
 new rows. The numbers equal a full pass of the edited text (tested: ranks and top ids exactly, surprisal to 1e-5).
 
 Without a cache entry (a trajectory's first edit) the pass is a full one that keeps its cache, so the next edit of
-the same trajectory is fast; `prepare` does that pass ahead of time (the inspector's Edit mode, when it opens).
+the same trajectory is fast; the inspector's Edit mode runs that pass when it opens, ahead of the first edit.
 A student whose cache cannot be cropped back (sliding-window attention layers) rescores with full passes.
 """
 from __future__ import annotations
@@ -187,13 +187,6 @@ def rescore(student: Student, trajectory: Trajectory, prefix: PrefixCache | None
     reused = int((enc.positions <= start).sum()) if start else 0
     return Rescored(scores=scores, reused=reused, start=start, tokens_run=len(ids) - start,
                     seconds=time.perf_counter() - started, full_pass_reason=reason, encoded=enc)
-
-
-def prepare(student: Student, trajectory: Trajectory, prefix: PrefixCache, key: tuple, *,
-            plain_format: bool = False, max_len: int = MAX_LEN, on_pass: PassCallback | None = None) -> Rescored:
-    """The full pass that keeps the cache of `trajectory` (so that its first edit is fast); nothing when the cache
-    already holds it."""
-    return rescore(student, trajectory, prefix, key, plain_format=plain_format, max_len=max_len, on_pass=on_pass)
 
 
 def _run(student: Student, enc: Encoded, ids: list[int], state: PrefixState | None, start: int, k: int, lark: int,

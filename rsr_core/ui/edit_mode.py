@@ -163,10 +163,6 @@ def _apply(message: dict, reps: list[Replacement]) -> str:
     return apply_replacements(assistant_text(message), reps)
 
 
-def _calls_suffix(message: dict) -> str:
-    return assistant_text(message)[len(assistant_text({k: v for k, v in message.items() if k != TOOL_CALLS_KEY})):]
-
-
 def _current_text(tid: str, message: dict) -> str:
     """The edited text of the turn: the boxes put back together (thinking, answer, the tool calls unchanged)."""
     k_think, k_answer = _box_keys(tid)
